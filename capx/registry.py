@@ -1,0 +1,140 @@
+"""Named registries through which plugins (cells, tokenizers, datasets, ...) plug into capx.
+
+A plugin registers at import time with a decorator::
+
+    @CELLS.register("gru")
+    class GRUCell: ...
+
+Lookups import capx's own modules for that kind first, then the modules of installed packages
+that declare the ``capx.plugins`` entry-point group, so ``CELLS.get("lstm")`` works without the
+caller importing anything by hand.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import Any, Callable, Iterable
+
+ENTRY_POINT_GROUP = "capx.plugins"
+
+
+class PluginError(ImportError):
+    """A plugin module could not be imported; names the module and keeps the original error."""
+
+
+class UnknownNameError(ValueError, KeyError):
+    """A name that no plugin registered."""
+
+    def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
+        return str(self.args[0])
+
+
+class DuplicateNameError(ValueError):
+    """Two plugins registered the same name in one registry."""
+
+
+def import_plugin(module_name: str) -> Any:
+    """Import ``module_name``, turning any failure into a :class:`PluginError` that names it."""
+    try:
+        return importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the plugin's name
+        raise PluginError(
+            f"could not import plugin module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_plugins(modules: Iterable[str] = ()) -> None:
+    """Import extra plugin modules (e.g. from the config's ``plugins:`` list) and entry points."""
+    for module_name in modules:
+        import_plugin(module_name)
+    _load_entry_points()
+
+
+_entry_points_loaded = False
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry_point.load()
+        except Exception as exc:  # noqa: BLE001 - re-raised with the plugin's name
+            raise PluginError(
+                f"could not load plugin {entry_point.name!r} ({entry_point.value}) from the "
+                f"{ENTRY_POINT_GROUP!r} entry-point group: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+class Registry:
+    """Maps names to plugin objects of one kind (e.g. every recurrent cell)."""
+
+    def __init__(self, kind: str, builtin_modules: Iterable[str] = ()):
+        self.kind = kind
+        self._builtin_modules = tuple(builtin_modules)
+        self._builtins_loaded = False
+        self._entries: dict[str, Any] = {}
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        """Decorator that registers its target under ``name``; a duplicate name is an error."""
+
+        def decorator(obj: Any) -> Any:
+            self.add(name, obj)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+        if name in self._entries and self._entries[name] is not obj:
+            raise DuplicateNameError(
+                f"{self.kind} {name!r} is already registered by "
+                f"{_describe(self._entries[name])}; pick another name for {_describe(obj)}"
+            )
+        self._entries[name] = obj
+
+    def get(self, name: str) -> Any:
+        """The object registered as ``name``; an unknown name lists the registered ones."""
+        self._ensure_loaded()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}; registered {self.kind}s: "
+                f"{', '.join(self.names()) or '(none)'}. If it comes from a plugin, list its "
+                f"module under 'plugins:' in the config or install the package that provides it."
+            ) from None
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self._ensure_loaded()
+        return name in self._entries
+
+    def _ensure_loaded(self) -> None:
+        if self._builtins_loaded:
+            return
+        self._builtins_loaded = True
+        for module_name in self._builtin_modules:
+            import_plugin(module_name)
+        _load_entry_points()
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, names={sorted(self._entries)})"
+
+
+def _describe(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+CELLS = Registry("cell", builtin_modules=("capx.cells",))
+UPDATE_RULES = Registry("update rule", builtin_modules=("capx.optim",))
+TOKENIZERS = Registry("tokenizer", builtin_modules=("capx.tokenizers",))
+DATASETS = Registry("dataset", builtin_modules=("capx.datasets",))
+DECODERS = Registry("decoder", builtin_modules=("capx.decoding",))
