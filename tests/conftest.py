@@ -1,0 +1,41 @@
+"""Shared fixtures: the real data beside the checkout, skipped with a reason when absent."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+if str(REPO_ROOT) not in sys.path:  # plugins/ and examples/ import from the repository root
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (it sits beside the checkout in CI)")
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    return _require(SHARED_DATA)
+
+
+@pytest.fixture
+def coco_mini() -> Path:
+    return _require(SHARED_DATA / "coco-mini")
+
+
+@pytest.fixture
+def cs231n_dir() -> Path:
+    """coco-mini in the CS231n ``coco_captioning/`` layout."""
+    return _require(SHARED_DATA / "coco-mini" / "coco_captioning")
+
+
+@pytest.fixture
+def val2017_captions() -> Path:
+    return _require(SHARED_DATA / "coco-val2017-captions" / "captions_val2017.json")
