@@ -75,7 +75,9 @@ def require_file(path: str | os.PathLike, how_to_fix: str = HOW_TO_GET_DATA) -> 
 def open_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     """Open an HDF5 file for reading; a truncated or corrupt file becomes a :class:`DataError`."""
     path = require_file(path)
-    corrupt = f"could not read HDF5 file {path.resolve()} (truncated or corrupt?); download it again"
+    corrupt = (
+        f"could not read HDF5 file {path.resolve()} (truncated or corrupt?); download it again"
+    )
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
@@ -89,7 +91,7 @@ def open_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
 
 
 def h5_dataset(h5: h5py.File, *keys: str) -> h5py.Dataset:
-    """The first of ``keys`` present in ``h5`` (alternative spellings); a miss names file and keys."""
+    """The first of ``keys`` present in ``h5`` (alternative spellings); a miss names file, keys."""
     for key in keys:
         if key in h5 and isinstance(h5[key], h5py.Dataset):
             return h5[key]
@@ -105,7 +107,8 @@ def read_float32(dset: h5py.Dataset) -> np.ndarray:
         return dset[()]
     if dset.dtype.kind != "f":
         raise DataError(
-            f"{dset.file.filename} key {dset.name.lstrip('/')!r} holds {dset.dtype}, expected floats"
+            f"{dset.file.filename} key {dset.name.lstrip('/')!r} holds {dset.dtype}, "
+            f"expected floats"
         )
     out = np.empty(dset.shape, dtype=np.float32)
     if out.size:

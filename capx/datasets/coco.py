@@ -43,15 +43,20 @@ class DataWarning(UserWarning):
 # ------------------------------------------------------------------------------ shared helpers
 
 
-def choose_images(num_images: int, max_images: int | None, seed: int, stream: int) -> np.ndarray | None:
+def choose_images(
+    num_images: int, max_images: int | None, seed: int, stream: int
+) -> np.ndarray | None:
     """Sorted rows of a seeded random subset of ``max_images`` images; None keeps all.
 
     ``stream`` separates train from val so that changing one split's size leaves the other alone.
     """
     if max_images is None:
         return None
-    if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1:
-        raise ValueError(f"max_train/max_val must be a positive integer or None, got {max_images!r}")
+    is_int = isinstance(max_images, (int, np.integer)) and not isinstance(max_images, bool)
+    if not is_int or max_images < 1:
+        raise ValueError(
+            f"max_train/max_val must be a positive integer or None, got {max_images!r}"
+        )
     if max_images >= num_images:
         return None
     rng = np.random.default_rng([seed, stream])
@@ -236,7 +241,7 @@ def _json_split(
     stream: int,
     info: dict[str, Any],
 ) -> CaptionSplit:
-    """One split: captioned images that have features, sorted by id, captions in annotation order."""
+    """One split: captioned images with features, sorted by id, captions in annotation order."""
     captions_of, url_of = _read_annotations(json_path)
     without_captions = sorted(set(url_of) - set(captions_of))
     without_features = sorted(set(captions_of) - set(row_of_id))
@@ -270,7 +275,7 @@ def _json_split(
 
 
 def _read_annotations(path: Path) -> tuple[dict[int, list[str]], dict[int, str]]:
-    """Captions per image id (annotation-id order, whitespace stripped) and each listed image's url."""
+    """Captions per image id (annotation-id order, whitespace stripped), and listed images' urls."""
     content = read_json(path)
     for key in ("images", "annotations"):
         if not isinstance(content, dict) or not isinstance(content.get(key), list):
@@ -303,7 +308,8 @@ def _report(
     if image_ids:
         shown = ", ".join(map(str, image_ids[:10])) + (" ..." if len(image_ids) > 10 else "")
         warnings.warn(
-            f"{split}: {len(image_ids)} image(s) in {path.name} {problem} and are left out: {shown}",
+            f"{split}: {len(image_ids)} image(s) in {path.name} {problem} and are left out: "
+            f"{shown}",
             DataWarning,
             stacklevel=4,
         )
