@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 COCO_DIR_ENV = "CAPX_COCO_DIR"
+DATA_DIR_ENV = "CAPX_DATA_DIR"  # the folder `capx download` writes coco_captioning/ into
 DEFAULT_COCO_DIR = Path("data") / "coco_captioning"
 HOW_TO_GET_DATA = (
     "get the data with `capx download coco` (or `python -m capx.download coco`), "
@@ -53,8 +54,13 @@ class MissingDataError(DataError, FileNotFoundError):
 
 
 def default_coco_dir() -> Path:
-    """``$CAPX_COCO_DIR`` if set, else ``data/coco_captioning`` under the current directory."""
-    return Path(os.environ.get(COCO_DIR_ENV) or DEFAULT_COCO_DIR)
+    """``$CAPX_COCO_DIR`` if set, else ``coco_captioning`` in ``$CAPX_DATA_DIR`` (where
+    ``capx download coco`` puts it), else ``data/coco_captioning`` under the current directory."""
+    if os.environ.get(COCO_DIR_ENV):
+        return Path(os.environ[COCO_DIR_ENV])
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]) / DEFAULT_COCO_DIR.name
+    return DEFAULT_COCO_DIR
 
 
 def require_dir(path: str | os.PathLike, how_to_fix: str = HOW_TO_GET_DATA) -> Path:

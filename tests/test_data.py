@@ -99,10 +99,15 @@ def test_real_data_shapes_and_dtypes(cs231n_dir: Path) -> None:
 
 
 def test_default_base_dir_env_then_current_directory(cs231n_dir, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CAPX_DATA_DIR", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("CAPX_COCO_DIR", str(cs231n_dir))
     assert load_coco_data()["train_features"].shape[0] == 311
 
+    monkeypatch.setenv("CAPX_DATA_DIR", str(cs231n_dir.parent))
     monkeypatch.delenv("CAPX_COCO_DIR")
+    assert load_coco_data()["val_features"].shape[0] == 59
+
+    monkeypatch.delenv("CAPX_DATA_DIR")
     monkeypatch.chdir(tmp_path)
     with raises_naming(MissingDataError, str(tmp_path / "data" / "coco_captioning")):
         load_coco_data()

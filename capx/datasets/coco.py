@@ -122,7 +122,7 @@ def coco(
 ) -> CaptionData:
     """The CS231n ``coco_captioning/`` folder (see :func:`capx.data.load_coco_data`) as text.
 
-    ``base_dir`` defaults to ``$CAPX_COCO_DIR`` or ``data/coco_captioning``. ``max_train`` and
+    ``base_dir`` defaults to :func:`capx.data.default_coco_dir`. ``max_train`` and
     ``max_val`` keep a ``seed``-determined subset of that many images with all their captions.
     """
     base = default_coco_dir() if base_dir is None else Path(base_dir)
