@@ -1,0 +1,59 @@
+"""Vanilla RNN cell: h_t = tanh(x_t Wx + h_{t-1} Wh + b)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from capx.cells.base import Cell
+from capx.packing import Packing
+from capx.registry import CELLS
+
+
+def rnn_packed_forward(xw: np.ndarray, h0: np.ndarray, Wh: np.ndarray, packing: Packing):
+    """Run the recurrence in place over ``xw``; returns hidden states (P, H) and the cache."""
+    h = xw
+    prev = h0
+    scratch = np.empty_like(h0)
+    for t in range(packing.num_steps):
+        start, n = packing.offsets[t], packing.batch_sizes[t]
+        a = h[start : start + n]
+        np.matmul(prev[:n], Wh, out=scratch[:n])
+        a += scratch[:n]
+        np.tanh(a, out=a)
+        prev = a
+    return h, (h, h0, Wh, packing)
+
+
+def rnn_packed_backward(dh: np.ndarray, cache):
+    """Backward through :func:`rnn_packed_forward`; ``dh`` is overwritten with dxw."""
+    h, h0, Wh, packing = cache
+    da_all = dh
+    dnext = np.zeros_like(h0)
+    WhT = Wh.T
+    for t in range(packing.num_steps - 1, -1, -1):
+        start, n = packing.offsets[t], packing.batch_sizes[t]
+        da = da_all[start : start + n]
+        ht = h[start : start + n]
+        da += dnext[:n]
+        da *= 1.0 - ht * ht
+        np.matmul(da, WhT, out=dnext[:n])
+    h_prev = np.concatenate([h0, h])[packing.prev_rows]
+    dWh = h_prev.T @ da_all
+    return da_all, dnext, dWh
+
+
+@CELLS.register("rnn")
+class RNNCell(Cell):
+    """The CS231n vanilla RNN."""
+
+    gates = 1
+
+    def forward(self, xw, h0, Wh, packing):
+        return rnn_packed_forward(xw, h0, Wh, packing)
+
+    def backward(self, dh, cache):
+        return rnn_packed_backward(dh, cache)
+
+    def step(self, xw, state, Wh):
+        (prev_h,) = state
+        return (np.tanh(xw + prev_h @ Wh),)

@@ -1,0 +1,165 @@
+"""CaptioningSolver: minibatch training of a captioning model with a registered update rule.
+
+Keeps the CS231n API (``CaptioningSolver(model, data, update_rule=..., optim_config=...,
+lr_decay=..., batch_size=..., num_epochs=..., print_every=..., verbose=...)``, ``train()``,
+``loss_history``) and adds what experiments need without editing the solver: callbacks, gradient
+clipping, a seedable RNG, a stop on non-finite loss, and ``state_dict`` / ``load_state_dict`` so a
+run can resume exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from capx.data import sample_coco_minibatch
+from capx.registry import UPDATE_RULES
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; parameters still hold the last good values."""
+
+
+class Callback:
+    """Hooks a tracker or logger can attach to; override what you need. All get the solver."""
+
+    def on_train_begin(self, solver: "CaptioningSolver") -> None: ...
+    def on_iteration_end(self, solver: "CaptioningSolver", loss: float) -> None: ...
+    def on_epoch_end(self, solver: "CaptioningSolver") -> None: ...
+    def on_train_end(self, solver: "CaptioningSolver") -> None: ...
+
+
+class CaptioningSolver:
+    """Trains ``model`` on a CS231n-style data dict (``train_captions``, ``train_image_idxs``,
+    ``train_features``, ...)."""
+
+    def __init__(self, model: Any, data: dict[str, Any], update_rule: str = "adam",
+                 optim_config: dict[str, Any] | None = None, lr_decay: float = 1.0,
+                 batch_size: int = 100, num_epochs: int = 10, print_every: int = 10,
+                 verbose: bool = True, callbacks: Iterable[Callback] = (),
+                 grad_clip: float | None = None, seed: int | None = None):
+        """``seed=None`` draws minibatches from NumPy's global RNG, as CS231n does."""
+        self.model = model
+        self.data = data
+        self.update_rule_name = update_rule
+        self.update_rule = UPDATE_RULES.get(update_rule)
+        self.optim_config = dict(optim_config or {})
+        self.lr_decay = float(lr_decay)
+        self.batch_size = int(batch_size)
+        self.num_epochs = int(num_epochs)
+        self.print_every = int(print_every)
+        self.verbose = verbose
+        self.callbacks = list(callbacks)
+        self.grad_clip = grad_clip
+        self.rng = np.random if seed is None else np.random.RandomState(seed)
+        if self.batch_size <= 0 or self.num_epochs < 0:
+            raise ValueError("batch_size must be positive and num_epochs non-negative")
+        self._reset()
+
+    def _reset(self) -> None:
+        self.epoch = 0
+        self.iteration = 0
+        self.loss_history: list[float] = []
+        self.stop_training = False
+        flat = getattr(self.model.params, "flat", None)
+        # One optimiser state over the flat parameter buffer when the model has one.
+        names = ["flat"] if flat is not None else list(self.model.params)
+        self.optim_configs = {name: copy.deepcopy(self.optim_config) for name in names}
+
+    @property
+    def num_train(self) -> int:
+        return int(self.data["train_captions"].shape[0])
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return max(self.num_train // self.batch_size, 1)
+
+    @property
+    def num_iterations(self) -> int:
+        return self.num_epochs * self.iterations_per_epoch
+
+    @property
+    def learning_rate(self) -> float | None:
+        return next(iter(self.optim_configs.values())).get("learning_rate")
+
+    def _step(self) -> float:
+        captions, features, _ = sample_coco_minibatch(
+            self.data, batch_size=self.batch_size, split="train", rng=self.rng
+        )
+        loss, grads = self.model.loss(features, captions)
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss} at iteration {self.iteration + 1} (epoch {self.epoch}); "
+                "lower the learning rate or enable gradient clipping (solver.grad_clip)"
+            )
+        self._clip(grads)
+        flat_w = getattr(self.model.params, "flat", None)
+        flat_dw = getattr(grads, "flat", None)
+        if flat_w is not None and flat_dw is not None:
+            next_w, self.optim_configs["flat"] = self.update_rule(
+                flat_w, flat_dw, self.optim_configs["flat"])
+            if next_w is not flat_w:
+                flat_w[...] = next_w
+        else:
+            for name, w in self.model.params.items():
+                next_w, self.optim_configs[name] = self.update_rule(
+                    w, grads[name], self.optim_configs[name])
+                self.model.params[name] = next_w
+        return loss
+
+    def _clip(self, grads: dict[str, np.ndarray]) -> None:
+        if not self.grad_clip:
+            return
+        flat = getattr(grads, "flat", None)
+        arrays = [flat] if flat is not None else list(grads.values())
+        norm = math.sqrt(sum(float(np.vdot(g, g)) for g in arrays))
+        if norm > self.grad_clip:
+            for g in arrays:
+                g *= self.grad_clip / norm
+
+    def train(self) -> None:
+        """Run (or continue, after :meth:`load_state_dict`) until ``num_epochs`` are done."""
+        self.stop_training = False
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        while self.iteration < self.num_iterations and not self.stop_training:
+            loss = self._step()
+            self.loss_history.append(loss)
+            self.iteration += 1
+            if self.verbose and (self.iteration - 1) % self.print_every == 0:
+                print(f"(Iteration {self.iteration} / {self.num_iterations}) loss: {loss:f}")
+            for cb in self.callbacks:
+                cb.on_iteration_end(self, loss)
+            if self.iteration % self.iterations_per_epoch == 0:
+                self.epoch += 1
+                for config in self.optim_configs.values():
+                    config["learning_rate"] = config.get("learning_rate", 1e-3) * self.lr_decay
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+
+    # -- checkpoint state -------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly: parameters, optimiser state, RNG."""
+        return {
+            "params": {k: v.copy() for k, v in self.model.params.items()},
+            "optim_configs": copy.deepcopy(self.optim_configs),
+            "rng_state": self.rng.get_state(),
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "loss_history": list(self.loss_history),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, value in state["params"].items():
+            self.model.params[name] = value
+        self.optim_configs = copy.deepcopy(state["optim_configs"])
+        self.rng.set_state(state["rng_state"])
+        self.epoch = int(state["epoch"])
+        self.iteration = int(state["iteration"])
+        self.loss_history = list(state["loss_history"])
