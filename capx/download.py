@@ -376,6 +376,9 @@ def download(
         if created_dest and dest.is_dir() and not any(dest.iterdir()):
             dest.rmdir()
     say(f"{source.name} data ready in {folder}")
+    absent = [name for name in source.optional_files if not (folder / name).is_file()]
+    if absent:
+        say(f"(optional files not included: {', '.join(absent)})")
     return folder
 
 

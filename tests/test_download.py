@@ -424,4 +424,5 @@ def test_python_m_capx_download(tmp_path: Path, server: FileServer, payload: byt
 
     assert result.returncode == 0, result.stderr
     assert "data ready" in result.stderr
+    assert "optional files not included: train2014_vgg16_fc7.h5" in result.stderr
     assert missing_files(dest / "coco_captioning") == []
