@@ -34,11 +34,13 @@ def in_train_part(image_id: int, train_percent: int = 90) -> bool:
     return int(hashlib.md5(str(image_id).encode()).hexdigest(), 16) % 100 < train_percent
 
 
-def split_by_image(annotations: list[dict], train_percent: int = 90) -> tuple[list[str], list[str]]:
+def split_by_image(annotations: list[dict],
+                   train_percent: int = 90) -> tuple[list[str], list[str]]:
     """(train captions, held-out captions) of one annotation list."""
     train, held_out = [], []
     for ann in annotations:
-        (train if in_train_part(ann["image_id"], train_percent) else held_out).append(ann["caption"])
+        side = train if in_train_part(ann["image_id"], train_percent) else held_out
+        side.append(ann["caption"])
     return train, held_out
 
 

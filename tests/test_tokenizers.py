@@ -273,7 +273,8 @@ def test_vocab_stats_counts():
 
 def test_format_stats_table_puts_columns_side_by_side():
     word, char = WordTokenizer().fit(CORPUS), CharTokenizer().fit(CORPUS)
-    table = format_stats_table({"word": vocab_stats(word, CORPUS), "char": vocab_stats(char, CORPUS)})
+    table = format_stats_table({"word": vocab_stats(word, CORPUS),
+                                "char": vocab_stats(char, CORPUS)})
     lines = table.splitlines()
     assert lines[0].split() == ["word", "char"]
     vocab_line = next(line for line in lines if line.startswith("vocab_size "))

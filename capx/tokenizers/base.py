@@ -44,6 +44,10 @@ class NotFittedError(RuntimeError):
 class Tokenizer:
     """Base class: vocabulary, fixed-width encoding, decoding and (de)serialisation.
 
+    Options (keyword only): ``max_length`` symbols per caption, not counting ``<START>``/``<END>``;
+    ``min_count``: train symbols seen fewer times become ``<UNK>``; ``max_vocab``: the most entries
+    the vocabulary may hold, the four special tokens included (so ``vocab_size <= max_vocab``).
+
     Subclasses set ``name``, implement :meth:`normalize`, :meth:`tokenize` and :meth:`join`, and may
     override :meth:`_symbol_ids` with a faster batch lookup.
     """
@@ -138,13 +142,14 @@ class Tokenizer:
 
     # ----- encode / decode ---------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Captions -> int32 array (N, max_length + 2): ``<START> ids <END>`` padded with ``<NULL>``.
+        """Captions -> int32 array (N, max_length + 2): ``<START> ids <END>``, then ``<NULL>``s.
 
         Captions longer than ``max_length`` symbols are cut to ``max_length`` symbols and still end
         with ``<END>``; the share cut is kept in ``last_truncated_fraction`` and logged.
         """
         if isinstance(texts, str):
-            raise TypeError("encode() takes a list of caption strings; wrap one caption in a list")
+            raise TypeError("encode() takes a list of caption strings; "
+                            "wrap one caption in a list")
         self._require_fitted()
         texts = [_check_text(text) for text in texts]
         flat_ids, lengths = self._symbol_ids(texts)
