@@ -1,0 +1,198 @@
+"""Solver callbacks for experiments: progress bar, validation and samples, checkpoints, MLflow.
+
+They share one :class:`RunState` (latest validation loss, best so far, checkpoint paths), and run
+in the order the experiment lists them: validation first, then checkpoints, then tracking.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from capx.checkpoint import save_checkpoint
+from capx.solver import Callback
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunState:
+    """What the callbacks learn during training, for each other and for the closing summary."""
+
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    last_checkpoint: Path | None = None
+    best_checkpoint: Path | None = None
+    samples: list[str] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over iterations; ``enabled=None`` shows it only on a terminal."""
+
+    def __init__(self, state: RunState, enabled: bool | None = None):
+        self.state, self.enabled, self.bar = state, enabled, None
+
+    def on_train_begin(self, solver: Any) -> None:
+        self.bar = tqdm(total=solver.num_iterations, initial=solver.iteration, unit="it",
+                        disable=None if self.enabled is None else not self.enabled,
+                        dynamic_ncols=True, desc="training")
+
+    @property
+    def shown(self) -> bool:
+        return self.bar is not None and not self.bar.disable
+
+    def on_iteration_end(self, solver: Any, loss: float) -> None:
+        self.bar.update(1)
+        if solver.iteration % 5 == 0:
+            post = {"epoch": solver.epoch, "loss": f"{loss:.3f}"}
+            if self.state.val_loss is not None:
+                post["val"] = f"{self.state.val_loss:.3f}"
+            self.bar.set_postfix(post, refresh=False)
+
+    def on_epoch_end(self, solver: Any) -> None:
+        if not self.shown:  # logs one line per epoch instead of the bar
+            train = np.mean(solver.loss_history[-solver.iterations_per_epoch:])
+            val = "" if self.state.val_loss is None else f", val loss {self.state.val_loss:.4f}"
+            seconds = self.state.epoch_seconds[-1] if self.state.epoch_seconds else float("nan")
+            log.info("epoch %d/%d: train loss %.4f%s (%.1f s)", solver.epoch, solver.num_epochs,
+                     train, val, seconds)
+
+    def on_train_end(self, solver: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def batched_loss(model: Any, features: np.ndarray, captions: np.ndarray,
+                 image_idxs: np.ndarray, batch_size: int) -> float:
+    """Mean per-caption loss of ``model`` over all given captions, ``batch_size`` at a time."""
+    total, count = 0.0, 0
+    for start in range(0, len(captions), batch_size):
+        rows = slice(start, start + batch_size)
+        loss, _ = model.loss(features[image_idxs[rows]], captions[rows])
+        n = len(captions[rows])
+        total += float(loss) * n
+        count += n
+    return total / max(count, 1)
+
+
+class Validation(Callback):
+    """After each epoch: the validation loss and greedy sample captions for a few val images."""
+
+    def __init__(self, state: RunState, data: dict[str, Any], decode: Callable[[np.ndarray], list],
+                 max_length: int, batch_size: int = 500, max_captions: int | None = None,
+                 num_samples: int = 8):
+        self.state, self.data, self.decode = state, data, decode
+        self.max_length, self.batch_size, self.num_samples = max_length, batch_size, num_samples
+        n = len(data["val_captions"])
+        # A fixed, evenly spread subset: the same captions every epoch, no RNG consumed.
+        keep = n if max_captions is None else min(n, max_captions)
+        self.rows = np.linspace(0, n - 1, keep).round().astype(int) if n else np.zeros(0, int)
+        images = np.unique(data["val_image_idxs"]) if n else np.zeros(0, int)
+        self.sample_images = images[:num_samples]
+        self._epoch_started = time.perf_counter()
+
+    def on_train_begin(self, solver: Any) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, solver: Any) -> None:
+        self.state.epoch_seconds.append(time.perf_counter() - self._epoch_started)
+        if len(self.rows):
+            self.state.val_loss = batched_loss(
+                solver.model, self.data["val_features"], self.data["val_captions"][self.rows],
+                self.data["val_image_idxs"][self.rows], self.batch_size)
+            if self.state.best_val_loss is None or self.state.val_loss < self.state.best_val_loss:
+                self.state.best_val_loss, self.state.best_epoch = self.state.val_loss, solver.epoch
+        self.state.samples = self.sample_lines(solver.model)
+        self._epoch_started = time.perf_counter()
+
+    def sample_lines(self, model: Any) -> list[str]:
+        """``image i: sampled caption  |  reference caption`` for the sample images."""
+        if not len(self.sample_images):
+            return []
+        ids = model.sample(self.data["val_features"][self.sample_images], self.max_length)
+        sampled = self.decode(ids)
+        lines = []
+        for image, text in zip(self.sample_images, sampled):
+            ref_row = int(np.flatnonzero(self.data["val_image_idxs"] == image)[0])
+            reference = self.decode(self.data["val_captions"][ref_row])[0]
+            lines.append(f"image {int(image)}: {text}  |  reference: {reference}")
+        return lines
+
+
+class Checkpointer(Callback):
+    """Writes ``last.npz`` every few epochs and ``best.npz`` when the validation loss improves."""
+
+    def __init__(self, state: RunState, folder: Path, tokenizer: dict[str, Any], config_yaml: str,
+                 meta: dict[str, Any], every_epochs: int = 1):
+        self.state, self.folder, self.tokenizer = state, Path(folder), tokenizer
+        self.config_yaml, self.meta, self.every_epochs = config_yaml, meta, every_epochs
+
+    def save(self, solver: Any, name: str = "last.npz") -> Path:
+        meta = {**self.meta, "best_val_loss": self.state.best_val_loss,
+                "val_loss": self.state.val_loss}
+        path = save_checkpoint(self.folder / name, solver.state_dict(), self.tokenizer,
+                               self.config_yaml, meta)
+        if name == "last.npz":
+            self.state.last_checkpoint = path
+        return path
+
+    def on_epoch_end(self, solver: Any) -> None:
+        if solver.epoch % self.every_epochs == 0 or solver.epoch >= solver.num_epochs:
+            self.save(solver)
+        if self.state.best_epoch == solver.epoch:
+            self.state.best_checkpoint = self.save(solver, "best.npz")
+
+
+class TrackingCallback(Callback):
+    """Logs to MLflow: training loss every ``log_every`` iterations, epoch metrics and samples."""
+
+    def __init__(self, state: RunState, tracker: Any, log_every: int, tokens_per_caption: float,
+                 batch_size: int):
+        self.state, self.tracker, self.log_every = state, tracker, log_every
+        self.tokens_per_caption, self.batch_size = tokens_per_caption, batch_size
+        self.pending: list[Any] = []
+
+    def on_iteration_end(self, solver: Any, loss: float) -> None:
+        if solver.iteration % self.log_every == 0 or solver.iteration == 1:
+            from mlflow.entities import Metric
+
+            self.pending.append(Metric("train/loss", float(loss), int(time.time() * 1000),
+                                       solver.iteration))
+        if len(self.pending) >= 50:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.tracker.log_metric_batch(self.pending)
+            self.pending = []
+
+    def on_epoch_end(self, solver: Any) -> None:
+        self.flush()
+        seconds = self.state.epoch_seconds[-1] if self.state.epoch_seconds else 0.0
+        epoch_losses = solver.loss_history[-solver.iterations_per_epoch:]
+        metrics = {
+            "train/loss_epoch": float(np.mean(epoch_losses)),
+            "learning_rate": float(solver.learning_rate or 0.0),
+            "time/epoch_seconds": seconds,
+            "speed/tokens_per_second": (solver.iterations_per_epoch * self.batch_size
+                                        * self.tokens_per_caption / seconds if seconds else 0.0),
+            "epoch": solver.epoch,
+        }
+        if self.state.val_loss is not None:
+            metrics["val/loss"] = self.state.val_loss
+            metrics["val/best_loss"] = self.state.best_val_loss
+        self.tracker.log_metrics(metrics, step=solver.epoch)
+        if self.state.samples:
+            self.tracker.log_text("\n".join(self.state.samples) + "\n",
+                                  f"samples/epoch_{solver.epoch:03d}.txt")
+
+    def on_train_end(self, solver: Any) -> None:
+        self.flush()

@@ -1,0 +1,179 @@
+"""Training checkpoints as plain ``.npz`` files (no pickles), written atomically.
+
+A checkpoint holds everything needed to continue training bit for bit: model parameters, the
+update rule's state (nested dicts of arrays and scalars), the minibatch RNG state, epoch,
+iteration and loss history, plus the vocabulary (tokenizer JSON) and the config (YAML) it was
+trained with. Nested Python structures are stored as JSON whose arrays point at ``.npz`` entries,
+so loading works with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "capx-checkpoint"
+FORMAT_VERSION = 1
+_ARRAY_REF = "__array__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, truncated, or does not fit the model it is loaded into."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the solver state plus what it was trained with."""
+
+    state: dict[str, Any]
+    tokenizer: dict[str, Any]
+    config_yaml: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+# -- encoding nested structures -------------------------------------------------------------
+
+
+def _encode(value: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
+    """JSON-ready copy of ``value``; arrays and NumPy scalars go to ``arrays`` under ``prefix``."""
+    if isinstance(value, dict):
+        return {str(k): _encode(v, f"{prefix}/{k}", arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return {"__list__": [_encode(v, f"{prefix}/{i}", arrays) for i, v in enumerate(value)],
+                "__tuple__": isinstance(value, tuple)}
+    if isinstance(value, (np.ndarray, np.generic)):
+        arrays[prefix] = np.asarray(value)
+        return {_ARRAY_REF: prefix, "scalar": isinstance(value, np.generic)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} at {prefix!r} in a checkpoint")
+
+
+def _decode(value: Any, arrays: Any) -> Any:
+    if isinstance(value, dict):
+        if _ARRAY_REF in value:
+            array = arrays[value[_ARRAY_REF]]
+            return array[()] if value.get("scalar") else array.copy()
+        if "__list__" in value:
+            items = [_decode(v, arrays) for v in value["__list__"]]
+            return tuple(items) if value.get("__tuple__") else items
+        return {k: _decode(v, arrays) for k, v in value.items()}
+    return value
+
+
+# -- save -------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], tokenizer: dict[str, Any],
+                    config_yaml: str, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``state`` (from ``CaptioningSolver.state_dict()``) and its context to ``path``.
+
+    The file appears complete or not at all: it is written to a temporary file in the same
+    folder, synced, then renamed over ``path``.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in state["params"].items():
+        arrays[f"params/{name}"] = np.asarray(value)
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "param_shapes": {k: list(np.shape(v)) for k, v in state["params"].items()},
+        "param_dtypes": {k: str(np.asarray(v).dtype) for k, v in state["params"].items()},
+        "optim_configs": _encode(state["optim_configs"], "optim", arrays),
+        "rng_state": _encode(state["rng_state"], "rng", arrays),
+        "epoch": int(state["epoch"]),
+        "iteration": int(state["iteration"]),
+        "meta": meta or {},
+    }
+    arrays["loss_history"] = np.asarray(state["loss_history"], dtype=np.float64)
+    arrays["header_json"] = np.asarray(json.dumps(header))
+    arrays["tokenizer_json"] = np.asarray(json.dumps(tokenizer))
+    arrays["config_yaml"] = np.asarray(config_yaml)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as tmp:
+            np.savez(tmp, **arrays)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# -- load -------------------------------------------------------------------------------------
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`; a damaged file is a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}  # reads (and CRC-checks) every entry
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or not a capx checkpoint ({type(exc).__name__}: "
+            f"{exc}); use another checkpoint (e.g. best.npz) or start without resume") from exc
+    for key in ("header_json", "tokenizer_json", "config_yaml", "loss_history"):
+        if key not in arrays:
+            raise CheckpointError(f"checkpoint {path} has no {key!r} entry: not a capx checkpoint")
+    header = json.loads(str(arrays["header_json"]))
+    if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format {header.get('format')!r} version "
+            f"{header.get('format_version')!r}; this capx reads {FORMAT!r} version {FORMAT_VERSION}")
+    params = {}
+    for name in header["param_shapes"]:
+        key = f"params/{name}"
+        if key not in arrays:
+            raise CheckpointError(f"checkpoint {path} lacks parameter {name!r}")
+        params[name] = arrays[key]
+    state = {
+        "params": params,
+        "optim_configs": _decode(header["optim_configs"], arrays),
+        "rng_state": _decode(header["rng_state"], arrays),
+        "epoch": header["epoch"],
+        "iteration": header["iteration"],
+        "loss_history": arrays["loss_history"].tolist(),
+    }
+    return Checkpoint(state=state, tokenizer=json.loads(str(arrays["tokenizer_json"])),
+                      config_yaml=str(arrays["config_yaml"]), meta=header.get("meta", {}),
+                      path=path)
+
+
+def check_compatible(checkpoint: Checkpoint, params: dict[str, np.ndarray],
+                     idx_to_word: list[str]) -> None:
+    """Raise :class:`CheckpointError` unless the checkpoint fits this model and vocabulary."""
+    where = checkpoint.path or "the checkpoint"
+    saved_vocab = checkpoint.tokenizer.get("idx_to_word", [])
+    if list(saved_vocab) != list(idx_to_word):
+        first = next((i for i, (a, b) in enumerate(zip(saved_vocab, idx_to_word)) if a != b),
+                     min(len(saved_vocab), len(idx_to_word)))
+        saw = saved_vocab[first] if first < len(saved_vocab) else "(end)"
+        has = idx_to_word[first] if first < len(idx_to_word) else "(end)"
+        raise CheckpointError(
+            f"{where} was trained with another vocabulary ({len(saved_vocab)} symbols, this run "
+            f"has {len(idx_to_word)}; first difference at id {first}: {saw!r} vs {has!r}). "
+            f"Resume with the dataset and tokenizer settings it was trained with.")
+    saved = checkpoint.state["params"]
+    if set(saved) != set(params):
+        raise CheckpointError(f"{where} holds parameters {sorted(saved)}, the model has "
+                              f"{sorted(params)}: another cell type?")
+    for name, value in params.items():
+        if tuple(saved[name].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{where}: parameter {name!r} has shape {tuple(saved[name].shape)}, the model's "
+                f"is {tuple(value.shape)}; resume with the model sizes it was trained with")

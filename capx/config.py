@@ -1,0 +1,219 @@
+"""Validate a composed experiment config before any work starts.
+
+Hydra already rejects an unknown group option (``cell=gruu``) and an override of a key that does
+not exist. This module checks the rest: keys misspelled inside YAML files or added with ``+``,
+value types and ranges (a negative learning rate, a zero hidden size), and plugin names and
+options against what the registries hold (a dataset's or tokenizer's options are the keyword
+arguments its plugin takes). Every problem is reported at once, each naming the key and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Optional, get_args, get_origin, get_type_hints
+
+from omegaconf import DictConfig, OmegaConf
+
+from capx.registry import CELLS, DATASETS, TOKENIZERS, UPDATE_RULES, load_plugins
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message lists every problem found."""
+
+
+@dataclass
+class ModelConfig:
+    wordvec_dim: int = 128
+    hidden_dim: int = 256
+    dtype: str = "float32"
+
+
+@dataclass
+class SolverConfig:
+    update_rule: str = "adam"
+    learning_rate: float = 5e-3
+    lr_decay: float = 0.95
+    num_epochs: int = 10
+    batch_size: int = 100
+    grad_clip: Optional[float] = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: Optional[str] = None
+    experiment_name: str = "capx"
+    run_name: Optional[str] = None
+    log_every: int = 10
+
+
+@dataclass
+class CheckpointConfig:
+    every_epochs: int = 1
+
+
+@dataclass
+class EvaluationConfig:
+    val_batch_size: int = 500
+    max_val_captions: Optional[int] = 2000
+    num_samples: int = 8
+
+
+@dataclass
+class TopLevelConfig:
+    seed: int = 0
+    plugins: list = field(default_factory=list)
+    resume: Optional[str] = None
+    progress: Any = "auto"
+
+
+FIXED_GROUPS: dict[str, type] = {
+    "model": ModelConfig, "solver": SolverConfig, "tracking": TrackingConfig,
+    "checkpoint": CheckpointConfig, "evaluation": EvaluationConfig,
+}
+PLUGIN_GROUPS = ("dataset", "tokenizer", "cell")
+TOP_LEVEL_KEYS = [f.name for f in fields(TopLevelConfig)] + list(FIXED_GROUPS) + list(PLUGIN_GROUPS)
+PROGRESS_VALUES = ("auto", True, False)
+DTYPES = ("float32", "float64")
+
+
+def validate(cfg: DictConfig | dict) -> dict[str, Any]:
+    """Check ``cfg`` and return it as a plain resolved dict; raise :class:`ConfigError` if wrong.
+
+    Imports the modules listed under ``plugins`` first, so their cells, tokenizers and datasets
+    count as known names.
+    """
+    plain = _to_plain(cfg)
+    problems: list[str] = []
+    _check_keys("", plain, TOP_LEVEL_KEYS, problems)
+    _check_fields("", plain, TopLevelConfig, problems)
+    if plain.get("progress", "auto") not in PROGRESS_VALUES:
+        problems.append(f"progress: must be one of auto, true, false; got {plain['progress']!r}")
+    plugins = plain.get("plugins") or []
+    if isinstance(plugins, list):
+        try:
+            load_plugins(plugins)
+        except ImportError as exc:
+            problems.append(f"plugins: {exc}")
+    for group, schema in FIXED_GROUPS.items():
+        section = plain.get(group)
+        if not isinstance(section, dict):
+            problems.append(f"{group}: missing or not a mapping (pick one with {group}=...)")
+            continue
+        _check_keys(f"{group}.", section, [f.name for f in fields(schema)], problems)
+        _check_fields(f"{group}.", section, schema, problems)
+    for group in PLUGIN_GROUPS:
+        _check_plugin_group(group, plain.get(group), problems)
+    if not problems:
+        _check_ranges(plain, problems)
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+    return plain
+
+
+def _to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
+    if isinstance(cfg, DictConfig):
+        try:
+            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+        except Exception as exc:  # noqa: BLE001 - interpolation errors name the key themselves
+            raise ConfigError(f"invalid config: {exc}") from exc
+    return dict(cfg)
+
+
+def _check_keys(prefix: str, section: dict, allowed: list[str], problems: list[str]) -> None:
+    for key in section:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{prefix}{key}: unknown key{hint}; allowed keys: "
+                            f"{', '.join(sorted(allowed))}")
+
+
+def _check_fields(prefix: str, section: dict, schema: type, problems: list[str]) -> None:
+    hints = get_type_hints(schema)
+    for f in fields(schema):
+        if f.name in section and not _has_type(section[f.name], hints[f.name]):
+            problems.append(f"{prefix}{f.name}: expected {_type_name(hints[f.name])}, "
+                            f"got {section[f.name]!r}")
+
+
+def _has_type(value: Any, annotation: Any) -> bool:
+    if annotation is Any:
+        return True
+    if get_origin(annotation) is not None and type(None) in get_args(annotation):
+        return value is None or _has_type(value, [a for a in get_args(annotation)
+                                                  if a is not type(None)][0])
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is not None:
+        inner = [a for a in get_args(annotation) if a is not type(None)][0]
+        return f"{_type_name(inner)} or null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            list: "a list", dict: "a mapping"}.get(annotation, str(annotation))
+
+
+def _check_plugin_group(group: str, section: Any, problems: list[str]) -> None:
+    if not isinstance(section, dict) or "name" not in section:
+        problems.append(f"{group}: missing or has no 'name' (pick one with {group}=...)")
+        return
+    registry = {"dataset": DATASETS, "tokenizer": TOKENIZERS, "cell": CELLS}[group]
+    name = section["name"]
+    if name not in registry:
+        problems.append(f"{group}.name: unknown {registry.kind} {name!r}; registered: "
+                        f"{', '.join(registry.names())}. A plugin's module must be listed under "
+                        f"'plugins:' (e.g. plugins=[plugins.gru] for cell=gru)")
+        return
+    allowed = ["name"] + plugin_options(group, registry.get(name))
+    _check_keys(f"{group}.", section, allowed, problems)
+
+
+def plugin_options(group: str, plugin: Callable[..., Any]) -> list[str]:
+    """The keyword options a dataset function or tokenizer class takes (what its config may set)."""
+    if group == "cell":
+        return []
+    kinds = ((inspect.Parameter.KEYWORD_ONLY,) if group == "tokenizer" else
+             (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    return [p.name for p in inspect.signature(plugin).parameters.values() if p.kind in kinds]
+
+
+RangeRule = tuple[str, Callable[[Any], bool], str]
+RANGE_RULES: list[RangeRule] = [
+    ("model.wordvec_dim", lambda v: v > 0, "must be a positive integer"),
+    ("model.hidden_dim", lambda v: v > 0, "must be a positive integer"),
+    ("model.dtype", lambda v: v in DTYPES, f"must be one of {', '.join(DTYPES)}"),
+    ("solver.learning_rate", lambda v: v > 0, "must be a positive number"),
+    ("solver.lr_decay", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("solver.num_epochs", lambda v: v >= 1, "must be an integer >= 1"),
+    ("solver.batch_size", lambda v: v >= 1, "must be an integer >= 1"),
+    ("solver.grad_clip", lambda v: v is None or v > 0, "must be a positive number or null (off)"),
+    ("tracking.log_every", lambda v: v >= 1, "must be an integer >= 1"),
+    ("tracking.experiment_name", lambda v: bool(v.strip()), "must not be empty"),
+    ("checkpoint.every_epochs", lambda v: v >= 1, "must be an integer >= 1"),
+    ("evaluation.val_batch_size", lambda v: v >= 1, "must be an integer >= 1"),
+    ("evaluation.max_val_captions", lambda v: v is None or v >= 1, "must be >= 1 or null (all)"),
+    ("evaluation.num_samples", lambda v: v >= 0, "must be an integer >= 0"),
+    ("tokenizer.max_length", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
+    ("seed", lambda v: v >= 0, "must be an integer >= 0"),
+]
+
+
+def _check_ranges(plain: dict[str, Any], problems: list[str]) -> None:
+    for dotted, ok, message in RANGE_RULES:
+        group, _, key = dotted.rpartition(".")
+        section = plain.get(group) if group else plain
+        if isinstance(section, dict) and key in section and not ok(section[key]):
+            problems.append(f"{dotted}: {message}, got {section[key]!r}")
+    rule = plain["solver"]["update_rule"]
+    if rule not in UPDATE_RULES:
+        problems.append(f"solver.update_rule: unknown update rule {rule!r}; registered: "
+                        f"{', '.join(UPDATE_RULES.names())}")

@@ -1,0 +1,455 @@
+"""One experiment job: config -> data -> tokenizer -> model -> training -> MLflow run.
+
+:func:`main` is what ``run.py`` calls under Hydra; :func:`run` does the work and returns the run's
+status (``FINISHED``, ``FAILED`` or ``KILLED``) instead of raising, so one failed job of a sweep
+does not stop the others. SIGINT/SIGTERM during training stop after the current iteration, save a
+checkpoint and mark the run KILLED.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from capx import tracking
+from capx.callbacks import (Checkpointer, ProgressBar, RunState, TrackingCallback, Validation)
+from capx.checkpoint import Checkpoint, CheckpointError, check_compatible, load_checkpoint
+from capx.config import ConfigError, validate
+
+log = logging.getLogger(__name__)
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "INVALID": 2, "KILLED": 130}
+
+
+@dataclass
+class JobContext:
+    """Where this job runs: Hydra's folders and overrides, or plain defaults outside Hydra."""
+
+    original_cwd: Path
+    output_dir: Path
+    multirun: bool = False
+    sweep_dir: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def current(cls) -> "JobContext":
+        try:
+            from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
+
+            hc = HydraConfig.get()
+        except (ImportError, ValueError):
+            cwd = Path.cwd()
+            return cls(cwd, cwd / "outputs" / datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f"))
+        cwd = Path(hc.runtime.cwd)
+        sweep_dir = Path(hc.sweep.dir)
+        return cls(
+            original_cwd=cwd,
+            output_dir=Path(hc.runtime.output_dir),
+            multirun=hc.mode == RunMode.MULTIRUN,
+            sweep_dir=sweep_dir if sweep_dir.is_absolute() else cwd / sweep_dir,
+            overrides=list(hc.overrides.task),
+            choices={k: str(v) for k, v in hc.runtime.choices.items() if v is not None},
+        )
+
+
+# -- entry points -----------------------------------------------------------------------------
+
+
+def main(cfg: DictConfig) -> int:
+    """``run.py``'s body: run the job; config errors print without a traceback. Returns an exit
+    code for a single run (0 finished, 1 failed, 2 invalid config, 130 interrupted); in a sweep
+    it returns the status so the other jobs go on."""
+    context = JobContext.current()
+    try:
+        status = run(cfg, context)
+    except (ConfigError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = "INVALID"
+    if context.multirun:
+        return 0
+    return EXIT_CODES.get(status, 1)
+
+
+def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
+    """Validate ``cfg``, train, track; returns the MLflow status of the run."""
+    context = context or JobContext.current()
+    plain = validate(cfg)
+    checkpoint = None
+    if plain.get("resume"):
+        checkpoint, source_run = resolve_resume(plain, context)
+        plain = config_for_resume(plain, checkpoint, context)
+    else:
+        source_run = None
+    context.output_dir.mkdir(parents=True, exist_ok=True)
+    tracker = open_run(plain, context, source_run)
+    job = Job(plain, context, tracker, checkpoint)
+    return job.execute()
+
+
+# -- resume -----------------------------------------------------------------------------------
+
+
+def resolve_resume(plain: dict[str, Any], context: JobContext) -> tuple[Checkpoint, str | None]:
+    """Load the checkpoint ``resume`` names: a file path, or an MLflow run id (its last.npz)."""
+    target = str(plain["resume"])
+    path = Path(target).expanduser()
+    if not path.is_absolute():
+        path = context.original_cwd / path
+    if path.is_file():
+        checkpoint = load_checkpoint(path)
+        return checkpoint, checkpoint.meta.get("run_id")
+    if not RUN_ID.match(target):
+        raise CheckpointError(f"resume={target!r} is neither a checkpoint file (looked at {path}) "
+                              f"nor an MLflow run id (32 hex digits)")
+    uri = tracking.tracking_uri(plain["tracking"]["uri"], context.original_cwd)
+    client = tracking.make_client(uri)
+    try:
+        local = client.download_artifacts(target, "checkpoints/last.npz",
+                                          str(_mkdir(context.output_dir / "resume")))
+    except Exception as exc:  # noqa: BLE001 - any MLflow failure means: cannot resume from it
+        raise CheckpointError(f"could not fetch checkpoints/last.npz of MLflow run {target} from "
+                              f"{uri}: {exc}") from exc
+    return load_checkpoint(local), target
+
+
+def config_for_resume(plain: dict[str, Any], checkpoint: Checkpoint,
+                      context: JobContext) -> dict[str, Any]:
+    """With ``resume=...`` as the only override, continue with the checkpoint's own config."""
+    if [o for o in context.overrides if not o.startswith("resume=")]:
+        return plain  # the user chose the settings; check_compatible guards the shapes
+    saved = yaml.safe_load(checkpoint.config_yaml) or {}
+    saved["resume"] = plain["resume"]
+    return validate(saved)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# -- tracking ---------------------------------------------------------------------------------
+
+
+def run_name(plain: dict[str, Any], context: JobContext) -> str:
+    """What varies: ``char-lstm-s0`` plus any other command-line overrides."""
+    name = plain["tracking"]["run_name"]
+    if name:
+        return name
+    parts = [plain["tokenizer"]["name"], plain["cell"]["name"], f"s{plain['seed']}"]
+    skip = ("tokenizer=", "cell=", "seed=", "resume=", "tracking.", "hydra", "progress=")
+    for override in context.overrides:
+        if override.startswith(skip):
+            continue
+        key, _, value = override.lstrip("+~").partition("=")
+        parts.append(f"{key.rsplit('.', 1)[-1]}={value}" if "." in key else f"{key}={value}")
+    return "-".join(parts)
+
+
+def open_run(plain: dict[str, Any], context: JobContext,
+             source_run: str | None) -> tracking.Tracker | None:
+    """Create (or, when resuming a run of this store, reopen) this job's MLflow run."""
+    settings = plain["tracking"]
+    if not settings["enabled"]:
+        return None
+    uri = tracking.tracking_uri(settings["uri"], context.original_cwd)
+    client = tracking.make_client(uri)
+    exp_id = tracking.experiment_id(client, settings["experiment_name"], uri)
+    if source_run:
+        try:
+            existing = client.get_run(source_run)
+        except Exception:  # noqa: BLE001 - not in this store: start a new run
+            existing = None
+        if existing is not None:
+            tracker = tracking.Tracker(client, source_run, uri)
+            tracker.reopen()
+            tracker.set_tags({"capx.resumed": "true"})
+            return tracker
+    tags = {
+        "tokenizer": plain["tokenizer"]["name"], "cell": plain["cell"]["name"],
+        "dataset": plain["dataset"]["name"], "model": context.choices.get("model", ""),
+        "seed": plain["seed"], "hydra.output_dir": str(context.output_dir),
+        "mlflow.source.git.commit": tracking.git_commit(context.original_cwd),
+        "mlflow.source.name": "run.py", "capx.resumed_from": plain.get("resume"),
+    }
+    if context.multirun and context.sweep_dir is not None:
+        parent = tracking.sweep_parent_run(client, exp_id, context.sweep_dir,
+                                           f"sweep ({context.sweep_dir.name})")
+        tags["mlflow.parentRunId"] = parent
+        tags[tracking.SWEEP_TAG + ".child"] = str(context.sweep_dir.resolve())
+    tags = {k: str(v) for k, v in tags.items() if v not in (None, "")}
+    run = tracking.retry(lambda: client.create_run(exp_id, tags=tags,
+                                                   run_name=run_name(plain, context)),
+                         "creating the run")
+    return tracking.Tracker(client, run.info.run_id, uri)
+
+
+# -- the job ----------------------------------------------------------------------------------
+
+
+class Job:
+    """Builds everything from the validated config and trains, recording into ``tracker``."""
+
+    def __init__(self, plain: dict[str, Any], context: JobContext,
+                 tracker: tracking.Tracker | None, checkpoint: Checkpoint | None):
+        self.plain, self.context, self.tracker, self.checkpoint = plain, context, tracker, checkpoint
+        self.state = RunState()
+        self.solver: Any = None
+        self.checkpointer: Checkpointer | None = None
+        self.signal_received: int | None = None
+
+    # .. outcome handling ..................................................................
+
+    def execute(self) -> str:
+        try:
+            self.build()
+            self.log_start()
+            with self.stop_on_signals():
+                self.solver.train()
+            if self.signal_received is not None:
+                return self.interrupted(f"signal {signal.Signals(self.signal_received).name}")
+            return self.finished()
+        except KeyboardInterrupt:
+            return self.interrupted("KeyboardInterrupt")
+        except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
+            from capx.solver import NonFiniteLossError
+
+            if isinstance(exc, NonFiniteLossError):
+                log.error("training stopped: %s", exc)
+            else:
+                log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+            return self.failed(exc)
+
+    def finished(self) -> str:
+        path = self.checkpointer.save(self.solver)
+        self.log_artifacts()
+        self.summary("FINISHED")
+        self._end("FINISHED")
+        return "FINISHED"
+
+    def interrupted(self, why: str) -> str:
+        log.warning("interrupted (%s): saving a checkpoint", why)
+        if self.solver is not None and self.checkpointer is not None:
+            self.checkpointer.save(self.solver)
+        self._safely(self.log_artifacts)
+        if self.tracker:
+            self._safely(lambda: self.tracker.set_tags({"capx.stopped_by": why}))
+        self.summary("KILLED")
+        self._end("KILLED")
+        return "KILLED"
+
+    def failed(self, exc: BaseException) -> str:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if self.tracker:
+            self._safely(lambda: self.tracker.set_tags(
+                {"error": f"{type(exc).__name__}: {exc}"[:5000],
+                 "error_type": type(exc).__name__}))
+            self._safely(lambda: self.tracker.log_text(text, "error.txt"))
+        self._safely(self.log_artifacts)  # the last good checkpoint, if any
+        self.summary("FAILED", f"{type(exc).__name__}: {exc}")
+        self._end("FAILED")
+        return "FAILED"
+
+    def _end(self, status: str) -> None:
+        if self.tracker:
+            self._safely(lambda: self.tracker.end(status))
+
+    @staticmethod
+    def _safely(call: Any) -> None:
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not hide the real outcome
+            log.warning("could not record to MLflow: %s", exc)
+
+    @contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM finish the current iteration, then stop; a second SIGINT aborts."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handle(signum: int, frame: Any) -> None:
+            if self.signal_received is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.signal_received = signum
+            if self.solver is not None:
+                self.solver.stop_training = True
+
+        previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    # .. building ...........................................................................
+
+    def build(self) -> None:
+        from capx.captioner import CaptioningRNN
+        from capx.registry import DATASETS
+        from capx.solver import CaptioningSolver
+        from capx.tokenizers import make_tokenizer
+
+        p = self.plain
+        dataset = dict(p["dataset"])
+        started = time.perf_counter()
+        self.data = DATASETS.get(dataset.pop("name"))(**dataset)
+        tok_options = dict(p["tokenizer"])
+        self.tokenizer = make_tokenizer(tok_options.pop("name"), **tok_options)
+        self.tokenizer.fit(self.data.train.captions)
+        self.solver_data = self.data.to_solver_data(self.tokenizer)
+        self.truncated = self.tokenizer.last_truncated_fraction
+        self.data_seconds = time.perf_counter() - started
+        model_cfg = p["model"]
+        self.model = CaptioningRNN(
+            self.tokenizer.word_to_idx, input_dim=self.data.feature_dim,
+            wordvec_dim=model_cfg["wordvec_dim"], hidden_dim=model_cfg["hidden_dim"],
+            cell_type=p["cell"]["name"], dtype=np.dtype(model_cfg["dtype"]), seed=p["seed"])
+        solver_cfg = p["solver"]
+        optim_config = {"learning_rate": float(solver_cfg["learning_rate"]),
+                        **solver_cfg["options"]}
+        self.solver = CaptioningSolver(
+            self.model, self.solver_data, update_rule=solver_cfg["update_rule"],
+            optim_config=optim_config, lr_decay=solver_cfg["lr_decay"],
+            batch_size=solver_cfg["batch_size"], num_epochs=solver_cfg["num_epochs"],
+            verbose=False, grad_clip=solver_cfg["grad_clip"], seed=p["seed"])
+        if self.checkpoint is not None:
+            check_compatible(self.checkpoint, self.model.params, self.tokenizer.idx_to_word)
+            self.solver.load_state_dict(self.checkpoint.state)
+            self.state.best_val_loss = self.checkpoint.meta.get("best_val_loss")
+        self.solver.callbacks = self.make_callbacks()
+
+    def make_callbacks(self) -> list[Any]:
+        p, state = self.plain, self.state
+        evaluation = p["evaluation"]
+        config_yaml = yaml.safe_dump(p, sort_keys=False)
+        meta = {"run_id": self.tracker.run_id if self.tracker else None,
+                "output_dir": str(self.context.output_dir)}
+        self.checkpointer = Checkpointer(state, self.context.output_dir / "checkpoints",
+                                         self.tokenizer.to_dict(), config_yaml, meta,
+                                         p["checkpoint"]["every_epochs"])
+        callbacks: list[Any] = [
+            Validation(state, self.solver_data, self.tokenizer.decode,
+                       max_length=self.tokenizer.max_length + 1,
+                       batch_size=evaluation["val_batch_size"],
+                       max_captions=evaluation["max_val_captions"],
+                       num_samples=evaluation["num_samples"]),
+            self.checkpointer,
+        ]
+        if self.tracker:
+            captions = self.solver_data["train_captions"]
+            tokens = float((captions[:, 1:] != 0).sum(axis=1).mean()) if len(captions) else 0.0
+            callbacks.append(TrackingCallback(state, self.tracker, p["tracking"]["log_every"],
+                                              tokens, p["solver"]["batch_size"]))
+        progress = p["progress"]
+        callbacks.append(ProgressBar(state, None if progress == "auto" else bool(progress)))
+        return callbacks
+
+    # .. reporting ..........................................................................
+
+    def log_start(self) -> None:
+        p, counts = self.plain, self.model.param_counts()
+        train, val = self.data.train, self.data.val
+        log.info("capx: %s | %s tokenizer | %s cell | %s parameters",
+                 p["dataset"]["name"], p["tokenizer"]["name"], p["cell"]["name"],
+                 f"{counts['total']:,}")
+        log.info("  data: %d train images (%d captions), %d val images (%d captions), %.1f s",
+                 train.num_images, len(train.captions), val.num_images, len(val.captions),
+                 self.data_seconds)
+        log.info("  tokenizer: vocabulary %d, max_length %d, %.1f%% of train captions cut",
+                 self.tokenizer.vocab_size, self.tokenizer.max_length, 100 * self.truncated)
+        log.info("  training: %d epochs x %d iterations, batch %d, %s lr %g%s",
+                 self.solver.num_epochs, self.solver.iterations_per_epoch,
+                 self.solver.batch_size, p["solver"]["update_rule"],
+                 p["solver"]["learning_rate"],
+                 f", resuming at iteration {self.solver.iteration}" if self.checkpoint else "")
+        log.info("  output: %s", self.context.output_dir)
+        if self.tracker:
+            log.info("  MLflow run %s in %s", self.tracker.run_id, self.tracker.uri)
+            self.log_config(counts)
+
+    def log_config(self, counts: dict[str, int]) -> None:
+        t, p = self.tracker, self.plain
+        if not self.checkpoint:  # a resumed run keeps the params it was started with
+            t.log_params(tracking.flatten(p))
+        t.log_text(yaml.safe_dump(p, sort_keys=False), "config/config.yaml")
+        t.log_text("\n".join(self.context.overrides) + "\n", "config/overrides.txt")
+        hydra_dir = self.context.output_dir / ".hydra"
+        if hydra_dir.is_dir():
+            t.log_artifact(hydra_dir, "config/hydra")
+        metrics = {f"params/{k}": v for k, v in counts.items()}
+        metrics.update({"data/vocab_size": self.tokenizer.vocab_size,
+                        "data/train_captions": len(self.data.train.captions),
+                        "data/truncated_fraction": self.truncated})
+        t.log_metrics(metrics, step=0)
+
+    def log_artifacts(self) -> None:
+        if not self.tracker:
+            return
+        for path in (self.state.last_checkpoint, self.state.best_checkpoint):
+            if path is not None and Path(path).is_file():
+                self.tracker.log_artifact(path, "checkpoints")
+        if self.solver is not None and self.solver.loss_history:
+            from capx.plots import loss_curve_figure
+
+            figure = loss_curve_figure(self.solver.loss_history, self.solver.iterations_per_epoch)
+            self.tracker.log_figure(figure, "plots/loss_curve.png")
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
+        self._log_sample_grid()
+
+    def _log_sample_grid(self) -> None:
+        if self.plain["dataset"]["name"] != "shapes" or not self.state.samples:
+            return
+        from capx.plots import sample_grid_figure
+        from capx.datasets.shapes import shapes_images
+
+        options = {k: v for k, v in self.plain["dataset"].items() if k != "name"}
+        images_idx = [int(line.split(":")[0].split()[1]) for line in self.state.samples]
+        images = shapes_images("val", images_idx, **options)
+        captions = [line.split(":", 1)[1].split("  |  ")[0].strip() for line in self.state.samples]
+        figure = sample_grid_figure(images, captions)
+        self.tracker.log_figure(figure, "samples/grid.png")
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+    def summary(self, status: str, error: str | None = None) -> None:
+        s = self.state
+        solver = self.solver
+        log.info("")
+        log.info("%s after %d iterations (%d epochs)%s", status,
+                 solver.iteration if solver else 0, solver.epoch if solver else 0,
+                 f": {error}" if error else "")
+        if solver is not None and solver.loss_history:
+            log.info("  final train loss %.4f%s", solver.loss_history[-1],
+                     f", best val loss {s.best_val_loss:.4f} (epoch {s.best_epoch})"
+                     if s.best_val_loss is not None and s.best_epoch is not None else "")
+        for line in s.samples[:4]:
+            log.info("  %s", line)
+        if s.last_checkpoint:
+            log.info("  checkpoint: %s (resume with: python run.py resume=%s)", s.last_checkpoint,
+                     self.tracker.run_id if self.tracker else s.last_checkpoint)
+        if self.tracker:
+            log.info("  MLflow run %s; to look: %s", self.tracker.run_id,
+                     tracking.ui_command(self.tracker.uri))
+
+
+__all__ = ["run", "main", "JobContext", "EXIT_CODES", "ConfigError", "OmegaConf"]

@@ -1,0 +1,55 @@
+"""Matplotlib figures for experiment runs (Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
+
+
+def loss_curve_figure(loss_history: Sequence[float], iterations_per_epoch: int):
+    """Training loss per iteration, with a moving average and epoch boundaries."""
+    losses = np.asarray(loss_history, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, lw=0.8, alpha=0.5, label="loss per iteration")
+    window = max(1, min(len(losses) // 10, iterations_per_epoch))
+    if window > 1:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], smooth, lw=1.8, label=f"moving mean ({window})")
+    for epoch_end in range(iterations_per_epoch, len(losses) + 1, iterations_per_epoch):
+        ax.axvline(epoch_end, color="grey", lw=0.5, alpha=0.4)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid_figure(images: np.ndarray, captions: Sequence[str], columns: int = 4):
+    """Images (n, H, W, 3) uint8 in a grid, each titled with its caption."""
+    n = len(images)
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, caption in zip(axes.ravel(), images, captions):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(_wrap(caption), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _wrap(text: str, width: int = 32) -> str:
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "\n".join(lines + [line])
