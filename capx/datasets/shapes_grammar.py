@@ -95,7 +95,7 @@ GENERIC_NOUNS = {"shape": 60, "object": 25, "thing": 6, "figure": 5, "symbol": 2
 GENERIC_PLURALS = {"shapes": 70, "objects": 20, "figures": 4, "items": 3, "things": 3}
 
 COLOUR_WORDS = {
-    "red": {"red": 88, "bright red": 3, "crimson": 3, "scarlet": 3, "cherry": 0.8, "ruby": 0.6,
+    "red": {"red": 90, "bright red": 3, "crimson": 1.2, "scarlet": 2.5, "cherry": 0.8, "ruby": 0.6,
             "vermilion": 0.5},
     "blue": {"blue": 90, "royal blue": 2, "cobalt": 1.5, "azure": 1, "sapphire": 0.5,
              "cerulean": 0.4},
