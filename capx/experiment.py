@@ -237,7 +237,7 @@ class Job:
             return self.failed(exc)
 
     def finished(self) -> str:
-        path = self.checkpointer.save(self.solver)
+        self.checkpointer.save(self.solver)
         self.log_artifacts()
         self.summary("FINISHED")
         self._end("FINISHED")
@@ -313,8 +313,9 @@ class Job:
         tok_options = dict(p["tokenizer"])
         self.tokenizer = make_tokenizer(tok_options.pop("name"), **tok_options)
         self.tokenizer.fit(self.data.train.captions)
-        self.solver_data = self.data.to_solver_data(self.tokenizer)
+        self.tokenizer.encode(self.data.train.captions)
         self.truncated = self.tokenizer.last_truncated_fraction
+        self.solver_data = self.data.to_solver_data(self.tokenizer)
         self.data_seconds = time.perf_counter() - started
         model_cfg = p["model"]
         self.model = CaptioningRNN(
