@@ -157,9 +157,11 @@ def test_captions_describe_the_scene() -> None:
             assert says_colour or says_kind, (text, shape)
             checked += 1
     assert checked >= 25
-    left, right = scenes[0].shapes[0], replace(scenes[0].shapes[0], row=2, col=2)
+    left = replace(scenes[0].shapes[0], row=0, col=0)
+    right = replace(left, row=2, col=2)
     assert set(relations(left, right)) == {"above", "left of"}
     assert set(relations(right, left)) == {"below", "right of"}
+    assert set(relations(left, replace(left, col=1))) == {"left of", "next to"}
 
 
 def test_images_match_scenes_and_render_subsets() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import random
 import tempfile
@@ -34,9 +33,7 @@ from capx.registry import DATASETS
 __all__ = ["shapes", "shapes_images", "shapes_scenes", "save_png", "render_images",
            "default_cache_dir", "FORMAT_VERSION"]
 
-log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1  # bump whenever scenes, captions, features or the file layout change
+FORMAT_VERSION = 2  # bump whenever scenes, captions, features or the file layout change
 CAPTIONS_PER_IMAGE = 5
 SPLITS = ("train", "val")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 24, 256
@@ -133,7 +130,8 @@ def _validate(arrays: dict[str, np.ndarray], key: str, options: dict[str, Any]) 
             raise ValueError(f"{split}_captions has shape {arrays[f'{split}_captions'].shape}")
         idxs = arrays[f"{split}_image_idxs"]
         if not np.array_equal(idxs, np.repeat(np.arange(n), CAPTIONS_PER_IMAGE)):
-            raise ValueError(f"{split}_image_idxs does not list each image {CAPTIONS_PER_IMAGE} times")
+            raise ValueError(f"{split}_image_idxs does not list each image "
+                             f"{CAPTIONS_PER_IMAGE} times")
     float(arrays["seconds_to_generate"])
 
 

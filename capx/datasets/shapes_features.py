@@ -7,7 +7,8 @@ A fixed, hand-built extractor stands in for a CNN: it must let a captioner recov
 - colour-name histograms (12 soft hue bins weighted by chroma + 6 grey-level bins, at half
   resolution) over the whole image and a 3x3 grid: which colours are where, even for colours
   between the RGB corners;
-- edge-orientation histograms (8 soft bins, HOG-like) over the image and a 3x3 grid: shape;
+- edge-orientation histograms (8 soft bins, HOG-like) over the image and a 3x3 grid, as edge
+  energy plus the share of each orientation: shape (and size);
 - random ReLU features of the 12x12 thumbnail (fixed seed) filling the rest of ``feature_dim``.
 
 The concatenation is mixed by a fixed orthogonal map to ``feature_dim`` (dense, like PCA
@@ -28,7 +29,9 @@ ORIENTATION_BINS = 8
 THUMBNAIL = 12
 TARGET_RMS = 0.4  # per-entry scale of the finished features (the PCA features of coco-mini)
 CHUNK = 256  # images per batch, to bound memory
-FIXED_DIM = (3 * 3 + 6 * 6) * 3 + (1 + 9) * (HUE_BINS + GREY_BINS) + (1 + 9) * ORIENTATION_BINS
+EDGE_FLOOR = 0.02  # edge energy below which a region's orientation shares fade towards zero
+REGIONS = 1 + 3 * 3  # histograms cover the whole image and each cell of a 3x3 grid
+FIXED_DIM = (3 * 3 + 6 * 6) * 3 + REGIONS * (HUE_BINS + GREY_BINS + ORIENTATION_BINS + 1)
 # Per-block weights that give the blocks comparable spread before mixing.
 BLOCK_WEIGHTS = {"means": 1.0, "colours": 1.0, "edges": 1.0, "random": 1.0}
 
@@ -61,7 +64,8 @@ def soft_histograms(position: np.ndarray, weight: np.ndarray, bins: int, circula
     n, height, width = position.shape
     rows = np.minimum(np.arange(height) * cells // height, cells - 1)
     cols = np.minimum(np.arange(width) * cells // width, cells - 1)
-    cell = (rows[:, None] * cells + cols[None, :])[None] + cells * cells * np.arange(n)[:, None, None]
+    image_offset = cells * cells * np.arange(n)[:, None, None]
+    cell = (rows[:, None] * cells + cols[None, :])[None] + image_offset
     low = np.floor(position)
     upper = position - low
     low = low.astype(np.intp)
@@ -111,6 +115,17 @@ def edge_histograms(pixels: np.ndarray) -> np.ndarray:
     return soft_histograms(orientation, np.hypot(dx, dy), ORIENTATION_BINS, circular=True)
 
 
+def edge_block(pixels: np.ndarray) -> np.ndarray:
+    """Per region (image, 3x3 cells): sqrt of the edge energy, and the share of each orientation.
+
+    Shares don't depend on a shape's size or contrast, so they name the shape almost linearly.
+    """
+    histograms = edge_histograms(pixels).reshape(len(pixels), REGIONS, ORIENTATION_BINS)
+    energy = histograms.sum(axis=-1)
+    shares = histograms / (energy[..., None] + EDGE_FLOOR)
+    return np.concatenate([np.sqrt(energy), shares.reshape(len(pixels), -1)], axis=1)
+
+
 @functools.lru_cache(maxsize=8)
 def _random_layer(inputs: int, outputs: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng([FEATURE_SEED, inputs, outputs, 1])
@@ -138,9 +153,9 @@ def _mixing(inputs: int, outputs: int) -> np.ndarray:
 
 
 def raw_blocks(pixels: np.ndarray, random_dim: int) -> np.ndarray:
-    """The unmixed feature blocks of (N, H, W, 3) pixels in [0, 1] -> (N, FIXED_DIM + random_dim)."""
+    """Unmixed feature blocks of (N, H, W, 3) pixels in [0, 1] -> (N, FIXED_DIM + random_dim)."""
     colours = np.sqrt(colour_histograms(half_resolution(pixels)))
-    edges = np.sqrt(edge_histograms(pixels))
+    edges = edge_block(pixels)
     blocks = [
         BLOCK_WEIGHTS["means"] * np.concatenate([pool_grid(pixels, k) for k in (3, 6)], 1),
         BLOCK_WEIGHTS["colours"] * colours,

@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-GRID = 3  # scenes place shapes on a GRID x GRID layout of cells (rows top->bottom, cols left->right)
+GRID = 3  # shapes sit in cells of a GRID x GRID layout (rows top->bottom, cols left->right)
 RADIUS = {"small": 0.085, "large": 0.145}  # shape radius as a fraction of the image side
 SIZE_WEIGHTS = {"small": 1.0, "large": 1.0}
 COUNT_WEIGHTS = {1: 0.3, 2: 0.4, 3: 0.3}
@@ -34,10 +34,6 @@ class WeightedChoice:
 
     def __call__(self, rng: random.Random) -> str:
         return self.values[bisect.bisect_right(self.cumulative, rng.random() * self.cumulative[-1])]
-
-    def probability(self, value: str) -> float:
-        i = self.values.index(value)
-        return (self.cumulative[i] - (self.cumulative[i - 1] if i else 0.0)) / self.cumulative[-1]
 
 
 def _choices(tables: Mapping[str, Mapping[str, float]]) -> dict[str, WeightedChoice]:
@@ -182,7 +178,7 @@ _POSITION_TEMPLATES = {
 
 @dataclass(frozen=True)
 class Shape:
-    """One drawn shape: what it is, its grid cell, and its exact geometry (fractions of the side)."""
+    """One drawn shape: what it is, its grid cell and its geometry (fractions of the side)."""
 
     kind: str
     colour: str
