@@ -272,7 +272,7 @@ def sample_coco_minibatch(
     captions = data[f"{split}_captions"][mask]
     image_idxs = data[f"{split}_image_idxs"][mask]
     image_features = data[f"{split}_features"][image_idxs]
-    urls = data[f"{split}_urls"][image_idxs]
+    urls = data[f"{split}_urls"][image_idxs] if f"{split}_urls" in data else None
     return captions, image_features, urls
 
 
