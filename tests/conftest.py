@@ -14,6 +14,20 @@ if str(REPO_ROOT) not in sys.path:  # plugins/ and examples/ import from the rep
     sys.path.insert(0, str(REPO_ROOT))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Generated datasets (shapes) are cached in a temporary folder, not in the user's home."""
+    import os
+
+    previous = os.environ.get("CAPX_CACHE_DIR")
+    os.environ["CAPX_CACHE_DIR"] = str(tmp_path_factory.mktemp("capx-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CAPX_CACHE_DIR", None)
+    else:
+        os.environ["CAPX_CACHE_DIR"] = previous
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (it sits beside the checkout in CI)")
