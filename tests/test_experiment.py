@@ -1,0 +1,248 @@
+"""End-to-end experiments on tiny shapes data, read back from the MLflow store.
+
+Fast tests run ``capx.experiment.run`` in-process on a config composed like ``run.py`` would;
+one runs ``run.py -m`` as a subprocess. Launcher, interrupt and server tests are marked slow.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from capx.checkpoint import load_checkpoint
+from capx.experiment import JobContext, run
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = ["experiment=smoke", "progress=false"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shapes-cache")
+
+
+@pytest.fixture
+def workdir(tmp_path, cache_dir, monkeypatch) -> Path:
+    monkeypatch.setenv("CAPX_CACHE_DIR", str(cache_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _client(folder: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+
+
+def _runs(folder: Path):
+    client = _client(folder)
+    experiment = client.get_experiment_by_name("capx")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def _run_in_process(folder: Path, *overrides: str, name: str = "job") -> str:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*SMOKE, *overrides])
+    context = JobContext(original_cwd=folder, output_dir=folder / "outputs" / name,
+                         overrides=list(overrides))
+    return run(cfg, context)
+
+
+def _artifacts(client, run_id: str, path: str = "") -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def _subprocess_env(cache_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["CAPX_CACHE_DIR"] = str(cache_dir)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _run_py(folder: Path, cache_dir: Path, *args: str, timeout: int = 300):
+    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=folder,
+                          env=_subprocess_env(cache_dir), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# -- in-process ---------------------------------------------------------------------------------
+
+
+def test_single_run_records_everything(workdir):
+    assert _run_in_process(workdir, "model.hidden_dim=12") == "FINISHED"
+    client, runs = _runs(workdir)
+    assert len(runs) == 1
+    r = runs[0]
+    assert r.info.status == "FINISHED"
+    assert r.info.run_name.startswith("word-lstm-s0")
+    assert r.data.params["model.hidden_dim"] == "12"
+    assert r.data.params["dataset.num_train"] == "40"
+    assert r.data.tags["tokenizer"] == "word" and r.data.tags["cell"] == "lstm"
+    assert r.data.tags["dataset"] == "shapes"
+    assert r.data.tags["hydra.output_dir"].endswith("job")
+    metrics = r.data.metrics
+    assert metrics["params/total"] > metrics["params/W_embed"] > 0
+    assert np.isfinite(metrics["val/loss"]) and metrics["time/epoch_seconds"] > 0
+    assert metrics["speed/tokens_per_second"] > 0
+    history = client.get_metric_history(r.info.run_id, "train/loss")
+    assert len(history) == 10  # smoke: 10 iterations, logged every iteration
+    artifacts = _artifacts(client, r.info.run_id)
+    assert {"checkpoints/last.npz", "checkpoints/best.npz", "config/config.yaml",
+            "samples/epoch_001.txt", "plots/loss_curve.png", "samples/grid.png"} <= artifacts
+    samples = client.download_artifacts(r.info.run_id, "samples/epoch_001.txt", str(workdir))
+    assert "reference:" in Path(samples).read_text()
+
+
+def test_resume_continues_the_loss_curve_exactly(workdir):
+    two = ["solver.num_epochs=2", "tracking.enabled=false"]
+    assert _run_in_process(workdir, *two, name="full") == "FINISHED"
+    assert _run_in_process(workdir, "solver.num_epochs=1", "tracking.enabled=false",
+                           name="half") == "FINISHED"
+    half = workdir / "outputs" / "half" / "checkpoints" / "last.npz"
+    assert load_checkpoint(half).state["iteration"] == 10
+    assert _run_in_process(workdir, *two, f"resume={half}", name="resumed") == "FINISHED"
+    full = load_checkpoint(workdir / "outputs" / "full" / "checkpoints" / "last.npz").state
+    resumed = load_checkpoint(workdir / "outputs" / "resumed" / "checkpoints" / "last.npz").state
+    assert resumed["iteration"] == full["iteration"] == 20
+    assert resumed["loss_history"] == full["loss_history"]
+    for name, value in full["params"].items():
+        np.testing.assert_array_equal(resumed["params"][name], value)
+
+
+def test_resume_rejects_another_model_shape(workdir):
+    assert _run_in_process(workdir, "tracking.enabled=false", name="a") == "FINISHED"
+    last = workdir / "outputs" / "a" / "checkpoints" / "last.npz"
+    status = _run_in_process(workdir, "tracking.enabled=false", "model.hidden_dim=20",
+                             f"resume={last}", name="b")
+    assert status == "FAILED"
+
+
+def test_non_finite_loss_fails_the_run_clearly(workdir):
+    status = _run_in_process(workdir, "solver.update_rule=sgd", "solver.learning_rate=1e300",
+                             "solver.num_epochs=3")
+    assert status == "FAILED"
+    _, runs = _runs(workdir)
+    r = runs[0]
+    assert r.info.status == "FAILED"
+    assert r.data.tags["error_type"] == "NonFiniteLossError"
+    assert "lower the learning rate" in r.data.tags["error"]
+
+
+# -- run.py as a user runs it ---------------------------------------------------------------------
+
+
+def test_multirun_sweep_nests_one_run_per_tokenizer(workdir, cache_dir):
+    result = _run_py(workdir, cache_dir, "-m", "tokenizer=char,word", *SMOKE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    client, runs = _runs(workdir)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    by_tokenizer = {c.data.tags["tokenizer"]: c for c in children}
+    assert set(by_tokenizer) == {"char", "word"}
+    assert by_tokenizer["char"].info.run_name.startswith("char-lstm-s0")
+    char_len = int(by_tokenizer["char"].data.params["tokenizer.max_length"])
+    word_len = int(by_tokenizer["word"].data.params["tokenizer.max_length"])
+    assert char_len > 3 * word_len
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.metrics["params/total"] > 0 and "val/loss" in child.data.metrics
+        assert "checkpoints/last.npz" in _artifacts(client, child.info.run_id)
+    # the char model's vocabulary (and so its embedding) is much smaller
+    assert (by_tokenizer["char"].data.metrics["params/W_embed"]
+            < by_tokenizer["word"].data.metrics["params/W_embed"])
+
+
+# -- slow: signals, launchers, the UI -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigint_saves_a_checkpoint_and_marks_the_run_killed(workdir, cache_dir):
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), *SMOKE, "solver.num_epochs=200",
+         "hydra.run.dir=out"], cwd=workdir, env=_subprocess_env(cache_dir),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while not (workdir / "out" / "checkpoints" / "last.npz").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output
+    _, runs = _runs(workdir)
+    assert runs[0].info.status == "KILLED"
+    checkpoint = load_checkpoint(workdir / "out" / "checkpoints" / "last.npz")
+    assert 10 <= checkpoint.state["iteration"] < 2000
+    # resume by run id alone continues with the checkpoint's own config
+    resumed = _run_py(workdir, cache_dir, f"resume={runs[0].info.run_id}",
+                      "hydra.run.dir=out2", timeout=600)
+    assert "resuming at iteration" in resumed.stdout, resumed.stdout + resumed.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_parallel_launchers_lose_no_runs(workdir, cache_dir, launcher):
+    extra = (["hydra.launcher.n_jobs=2"] if launcher == "joblib"
+             else ["hydra.launcher.timeout_min=10"])
+    result = _run_py(workdir, cache_dir, "-m", f"hydra/launcher={launcher}", *extra,
+                     "tokenizer=char,word", "cell=rnn,lstm", *SMOKE, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    client, runs = _runs(workdir)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == 5 and len(children) == 4
+    assert len({c.data.tags["mlflow.parentRunId"] for c in children}) == 1
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert len(client.get_metric_history(child.info.run_id, "train/loss")) == 10
+        assert {"checkpoints/last.npz", "config/config.yaml"} <= _artifacts(
+            client, child.info.run_id)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_ui_answers_over_http(workdir):
+    assert _run_in_process(workdir) == "FINISHED"
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+         f"sqlite:///{workdir / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, body = time.monotonic() + 120, ""
+        while time.monotonic() < deadline and not body:
+            try:
+                with urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
+                        f"?experiment_name=capx", timeout=5) as response:
+                    body = response.read().decode()
+            except OSError:
+                time.sleep(1)
+        assert '"name": "capx"' in body or '"name":"capx"' in body
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
