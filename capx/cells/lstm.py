@@ -44,39 +44,48 @@ def lstm_packed_forward(xw: np.ndarray, h0: np.ndarray, Wh: np.ndarray, packing:
 
 
 def lstm_packed_backward(dh: np.ndarray, cache):
-    """Backward through :func:`lstm_packed_forward`; the cached gates become dxw (no copy)."""
+    """Backward through :func:`lstm_packed_forward`; the cached gates become dxw (no copy).
+
+    Every factor that does not depend on the incoming gradient is computed for all timesteps at
+    once, so the sequential loop only does a handful of in-place products per step.
+    """
     gates, c, tanh_c, h, h0, Wh, packing = cache
     hidden = h0.shape[1]
+    i, f, o, g = (gates[:, k * hidden : (k + 1) * hidden] for k in range(4))
+    prev_c = np.concatenate([np.zeros_like(h0), c])[packing.prev_rows]
+    # d(c)/d(h) through h = o * tanh(c); then the gate factors, written over the gates.
+    dc_dh = 1.0 - tanh_c * tanh_c
+    dc_dh *= o
+    forget = f.copy()
+    o *= 1.0 - o
+    o *= tanh_c  # d(h)/d(o pre-activation)
+    f *= 1.0 - f
+    f *= prev_c  # d(c)/d(f pre-activation)
+    i_value = i.copy()
+    i *= 1.0 - i
+    i *= g  # d(c)/d(i pre-activation)
+    g *= g
+    np.subtract(1.0, g, out=g)
+    g *= i_value  # d(c)/d(g pre-activation)
+
     dnext_h = np.zeros_like(h0)
     dnext_c = np.zeros_like(h0)
-    zeros_c = np.zeros_like(h0)
+    scratch = np.empty_like(h0)
     WhT = Wh.T
     for t in range(packing.num_steps - 1, -1, -1):
         start, n = packing.offsets[t], packing.batch_sizes[t]
         sl = slice(start, start + n)
-        if t > 0:
-            prev_start = packing.offsets[t - 1]
-            prev_c = c[prev_start : prev_start + n]
-        else:
-            prev_c = zeros_c[:n]
-        a = gates[sl]
-        i, f, o, g = (a[:, k * hidden : (k + 1) * hidden] for k in range(4))
-        tc = tanh_c[sl]
         dh_t = dh[sl]
         dh_t += dnext_h[:n]
         dc = dnext_c[:n]
-        dc += dh_t * o * (1.0 - tc * tc)
-        # Gate gradients, written over the gates once each gate is no longer needed.
-        do = dh_t * tc * o * (1.0 - o)
-        di = dc * g * i * (1.0 - i)
-        dg = dc * i * (1.0 - g * g)
-        df = dc * prev_c * f * (1.0 - f)
-        dc *= f  # becomes d(prev_c)
-        i[...] = di
-        f[...] = df
-        o[...] = do
-        g[...] = dg
-        np.matmul(a, WhT, out=dnext_h[:n])
+        np.multiply(dh_t, dc_dh[sl], out=scratch[:n])
+        dc += scratch[:n]
+        o[sl] *= dh_t
+        i[sl] *= dc
+        f[sl] *= dc
+        g[sl] *= dc
+        dc *= forget[sl]  # becomes d(prev_c)
+        np.matmul(gates[sl], WhT, out=dnext_h[:n])
     h_prev = np.concatenate([h0, h])[packing.prev_rows]
     dWh = h_prev.T @ gates
     return gates, dnext_h, dWh

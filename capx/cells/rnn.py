@@ -28,14 +28,15 @@ def rnn_packed_backward(dh: np.ndarray, cache):
     """Backward through :func:`rnn_packed_forward`; ``dh`` is overwritten with dxw."""
     h, h0, Wh, packing = cache
     da_all = dh
+    dtanh = np.multiply(h, h)
+    np.subtract(1.0, dtanh, out=dtanh)  # for all timesteps at once, outside the loop
     dnext = np.zeros_like(h0)
     WhT = Wh.T
     for t in range(packing.num_steps - 1, -1, -1):
         start, n = packing.offsets[t], packing.batch_sizes[t]
         da = da_all[start : start + n]
-        ht = h[start : start + n]
         da += dnext[:n]
-        da *= 1.0 - ht * ht
+        da *= dtanh[start : start + n]
         np.matmul(da, WhT, out=dnext[:n])
     h_prev = np.concatenate([h0, h])[packing.prev_rows]
     dWh = h_prev.T @ da_all
