@@ -1,0 +1,61 @@
+"""How generated captions go wrong: invented words, no ``<END>``, ``<UNK>`` tokens.
+
+Word rates are computed on canonical text (:mod:`capx.metrics.text`) for every tokenizer, so a
+char model's misspellings and a word model's output are counted the same way (a word model can
+only invent words when its training text differs from its vocabulary, so its rate is a check).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from capx.metrics.text import canonical_words
+from capx.tokenizers.base import END_ID, NULL_ID, UNK_ID
+
+
+def invented_word_rate(captions: Sequence[str], known_words: set[str]) -> float:
+    """Share of the words of ``captions`` that are not in ``known_words`` (0 with no words).
+
+    ``known_words``: e.g. :func:`capx.metrics.text.vocabulary` of the training captions; a
+    ``<UNK>`` output counts as known when the training text contains ``<UNK>`` literals.
+    """
+    total = invented = 0
+    for caption in captions:
+        words = canonical_words(caption)
+        total += len(words)
+        invented += sum(w not in known_words for w in words)
+    return invented / total if total else 0.0
+
+
+def invented_words(captions: Iterable[str], known_words: set[str]) -> list[str]:
+    """The distinct invented words, most frequent first (for reports)."""
+    counts: dict[str, int] = {}
+    for caption in captions:
+        for word in canonical_words(caption):
+            if word not in known_words:
+                counts[word] = counts.get(word, 0) + 1
+    return sorted(counts, key=lambda w: (-counts[w], w))
+
+
+def no_end_rate(ids: np.ndarray, end_id: int = END_ID) -> float:
+    """Share of decoded id rows that never emit ``<END>`` (they ran to the maximum length)."""
+    ids = np.asarray(ids)
+    return float(np.mean(~(ids == end_id).any(axis=1))) if len(ids) else 0.0
+
+
+def generated_mask(ids: np.ndarray, end_id: int = END_ID) -> np.ndarray:
+    """True at the symbols of decoded rows: before the first ``<END>``, ``<NULL>`` excluded."""
+    ids = np.asarray(ids)
+    before_end = np.cumsum(ids == end_id, axis=1) == 0
+    return before_end & (ids != NULL_ID)
+
+
+def unk_rate(ids: np.ndarray, unk_id: int = UNK_ID, end_id: int = END_ID) -> float:
+    """Share of generated symbols (``<END>`` and padding excluded) that are ``<UNK>``."""
+    ids = np.asarray(ids)
+    mask = generated_mask(ids, end_id)
+    total = int(mask.sum())
+    return float(((ids == unk_id) & mask).sum() / total) if total else 0.0
+
