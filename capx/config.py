@@ -26,8 +26,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    wordvec_dim: int = 128
-    hidden_dim: int = 256
+    wordvec_dim: int = 64
+    hidden_dim: int = 128
     dtype: str = "float32"
 
 
@@ -36,7 +36,7 @@ class SolverConfig:
     update_rule: str = "adam"
     learning_rate: float = 5e-3
     lr_decay: float = 0.95
-    num_epochs: int = 10
+    num_epochs: int = 8
     batch_size: int = 100
     grad_clip: Optional[float] = None
     options: dict = field(default_factory=dict)
@@ -59,7 +59,7 @@ class CheckpointConfig:
 @dataclass
 class EvaluationConfig:
     val_batch_size: int = 500
-    max_val_captions: Optional[int] = 2000
+    max_val_captions: Optional[int] = 500
     num_samples: int = 8
 
 
