@@ -356,10 +356,15 @@ def run_benchmark(settings: Settings, log: Callable[[str], None] = print) -> dic
         train_rows, sample_rows = [], []
         for tok in settings.tokenizations:
             for cell in settings.cells:
-                sample_rows.append(measure_sampling(tok, cell, settings))
+                sample = measure_sampling(tok, cell, settings)
+                sample_rows.append(sample)
+                log(f"{tok.name} {cell} sampling: capx {_fmt(sample.capx_ms)} ms, torch "
+                    f"{_fmt(sample.torch_ms)} ms, seed {_fmt(sample.seed_ms)} ms")
                 for n in settings.batch_sizes:
-                    log(f"measuring {tok.name} {cell} N={n} ...")
-                    train_rows.append(measure_training(tok, cell, n, settings, peak))
+                    row = measure_training(tok, cell, n, settings, peak)
+                    train_rows.append(row)
+                    log(f"{tok.name} {cell} N={n} training step: capx {_fmt(row.capx_ms)} ms, "
+                        f"torch {_fmt(row.torch_ms)} ms, seed {_fmt(row.seed_ms)} ms")
     return {"gemm_peak_gflops": peak, "train": train_rows, "sample": sample_rows}
 
 
