@@ -32,6 +32,7 @@ class RunState:
     best_checkpoint: Path | None = None
     samples: list[str] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
+    val_metrics: dict[str, float] = field(default_factory=dict)  # tokenizer-independent ones
 
 
 class ProgressBar(Callback):
@@ -84,12 +85,16 @@ def batched_loss(model: Any, features: np.ndarray, captions: np.ndarray,
 
 
 class Validation(Callback):
-    """After each epoch: the validation loss and greedy sample captions for a few val images."""
+    """After each epoch: the validation loss, greedy sample captions for a few val images and,
+    when ``text_metrics`` is given, its tokenizer-independent metrics (``model -> {name: value}``,
+    e.g. bits per character of the val captions, see :func:`capx.evaluation.text_validation`)."""
 
     def __init__(self, state: RunState, data: dict[str, Any], decode: Callable[[np.ndarray], list],
                  max_length: int, batch_size: int = 500, max_captions: int | None = None,
-                 num_samples: int = 8):
+                 num_samples: int = 8,
+                 text_metrics: Callable[[Any], dict[str, float]] | None = None):
         self.state, self.data, self.decode = state, data, decode
+        self.text_metrics = text_metrics
         self.max_length, self.batch_size, self.num_samples = max_length, batch_size, num_samples
         n = len(data["val_captions"])
         # A fixed, evenly spread subset: the same captions every epoch, no RNG consumed.
@@ -110,6 +115,8 @@ class Validation(Callback):
                 self.data["val_image_idxs"][self.rows], self.batch_size)
             if self.state.best_val_loss is None or self.state.val_loss < self.state.best_val_loss:
                 self.state.best_val_loss, self.state.best_epoch = self.state.val_loss, solver.epoch
+        if self.text_metrics is not None:
+            self.state.val_metrics = self.text_metrics(solver.model)
         self.state.samples = self.sample_lines(solver.model)
         self._epoch_started = time.perf_counter()
 
@@ -182,6 +189,7 @@ class TrackingCallback(Callback):
             "train/loss_epoch": float(np.mean(epoch_losses)),
             "learning_rate": float(solver.learning_rate or 0.0),
             "time/epoch_seconds": seconds,
+            "time/train_seconds": float(sum(self.state.epoch_seconds)),
             "speed/tokens_per_second": (solver.iterations_per_epoch * self.batch_size
                                         * self.tokens_per_caption / seconds if seconds else 0.0),
             "epoch": solver.epoch,
@@ -189,6 +197,7 @@ class TrackingCallback(Callback):
         if self.state.val_loss is not None:
             metrics["val/loss"] = self.state.val_loss
             metrics["val/best_loss"] = self.state.best_val_loss
+        metrics.update({f"val/{k}": v for k, v in self.state.val_metrics.items()})
         self.tracker.log_metrics(metrics, step=solver.epoch)
         if self.state.samples:
             self.tracker.log_text("\n".join(self.state.samples) + "\n",

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, get_args, get_origin, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 
-from capx.registry import CELLS, DATASETS, TOKENIZERS, UPDATE_RULES, load_plugins
+from capx.registry import CELLS, DATASETS, DECODERS, TOKENIZERS, UPDATE_RULES, load_plugins
 
 
 class ConfigError(ValueError):
@@ -61,6 +61,10 @@ class EvaluationConfig:
     val_batch_size: int = 500
     max_val_captions: Optional[int] = 500
     num_samples: int = 8
+    final: bool = True
+    max_eval_images: Optional[int] = None
+    java_metrics: Any = False
+    measure_memory: bool = True
 
 
 @dataclass
@@ -75,7 +79,8 @@ FIXED_GROUPS: dict[str, type] = {
     "model": ModelConfig, "solver": SolverConfig, "tracking": TrackingConfig,
     "checkpoint": CheckpointConfig, "evaluation": EvaluationConfig,
 }
-PLUGIN_GROUPS = ("dataset", "tokenizer", "cell")
+PLUGIN_GROUPS = ("dataset", "tokenizer", "cell", "decoding")
+DEFAULT_DECODING = {"name": "greedy"}
 TOP_LEVEL_KEYS = [f.name for f in fields(TopLevelConfig)] + list(FIXED_GROUPS) + list(PLUGIN_GROUPS)
 PROGRESS_VALUES = ("auto", True, False)
 DTYPES = ("float32", "float64")
@@ -88,6 +93,7 @@ def validate(cfg: DictConfig | dict) -> dict[str, Any]:
     count as known names.
     """
     plain = _to_plain(cfg)
+    plain.setdefault("decoding", dict(DEFAULT_DECODING))  # configs saved before it existed
     problems: list[str] = []
     _check_keys("", plain, TOP_LEVEL_KEYS, problems)
     _check_fields("", plain, TopLevelConfig, problems)
@@ -166,7 +172,8 @@ def _check_plugin_group(group: str, section: Any, problems: list[str]) -> None:
     if not isinstance(section, dict) or "name" not in section:
         problems.append(f"{group}: missing or has no 'name' (pick one with {group}=...)")
         return
-    registry = {"dataset": DATASETS, "tokenizer": TOKENIZERS, "cell": CELLS}[group]
+    registry = {"dataset": DATASETS, "tokenizer": TOKENIZERS, "cell": CELLS,
+                "decoding": DECODERS}[group]
     name = section["name"]
     if name not in registry:
         problems.append(f"{group}.name: unknown {registry.kind} {name!r}; registered: "
@@ -181,6 +188,10 @@ def plugin_options(group: str, plugin: Callable[..., Any]) -> list[str]:
     """The keyword options a dataset function or tokenizer class takes (what its config may set)."""
     if group == "cell":
         return []
+    if group == "decoding":  # decoder(model, features, max_length, **options); rng is internal
+        params = list(inspect.signature(plugin).parameters.values())[3:]
+        return [p.name for p in params if p.name != "rng" and p.kind in (
+            inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     kinds = ((inspect.Parameter.KEYWORD_ONLY,) if group == "tokenizer" else
              (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
     return [p.name for p in inspect.signature(plugin).parameters.values() if p.kind in kinds]
@@ -202,6 +213,14 @@ RANGE_RULES: list[RangeRule] = [
     ("evaluation.val_batch_size", lambda v: v >= 1, "must be an integer >= 1"),
     ("evaluation.max_val_captions", lambda v: v is None or v >= 1, "must be >= 1 or null (all)"),
     ("evaluation.num_samples", lambda v: v >= 0, "must be an integer >= 0"),
+    ("evaluation.max_eval_images", lambda v: v is None or v >= 1, "must be >= 1 or null (all)"),
+    ("evaluation.java_metrics", lambda v: v in ("auto", True, False),
+     "must be auto, true or false"),
+    ("decoding.beam_width", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
+    ("decoding.temperature", lambda v: isinstance(v, (int, float)) and v >= 0,
+     "must be a number >= 0"),
+    ("decoding.top_k", lambda v: v is None or (isinstance(v, int) and v >= 1),
+     "must be an integer >= 1 or null"),
     ("tokenizer.max_length", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
     ("seed", lambda v: v >= 0, "must be an integer >= 0"),
 ]

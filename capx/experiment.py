@@ -29,6 +29,10 @@ from capx import tracking
 from capx.callbacks import (Checkpointer, ProgressBar, RunState, TrackingCallback, Validation)
 from capx.checkpoint import Checkpoint, CheckpointError, check_compatible, load_checkpoint
 from capx.config import ConfigError, validate
+from capx.evaluation import (data_statistics, decoder_settings, evaluation_text,
+                             final_evaluation, text_validation, timing_summary,
+                             train_step_peak_memory_mb)
+from capx.metrics import vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +242,8 @@ class Job:
 
     def finished(self) -> str:
         self.checkpointer.save(self.solver)
+        if self.plain["evaluation"].get("final", True):
+            self.evaluate_at_end()
         self.log_artifacts()
         self.summary("FINISHED")
         self._end("FINISHED")
@@ -345,12 +351,15 @@ class Job:
         self.checkpointer = Checkpointer(state, self.context.output_dir / "checkpoints",
                                          self.tokenizer.to_dict(), config_yaml, meta,
                                          p["checkpoint"]["every_epochs"])
+        text_metrics = text_validation(self.data.val, self.tokenizer,
+                                       evaluation["max_val_captions"],
+                                       evaluation["val_batch_size"])
         callbacks: list[Any] = [
             Validation(state, self.solver_data, self.tokenizer.decode,
                        max_length=self.tokenizer.max_length + 1,
                        batch_size=evaluation["val_batch_size"],
                        max_captions=evaluation["max_val_captions"],
-                       num_samples=evaluation["num_samples"]),
+                       num_samples=evaluation["num_samples"], text_metrics=text_metrics),
             self.checkpointer,
         ]
         if self.tracker:
@@ -398,7 +407,35 @@ class Job:
         metrics.update({"data/vocab_size": self.tokenizer.vocab_size,
                         "data/train_captions": len(self.data.train.captions),
                         "data/truncated_fraction": self.truncated})
+        metrics.update(data_statistics(self.solver_data))
         t.log_metrics(metrics, step=0)
+
+    def evaluate_at_end(self) -> None:
+        """Score the trained model on the val split (``test/...``) and record it."""
+        started = time.perf_counter()
+        p, solver = self.plain, self.solver
+        metrics, result = final_evaluation(self.model, self.tokenizer, self.data.val,
+                                           self.data.train.captions, p)
+        stats = data_statistics(self.solver_data)
+        metrics.update(timing_summary(self.state.epoch_seconds, solver.iterations_per_epoch,
+                                      solver.batch_size,
+                                      stats.get("data/train_tokens_per_caption", 0.0)))
+        metrics.update({f"test/{k}": float(v) for k, v in self.model.param_counts().items()
+                        if k == "total" or k.startswith("group/")})
+        if p["evaluation"].get("measure_memory", True):
+            metrics["test/train_step_peak_memory_mb"] = train_step_peak_memory_mb(
+                self.model, self.solver_data, solver.batch_size)
+        metrics["test/evaluation_seconds"] = time.perf_counter() - started
+        log.info("  evaluation (%s decoder, %d val images): BLEU-4 %.3f, CIDEr-D %.3f, "
+                 "%.3f bits/char, %.2f nats/caption, invented words %.1f%%",
+                 decoder_settings(p)[0], int(metrics["test/images"]), metrics["test/bleu4"],
+                 metrics["test/cider"], metrics["test/bits_per_char"],
+                 metrics["test/nll_per_caption"], 100 * metrics["test/invented_word_rate"])
+        if self.tracker:
+            self.tracker.log_metrics(metrics, step=solver.epoch)
+            self.tracker.log_text(evaluation_text(result, self.data.val,
+                                                  vocabulary(self.data.train.captions)),
+                                  "evaluation/captions.txt")
 
     def log_artifacts(self) -> None:
         if not self.tracker:
