@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from capx.datasets.base import CaptionData, CaptionSplit
-from capx.datasets.shapes_features import image_features, standardize
+from capx.datasets.shapes_features import FIXED_DIM, image_features, standardize
 from capx.datasets.shapes_grammar import Scene, captions_for, sample_scenes
 from capx.datasets.shapes_render import render_images, save_png
 from capx.registry import DATASETS
@@ -33,7 +33,7 @@ from capx.registry import DATASETS
 __all__ = ["shapes", "shapes_images", "shapes_scenes", "save_png", "render_images",
            "default_cache_dir", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 2  # bump whenever scenes, captions, features or the file layout change
+FORMAT_VERSION = 3  # bump whenever scenes, captions, features or the file layout change
 CAPTIONS_PER_IMAGE = 5
 SPLITS = ("train", "val")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 24, 256
@@ -58,7 +58,8 @@ def _check_options(num_train: Any, num_val: Any, seed: Any, image_size: Any, fea
     need("num_val", num_val, 0)
     need("seed", seed, 0)
     need("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
-    need("feature_dim", feature_dim, 1)
+    if feature_dim is not None:
+        need("feature_dim", feature_dim, 1)
     if caption_seed is not None:
         need("caption_seed", caption_seed, 0)
 
@@ -83,12 +84,13 @@ def _generate(options: dict[str, Any]) -> dict[str, np.ndarray]:
     for split in SPLITS:
         scenes = shapes_scenes(split, options[f"num_{split}"], options["seed"])
         images = render_images(scenes, options["image_size"])
-        features[split] = image_features(images, options["feature_dim"])
+        features[split] = image_features(images)
         arrays[f"{split}_captions"] = np.asarray(_split_captions(scenes, split, caption_seed),
                                                  dtype=np.str_)
         arrays[f"{split}_image_idxs"] = np.repeat(np.arange(len(scenes)), CAPTIONS_PER_IMAGE)
     arrays["train_features"], arrays["val_features"] = standardize(
-        features["train"], features["val"])
+        features["train"], features["val"],
+        feature_dim=None if options["feature_dim"] == FIXED_DIM else options["feature_dim"])
     return arrays
 
 
@@ -161,7 +163,7 @@ def shapes(
     num_val: int = 300,
     seed: int = 0,
     image_size: int = 48,
-    feature_dim: int = 512,
+    feature_dim: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
     caption_seed: int | None = None,
@@ -169,13 +171,16 @@ def shapes(
     """Procedural scenes of coloured shapes, five grammar captions each, pixel-only features.
 
     ``seed`` picks the scenes (and the captions, unless ``caption_seed`` is given: the same
-    pictures and features with other captions). Features are centred on the training mean and
-    scaled to an RMS of 0.4, like PCA output. Results are cached under ``cache_dir`` (default:
+    pictures and features with other captions). Features are pixel descriptors z-scored on the
+    training split and scaled to an RMS of 0.4, like PCA output; ``feature_dim`` (default: the
+    descriptor count, ``FIXED_DIM``) asks for a fixed orthogonal map to another size. Results
+    are cached under ``cache_dir`` (default:
     :func:`default_cache_dir`); ``use_cache=False`` neither reads nor writes the cache.
     """
     _check_options(num_train, num_val, seed, image_size, feature_dim, caption_seed)
     options = {"num_train": int(num_train), "num_val": int(num_val), "seed": int(seed),
-               "image_size": int(image_size), "feature_dim": int(feature_dim),
+               "image_size": int(image_size),
+               "feature_dim": FIXED_DIM if feature_dim is None else int(feature_dim),
                "caption_seed": None if caption_seed is None else int(caption_seed)}
     key = _cache_key(options)
     path = _cache_path(Path(cache_dir).expanduser() if cache_dir else default_cache_dir(), key)
@@ -215,7 +220,7 @@ def _split(arrays: dict[str, np.ndarray], split: str) -> CaptionSplit:
 
 def shapes_images(split: str = "train", indices: Sequence[int] | np.ndarray | None = None, *,
                   num_train: int = 2000, num_val: int = 300, seed: int = 0, image_size: int = 48,
-                  feature_dim: int = 512, cache_dir: Any = None, use_cache: bool = True,
+                  feature_dim: int | None = None, cache_dir: Any = None, use_cache: bool = True,
                   caption_seed: int | None = None) -> np.ndarray:
     """The pictures of a split as uint8 (n, H, W, 3), re-rendered (fast and exact).
 

@@ -26,14 +26,12 @@ FEATURE_SEED = 7_2024  # fixed: the extractor is the same for every dataset seed
 HUE_BINS = 12
 GREY_BINS = 6
 ORIENTATION_BINS = 8
-THUMBNAIL = 12
 TARGET_RMS = 0.4  # per-entry scale of the finished features (the PCA features of coco-mini)
 CHUNK = 256  # images per batch, to bound memory
 EDGE_FLOOR = 0.02  # edge energy below which a region's orientation shares fade towards zero
 REGIONS = 1 + 3 * 3  # histograms cover the whole image and each cell of a 3x3 grid
 FIXED_DIM = (3 * 3 + 6 * 6) * 3 + REGIONS * (HUE_BINS + GREY_BINS + ORIENTATION_BINS + 1)
-# Per-block weights that give the blocks comparable spread before mixing.
-BLOCK_WEIGHTS = {"means": 1.0, "colours": 1.0, "edges": 1.0, "random": 1.0}
+STD_FLOOR = 1e-3  # added to each descriptor's spread, so near-constant ones are not blown up
 
 
 def pool_grid(maps: np.ndarray, cells: int) -> np.ndarray:
@@ -127,14 +125,6 @@ def edge_block(pixels: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _random_layer(inputs: int, outputs: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng([FEATURE_SEED, inputs, outputs, 1])
-    weights = rng.normal(0.0, 2.0 / np.sqrt(inputs), (inputs, outputs)).astype(np.float32)
-    bias = rng.normal(0.0, 0.5, outputs).astype(np.float32)
-    return weights, bias
-
-
-@functools.lru_cache(maxsize=8)
 def _mixing(inputs: int, outputs: int) -> np.ndarray:
     """A fixed dense (inputs, outputs) map with orthonormal columns (rows if inputs < outputs).
 
@@ -152,38 +142,34 @@ def _mixing(inputs: int, outputs: int) -> np.ndarray:
     return mixed[:inputs, :outputs].astype(np.float32)
 
 
-def raw_blocks(pixels: np.ndarray, random_dim: int) -> np.ndarray:
-    """Unmixed feature blocks of (N, H, W, 3) pixels in [0, 1] -> (N, FIXED_DIM + random_dim)."""
+def raw_blocks(pixels: np.ndarray) -> np.ndarray:
+    """Pixel descriptors of (N, H, W, 3) pixels in [0, 1] -> (N, FIXED_DIM)."""
     colours = np.sqrt(colour_histograms(half_resolution(pixels)))
-    edges = edge_block(pixels)
-    blocks = [
-        BLOCK_WEIGHTS["means"] * np.concatenate([pool_grid(pixels, k) for k in (3, 6)], 1),
-        BLOCK_WEIGHTS["colours"] * colours,
-        BLOCK_WEIGHTS["edges"] * edges,
-    ]
-    if random_dim:
-        thumbnail = pool_grid(pixels, THUMBNAIL) - 0.5
-        weights, bias = _random_layer(thumbnail.shape[1], random_dim)
-        blocks.append(BLOCK_WEIGHTS["random"] * np.maximum(thumbnail @ weights + bias, 0.0))
-    return np.concatenate(blocks, axis=1).astype(np.float32)
+    means = np.concatenate([pool_grid(pixels, k) for k in (3, 6)], 1)
+    return np.concatenate([means, colours, edge_block(pixels)], axis=1).astype(np.float32)
 
 
-def image_features(images: np.ndarray, feature_dim: int) -> np.ndarray:
-    """Uncentred features (N, feature_dim) float32 of uint8 images (N, H, W, 3)."""
+def image_features(images: np.ndarray) -> np.ndarray:
+    """Unnormalised pixel descriptors (N, FIXED_DIM) float32 of uint8 images (N, H, W, 3)."""
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
-    random_dim = max(0, feature_dim - FIXED_DIM)
-    mixing = _mixing(FIXED_DIM + random_dim, feature_dim)
-    out = np.empty((len(images), feature_dim), np.float32)
+    out = np.empty((len(images), FIXED_DIM), np.float32)
     for start in range(0, len(images), CHUNK):
         pixels = images[start:start + CHUNK].astype(np.float32) / 255.0
-        out[start:start + CHUNK] = raw_blocks(pixels, random_dim) @ mixing
+        out[start:start + CHUNK] = raw_blocks(pixels)
     return out
 
 
-def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Centre on the training mean and scale every split by one factor, like PCA output."""
+def standardize(train: np.ndarray, *others: np.ndarray,
+                feature_dim: int | None = None) -> list[np.ndarray]:
+    """Z-score descriptors on the training split, optionally mix to ``feature_dim``, scale."""
     mean = train.mean(axis=0, dtype=np.float64)
-    rms = float(np.sqrt(np.mean((train - mean) ** 2))) or 1.0
-    scale = TARGET_RMS / rms
-    return [((x - mean) * scale).astype(np.float32) for x in (train, *others)]
+    std = train.std(axis=0, dtype=np.float64) + STD_FLOOR
+    mixing = None if feature_dim is None else _mixing(train.shape[1], feature_dim).astype(np.float64)
+
+    def transform(x: np.ndarray) -> np.ndarray:
+        z = (x - mean) / std
+        return z if mixing is None else z @ mixing
+
+    scale = TARGET_RMS / (float(np.sqrt(np.mean(transform(train) ** 2))) or 1.0)
+    return [(transform(x) * scale).astype(np.float32) for x in (train, *others)]
