@@ -39,6 +39,7 @@ QUALITY = [
     ("BLEU-3", "test/bleu3", 1, 3), ("BLEU-4", "test/bleu4", 1, 3),
     ("CIDEr-D", "test/cider", 1, 3),
     ("bits/char", "test/bits_per_char", 1, 3), ("NLL/caption", "test/nll_per_caption", 1, 2),
+    ("best val bits/char (any epoch)", "best_val_bits_per_char", 1, 3),
     ("perplexity per token", "token_perplexity", 1, 2),
     ("invented words %", "test/invented_word_rate", 100, 1),
     ("no <END> %", "test/no_end_rate", 100, 1),
@@ -87,6 +88,8 @@ class RunRecord:
     def value(self, metric: str) -> float:
         if metric == "token_perplexity":
             metric = f"test/{self.tokenizer}_token_perplexity"
+        if metric == "best_val_bits_per_char":  # the lowest point of the validation curve
+            return min((bpc for *_, bpc in self.curve), default=math.nan)
         return self.metrics.get(metric, math.nan)
 
 

@@ -89,3 +89,6 @@ def test_missing_metrics_and_token_perplexity_are_handled():
     assert format_cell([math.nan], 1, 2) == "–"
     record = _record("char", 0, **{"test/char_token_perplexity": 1.7})
     assert record.value("token_perplexity") == 1.7
+    assert math.isnan(record.value("best_val_bits_per_char"))
+    record.curve = [(1, 2.0, 1.5), (2, 4.0, 1.2), (3, 6.0, 1.3)]
+    assert record.value("best_val_bits_per_char") == 1.2
