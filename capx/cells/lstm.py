@@ -18,7 +18,8 @@ def lstm_activate_(a: np.ndarray, prev_c: np.ndarray, c_out: np.ndarray, tanh_c_
     np.tanh(a[:, 3 * hidden :], out=a[:, 3 * hidden :])
     i, f, o, g = (a[:, k * hidden : (k + 1) * hidden] for k in range(4))
     np.multiply(f, prev_c, out=c_out)
-    c_out += i * g
+    np.multiply(i, g, out=tanh_c_out)  # scratch until it holds tanh(c)
+    c_out += tanh_c_out
     np.tanh(c_out, out=tanh_c_out)
     np.multiply(o, tanh_c_out, out=h_out)
 
