@@ -157,7 +157,8 @@ def run_name(plain: dict[str, Any], context: JobContext) -> str:
     if name:
         return name
     parts = [plain["tokenizer"]["name"], plain["cell"]["name"], f"s{plain['seed']}"]
-    skip = ("tokenizer=", "cell=", "seed=", "resume=", "tracking.", "hydra", "progress=")
+    skip = ("tokenizer=", "cell=", "seed=", "resume=", "tracking.", "hydra", "progress=",
+            "experiment=")  # a preset is the same for every run of its study (and is tagged)
     for override in context.overrides:
         if override.startswith(skip):
             continue
@@ -188,6 +189,7 @@ def open_run(plain: dict[str, Any], context: JobContext,
     tags = {
         "tokenizer": plain["tokenizer"]["name"], "cell": plain["cell"]["name"],
         "dataset": plain["dataset"]["name"], "model": context.choices.get("model", ""),
+        "experiment": context.choices.get("experiment", ""),
         "seed": plain["seed"], "hydra.output_dir": str(context.output_dir),
         "mlflow.source.git.commit": tracking.git_commit(context.original_cwd),
         "mlflow.source.name": "run.py", "capx.resumed_from": plain.get("resume"),

@@ -318,6 +318,35 @@ def make_report(uri: str, out_dir: Path, experiment: str | None = None,
     return text, written
 
 
+try:
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover - hydra is a dependency
+    _HydraCallback = object  # type: ignore[misc,assignment]
+
+
+class ReportCallback(_HydraCallback):  # type: ignore[misc]
+    """Hydra callback: when a sweep ends, report it into ``<sweep dir>/report`` and log the
+    report to the sweep's parent run (what ``capx report --parent ...`` would do)."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        import logging
+
+        log = logging.getLogger(__name__)
+        try:
+            sweep_dir = Path(str(config.hydra.sweep.dir))
+            if not sweep_dir.is_absolute():
+                sweep_dir = Path(str(config.hydra.runtime.cwd)) / sweep_dir
+            id_file = sweep_dir / tracking.PARENT_ID_FILE
+            if not config.tracking.enabled or not id_file.is_file():
+                return
+            uri = tracking.tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
+            text, _ = make_report(uri, sweep_dir / "report", parent=id_file.read_text().strip())
+            print(text)
+            log.info("report written to %s", sweep_dir / "report")
+        except Exception as exc:  # noqa: BLE001 - a finished sweep must not fail over its report
+            log.warning("could not write the sweep's report: %s", exc)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--experiment", help="MLflow experiment name (all its finished runs)")

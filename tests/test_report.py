@@ -27,7 +27,7 @@ def sweep(tmp_path_factory) -> tuple[Path, str, str]:
     done = subprocess.run(
         [sys.executable, str(REPO / "run.py"), "-m", "experiment=smoke", "progress=false",
          "tokenizer=char,word", "tokenizer.max_length=60", "tracking.experiment_name=study",
-         "hydra.sweep.dir=sweep"],
+         "hydra.sweep.dir=sweep", "+hydra.callbacks.report._target_=capx.report.ReportCallback"],
         cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     parent = (folder / "sweep" / "mlflow_parent_run_id.txt").read_text().strip()
@@ -50,6 +50,14 @@ def test_report_of_a_sweep_has_both_tokenizers_plots_and_parent_artifacts(sweep,
 
     logged = {a.path for a in MlflowClient(uri).list_artifacts(parent, "report")}
     assert {"report/report.md", "report/quality_vs_params.png", "report/runs.csv"} <= logged
+
+
+def test_sweep_callback_wrote_the_report_into_the_sweep_folder(sweep):
+    folder, _, _ = sweep
+    report = folder / "sweep" / "report" / "report.md"
+    assert report.is_file()
+    assert "| char | lstm | 1 |" in report.read_text()
+    assert (folder / "sweep" / "report" / "val_bits_per_char_vs_epoch.png").is_file()
 
 
 def test_cli_report_by_experiment_prints_the_table(sweep, tmp_path, capsys):
