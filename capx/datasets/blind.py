@@ -52,7 +52,7 @@ def excluded_image_ids(files: Sequence[str | os.PathLike]) -> set[int]:
 @DATASETS.register("blind")
 def blind(
     captions_file: str | os.PathLike | None = None,
-    exclude_files: Sequence[str | os.PathLike] | None = DEFAULT_EXCLUDE,
+    exclude_files: Sequence[str | os.PathLike] | None = None,
     val_percent: int = 15,
     feature_dim: int = 8,
     feature_value: float = 1.0,
@@ -64,7 +64,8 @@ def blind(
 
     ``captions_file``: null means ``$CAPX_BLIND_CAPTIONS`` or the official captions_val2017.json
     beside the checkout (``../shared/data/coco-val2017-captions``). ``exclude_files``: caption
-    json files whose image ids are left out (default: coco-mini's two files). ``max_train`` /
+    json files whose image ids are left out; null means coco-mini's two caption files when they
+    sit beside the checkout (``../shared/data/coco-mini``), else none. ``max_train`` /
     ``max_val`` keep a seeded subset of images (with all their captions).
     """
     if not isinstance(val_percent, int) or not 0 < val_percent < 100:
@@ -78,7 +79,9 @@ def blind(
         raise DataError(f"blind dataset: captions file {str(path)!r} does not exist; set "
                         f"dataset.captions_file (or ${CAPTIONS_ENV}) to a COCO caption json")
     captions_of, _ = _read_annotations(path)
-    excluded = excluded_image_ids(list(exclude_files or []))
+    if exclude_files is None:
+        exclude_files = [name for name in DEFAULT_EXCLUDE if Path(name).is_file()]
+    excluded = excluded_image_ids(list(exclude_files))
     kept = sorted(set(captions_of) - excluded)
     split_ids = {"train": [i for i in kept if not is_val_image(i, val_percent)],
                  "val": [i for i in kept if is_val_image(i, val_percent)]}
@@ -92,6 +95,7 @@ def blind(
         ids = ids if rows is None else ids[rows]
         splits[name] = _constant_split(ids, captions_of, feature_dim, feature_value)
     info = {"layout": "blind", "captions_file": str(path.resolve()),
+            "exclude_files": [str(f) for f in exclude_files],
             "excluded_images": len(set(captions_of) & excluded), "val_percent": val_percent,
             "feature_dim": feature_dim, "feature_value": feature_value,
             **{f"{k}_images": int(v.num_images) for k, v in splits.items()},
