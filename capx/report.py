@@ -42,9 +42,9 @@ QUALITY = [
     ("best val bits/char (any epoch)", "best_val_bits_per_char", 1, 3),
     ("perplexity per token", "token_perplexity", 1, 2),
     ("invented words %", "test/invented_word_rate", 100, 1),
-    ("no <END> %", "test/no_end_rate", 100, 1),
-    ("<UNK> in refs %", "test/unk_rate_reference", 100, 2),
-    ("<UNK> in output %", "test/unk_rate_output", 100, 2),
+    ("no `<END>` %", "test/no_end_rate", 100, 1),
+    ("`<UNK>` in refs %", "test/unk_rate_reference", 100, 2),
+    ("`<UNK>` in output %", "test/unk_rate_output", 100, 2),
 ]
 COST = [
     ("params", "params/total", 1, 0),
