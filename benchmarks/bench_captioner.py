@@ -15,6 +15,7 @@ benchmarks/README.md for what each column means.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -94,6 +95,9 @@ class TrainRow:
     seed_ms: float | None = None
     capx_gflops: float = 0.0
     peak_fraction: float | None = None
+    dense_ms: float = 0.0  # capx with packing off: every step over all N captions
+    dense_gflop: float = 0.0  # the same formula with P = N * T
+    dense_peak_fraction: float | None = None
     losses: dict[str, float] = field(default_factory=dict)
 
     def ratio(self, other_ms: float | None) -> float | None:
@@ -225,6 +229,15 @@ def measure_training(tok: Tokenization, cell: str, n: int, settings: Settings,
                                            settings.seed_repeats, min(settings.warmup, 1)))
     row.capx_gflops = row.gflop / (row.capx_ms / 1000.0)
     row.peak_fraction = row.capx_gflops / peak_gflops if peak_gflops > 0 else None
+    dense_model, _, _ = build_models(tok, cell, dataclasses.replace(
+        settings, run_torch=False, run_seed=False), seed=n)
+    dense_model.pack = False
+    row.dense_ms = median_ms(time_calls(capx_trainer(dense_model, features, captions),
+                                        settings.repeats, settings.warmup))
+    row.dense_gflop = training_gflop(n, n * tok.steps, cell, tok.vocab_size, settings.input_dim,
+                                     settings.wordvec_dim, settings.hidden_dim)
+    if peak_gflops > 0:
+        row.dense_peak_fraction = row.dense_gflop / (row.dense_ms / 1000.0) / peak_gflops
     return row
 
 
@@ -253,16 +266,17 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 def train_table(rows: list[TrainRow]) -> str:
     lines = [
         "| tokens | cell | N | T | V | GFLOP/step | capx ms | torch ms | seed ms "
-        "| capx/torch | capx/seed | capx GFLOP/s | % of peak |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| capx/torch | capx/seed | capx GFLOP/s | % of peak | dense ms | dense % of peak |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         pct = None if r.peak_fraction is None else 100 * r.peak_fraction
+        dense_pct = None if r.dense_peak_fraction is None else 100 * r.dense_peak_fraction
         lines.append(
             f"| {r.tokens} | {r.cell} | {r.batch} | {r.steps} | {r.vocab} | {r.gflop:.3f} "
             f"| {_fmt(r.capx_ms)} | {_fmt(r.torch_ms)} | {_fmt(r.seed_ms)} "
             f"| {_fmt(r.ratio(r.torch_ms), 2)} | {_fmt(r.ratio(r.seed_ms), 3)} "
-            f"| {r.capx_gflops:.1f} | {_fmt(pct)} |")
+            f"| {r.capx_gflops:.1f} | {_fmt(pct)} | {_fmt(r.dense_ms)} | {_fmt(dense_pct)} |")
     return "\n".join(lines)
 
 
