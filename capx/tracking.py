@@ -262,6 +262,8 @@ class SweepCallback(_HydraCallback):  # type: ignore[misc]
             log.warning("could not open the sweep's MLflow parent run: %s", exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Close the parent run; exit non-zero when any job did not finish (after all ran)."""
+        status = "FINISHED"
         try:
             settings = _sweep_settings(config)
             if settings is None:
@@ -278,6 +280,10 @@ class SweepCallback(_HydraCallback):  # type: ignore[misc]
             log.info("MLflow sweep run %s: %d job(s), %s", parent, len(children), status)
         except Exception as exc:  # noqa: BLE001 - never fail a finished sweep over bookkeeping
             log.warning("could not close the sweep's MLflow parent run: %s", exc)
+        if status != "FINISHED":
+            log.error("sweep %s: not every job finished; see the MLflow runs marked %s",
+                      Path(str(config.hydra.sweep.dir)).name, status)
+            raise SystemExit(130 if status == "KILLED" else 1)
 
 
 def sweep_run_name(config: DictConfig) -> str:

@@ -246,3 +246,14 @@ def test_mlflow_ui_answers_over_http(workdir):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_sweep_with_a_failed_job_runs_the_others_and_exits_non_zero(workdir, cache_dir):
+    """One job fails (non-finite loss), the other still finishes; the sweep reports failure."""
+    result = _run_py(workdir, cache_dir, "-m", *SMOKE, "solver.learning_rate=1e-2,1e12")
+    assert result.returncode == 1, result.stdout + result.stderr
+    client, runs = _runs(workdir)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    statuses = sorted(r.info.status for r in runs if "mlflow.parentRunId" in r.data.tags)
+    assert statuses == ["FAILED", "FINISHED"]
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"
