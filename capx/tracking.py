@@ -27,8 +27,9 @@ DEFAULT_DB = "mlflow.db"
 SWEEP_TAG = "capx.sweep_id"
 PARENT_ID_FILE = "mlflow_parent_run_id.txt"
 RETRY_SECONDS = 120.0
-_TRANSIENT = ("database is locked", "database table is locked", "busy", "unable to open database",
-              "connection", "timed out", "temporarily")
+# SQLite's answers to concurrent writers. Network errors are not retried here: MLflow's HTTP
+# client already retries them, and a wrong tracking.uri should fail fast, not after minutes.
+_TRANSIENT = ("database is locked", "database table is locked", "busy", "unable to open database")
 
 
 # -- where runs go --------------------------------------------------------------------------
