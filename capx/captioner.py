@@ -9,7 +9,7 @@ projection: ``W_embed @ Wx + b`` is computed once and its rows gathered.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -155,8 +155,17 @@ class CaptioningRNN:
 
         Returns int32 (N, max_length): generated ids, ``<END>`` included, ``<NULL>`` after it.
         """
+        return self.generate(features, max_length, lambda scores: scores.argmax(axis=1))
+
+    def generate(self, features: np.ndarray, max_length: int,
+                 choose: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Decode token by token, ``choose`` picking each row's next id from its scores.
+
+        Rows that emit ``<END>`` drop out of the batch, so finished captions cost nothing.
+        Same output convention as :meth:`sample`.
+        """
         if self._start is None or self._end is None:
-            raise ValueError("sampling needs '<START>' and '<END>' in word_to_idx")
+            raise ValueError("decoding needs '<START>' and '<END>' in word_to_idx")
         n = features.shape[0]
         captions = np.full((n, max_length), self._null, dtype=np.int32)
         table = self.input_table() if self.vocab_size <= n * max_length else None
@@ -165,7 +174,7 @@ class CaptioningRNN:
         active = np.arange(n)
         for t in range(max_length):
             scores, state = self.step_scores(words, state, table)
-            words = scores.argmax(axis=1)
+            words = choose(scores)
             captions[active, t] = words
             going = words != self._end
             if not going.all():

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from capx.io import atomic_savez
 
 FORMAT = "capx-checkpoint"
 FORMAT_VERSION = 1
@@ -98,18 +99,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], tokenizer: d
     arrays["header_json"] = np.asarray(json.dumps(header))
     arrays["tokenizer_json"] = np.asarray(json.dumps(tokenizer))
     arrays["config_yaml"] = np.asarray(config_yaml)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            np.savez(tmp, **arrays)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_savez(path, arrays)
 
 
 # -- load -------------------------------------------------------------------------------------

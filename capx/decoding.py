@@ -113,24 +113,8 @@ def sample(model: Any, features: np.ndarray, max_length: int, temperature: float
     if top_k is not None and (int(top_k) != top_k or top_k < 1):
         raise ValueError(f"sample decoder: top_k must be a positive integer or None, got {top_k!r}")
     rng = rng if rng is not None else np.random.default_rng(seed)
-    null, start, end = _special_ids(model)
-    n = features.shape[0]
-    captions = np.full((n, max_length), null, dtype=np.int32)
-    table = _table(model, n, max_length)
-    state = model.initial_state(features)
-    words = np.full(n, start, dtype=np.intp)
-    active = np.arange(n)
-    for t in range(max_length):
-        scores, state = model.step_scores(words, state, table)
-        words = _draw(scores, temperature, top_k, rng)
-        captions[active, t] = words
-        going = words != end
-        if not going.all():
-            active, words = active[going], words[going]
-            state = select_state(state, going)
-            if active.size == 0:
-                break
-    return captions
+    _special_ids(model)
+    return model.generate(features, max_length, lambda scores: _draw(scores, temperature, top_k, rng))
 
 
 def _draw(scores: np.ndarray, temperature: float, top_k: int | None,

@@ -12,7 +12,6 @@ import pytest
 from benchmarks import bench_captioner as bench
 from benchmarks import machine, memory_full_scale, seed_baseline, torch_baseline
 from capx.captioner import CaptioningRNN
-from capx.optim import adam
 
 needs_torch = pytest.mark.skipif(not torch_baseline.torch_available(),
                                  reason="PyTorch not installed (optional 'bench' extra)")

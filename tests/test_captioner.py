@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from capx.captioner import CaptioningRNN
-from capx.gradcheck import eval_numerical_gradient, rel_error
+from capx.gradcheck import eval_numerical_gradient
 
 TOY_VOCAB = {"<NULL>": 0, "cat": 2, "dog": 3}
 

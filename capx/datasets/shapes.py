@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import random
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from capx.datasets.base import CaptionData, CaptionSplit
+from capx.io import atomic_savez
 from capx.datasets.shapes_features import FIXED_DIM, image_features, standardize
 from capx.datasets.shapes_grammar import Scene, captions_for, sample_scenes
 from capx.datasets.shapes_render import render_images, save_png
@@ -140,17 +140,7 @@ def _validate(arrays: dict[str, np.ndarray], key: str, options: dict[str, Any]) 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write atomically (temp file in the same folder, then os.replace); failure only warns."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as tmp:
-                np.savez(tmp, **arrays)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        atomic_savez(path, arrays)
     except OSError as exc:
         warnings.warn(f"could not write the shapes cache file {path} ({exc}); the data is used "
                       f"without caching. Set dataset.cache_dir or CAPX_CACHE_DIR to a writable "
