@@ -9,7 +9,8 @@ convention); a row that never emits ``<END>`` is ``max_length`` tokens long. ``m
 tokens with ``<END>``, so a tokenizer whose captions hold at most ``max_length`` symbols needs
 ``tokenizer.max_length + 1`` (see :func:`default_max_length`).
 
-Decoders use only the model's decoding API: ``initial_state``, ``step_scores``, ``input_table``.
+Decoders use only the model's decoding API: ``initial_state``, ``step_scores``, ``input_table``
+and ``generate``.
 :func:`decode` picks a decoder by name and runs it over batches of images.
 """
 
