@@ -23,8 +23,21 @@ def sigmoid_(x: np.ndarray) -> np.ndarray:
     return x
 
 
+#: up to this many output rows, :func:`scatter_add_rows` multiplies by a one-hot matrix: a
+#: matrix product beats sorting and copying every row (char vocabulary, 3000 x 2048 values:
+#: 13 ms against 63 ms on one core)
+ONE_HOT_MAX_ROWS = 128
+
+
 def scatter_add_rows(indices: np.ndarray, values: np.ndarray, num_rows: int) -> np.ndarray:
-    """``out[indices[k]] += values[k]`` for all k, as a sorted segment sum (much faster than np.add.at)."""
+    """``out[indices[k]] += values[k]`` for all k, much faster than ``np.add.at``.
+
+    Small outputs use a one-hot matrix product; larger ones a sorted segment sum.
+    """
+    if num_rows <= ONE_HOT_MAX_ROWS and values.ndim == 2:
+        one_hot = np.zeros((num_rows, indices.size), dtype=values.dtype)
+        one_hot[indices, np.arange(indices.size)] = 1
+        return one_hot @ values
     out = np.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)
     if indices.size == 0:
         return out

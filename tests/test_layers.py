@@ -252,3 +252,18 @@ def test_layers_keep_their_dtype(dtype):
     scores = RNG.randn(2, 3, 6).astype(dtype)
     loss, dx = temporal_softmax_loss(scores, np.zeros((2, 3), int), np.ones((2, 3), bool))
     assert dx.dtype == dtype
+
+
+@pytest.mark.parametrize("num_rows", [5, 300])
+def test_scatter_add_rows_equals_add_at_on_both_paths(num_rows):
+    """One-hot product (small outputs) and sorted segment sum (large) both equal np.add.at."""
+    from capx.ops import ONE_HOT_MAX_ROWS, scatter_add_rows
+
+    assert (num_rows <= ONE_HOT_MAX_ROWS) == (num_rows == 5)
+    indices = RNG.randint(num_rows, size=400)
+    values = RNG.randn(400, 7)
+    expected = np.zeros((num_rows, 7))
+    np.add.at(expected, indices, values)
+    np.testing.assert_allclose(scatter_add_rows(indices, values, num_rows), expected, rtol=1e-12,
+                               atol=1e-12)
+    assert scatter_add_rows(indices[:0], values[:0], num_rows).shape == (num_rows, 7)
