@@ -11,17 +11,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from capx.tokenizers.base import UNK, split_unk, strip_punctuation
+from capx.tokenizers.base import UNK, clean_text
 
 
 def canonical_text(text: str) -> str:
     """Lowercase, no ASCII punctuation, single spaces; ``<UNK>`` literals left whole."""
-    if UNK in text:
-        pieces = split_unk(text)
-        text = "".join(p if i % 2 else strip_punctuation(p.lower()) for i, p in enumerate(pieces))
-    else:
-        text = strip_punctuation(text.lower())
-    return " ".join(text.split())
+    return clean_text(text, lowercase=True, strip_punct=True)
 
 
 def canonical_words(text: str) -> list[str]:

@@ -261,6 +261,19 @@ def strip_punctuation(text: str) -> str:
     return text.translate(_STRIP_PUNCTUATION)
 
 
+def clean_text(text: str, lowercase: bool = True, strip_punct: bool = True) -> str:
+    """Optionally lowercase and strip punctuation, collapse whitespace; ``<UNK>`` stays whole."""
+    def clean(piece: str) -> str:
+        piece = piece.lower() if lowercase else piece
+        return strip_punctuation(piece) if strip_punct else piece
+
+    if UNK in text:
+        text = "".join(p if i % 2 else clean(p) for i, p in enumerate(split_unk(text)))
+    else:
+        text = clean(text)
+    return " ".join(text.split())
+
+
 def _check_int(option: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"tokenizer option {option!r} must be an integer >= {minimum}, "

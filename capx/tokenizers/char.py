@@ -8,7 +8,7 @@ import numpy as np
 
 from capx.registry import TOKENIZERS
 from capx.tokenizers.base import (
-    SPECIAL_TOKENS, UNK, UNK_ID, Tokenizer, split_unk, strip_punctuation,
+    SPECIAL_TOKENS, UNK, UNK_ID, Tokenizer, clean_text, split_unk,
 )
 
 PUNCTUATION_MODES = ("keep", "strip")
@@ -52,20 +52,8 @@ class CharTokenizer(Tokenizer):
         return {**super().options(), "lowercase": self.lowercase, "punctuation": self.punctuation}
 
     # ----- text -> symbols ---------------------------------------------------------------------
-    def _clean(self, piece: str) -> str:
-        if self.lowercase:
-            piece = piece.lower()
-        if self.punctuation == "strip":
-            piece = strip_punctuation(piece)
-        return piece
-
     def normalize(self, text: str) -> str:
-        if UNK in text:
-            pieces = split_unk(text)
-            text = "".join(p if i % 2 else self._clean(p) for i, p in enumerate(pieces))
-        else:
-            text = self._clean(text)
-        return " ".join(text.split())
+        return clean_text(text, self.lowercase, self.punctuation == "strip")
 
     def tokenize(self, text: str) -> list[str]:
         text = self.normalize(text)
