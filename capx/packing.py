@@ -36,6 +36,21 @@ class Packing:
     def num_rows(self) -> int:
         return int(self.offsets[-1])
 
+    def previous(self, first: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The value at step t-1 of every packed row: ``first`` (N, ...) for step 0, else ``rows``.
+
+        Equals ``np.concatenate([first, rows])[prev_rows]``, as one block copy per step (the
+        rows a step needs are the first ``batch_sizes[t]`` rows of the step before), which is
+        several times faster than the gather.
+        """
+        out = np.empty((self.num_rows,) + rows.shape[1:], dtype=rows.dtype)
+        sizes, offsets = self.batch_sizes, self.offsets
+        if len(sizes):
+            out[: sizes[0]] = first[: sizes[0]]
+        for t in range(1, len(sizes)):
+            out[offsets[t] : offsets[t] + sizes[t]] = rows[offsets[t - 1] : offsets[t - 1] + sizes[t]]
+        return out
+
     def gather(self, batch: np.ndarray) -> np.ndarray:
         """Packed copy of an (N, T, ...) array."""
         return batch[self.rows, self.steps]

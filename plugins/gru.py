@@ -112,7 +112,7 @@ def gru_packed_backward(dh: np.ndarray, cache):
         np.matmul(hn_t, WhT_n, out=t1)
         dnext_h[:n] += t1
         dnext_h[:n] += direct
-    h_prev = np.concatenate([h0, h])[packing.prev_rows]
+    h_prev = packing.previous(h0, h)
     dWh = np.empty_like(Wh)
     np.matmul(h_prev.T, gates[:, : 2 * hidden], out=dWh[:, : 2 * hidden])
     np.matmul(h_prev.T, hn, out=dWh[:, 2 * hidden :])

@@ -169,3 +169,16 @@ class TestSampling:
             for row in range(4):
                 if 2 not in out[row, :t]:
                     assert out[row, t] == words[row]
+
+
+def test_packing_previous_equals_gather_through_prev_rows():
+    from capx.packing import make_packing
+
+    rng = np.random.RandomState(5)
+    mask = random_problem(rng, N=9, T=8, V=5) != 0
+    for pack in (True, False):
+        packing = make_packing(mask, pack=pack)
+        first = rng.randn(9, 3)
+        rows = rng.randn(packing.num_rows, 3)
+        expected = np.concatenate([first, rows])[packing.prev_rows]
+        np.testing.assert_array_equal(packing.previous(first, rows), expected)

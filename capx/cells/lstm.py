@@ -53,7 +53,7 @@ def lstm_packed_backward(dh: np.ndarray, cache):
     gates, c, tanh_c, h, h0, Wh, packing = cache
     hidden = h0.shape[1]
     i, f, o, g = (gates[:, k * hidden : (k + 1) * hidden] for k in range(4))
-    prev_c = np.concatenate([np.zeros_like(h0), c])[packing.prev_rows]
+    prev_c = packing.previous(np.zeros_like(h0), c)
     # d(c)/d(h) through h = o * tanh(c); then the gate factors, written over the gates.
     dc_dh = 1.0 - tanh_c * tanh_c
     dc_dh *= o
@@ -87,7 +87,7 @@ def lstm_packed_backward(dh: np.ndarray, cache):
         g[sl] *= dc
         dc *= forget[sl]  # becomes d(prev_c)
         np.matmul(gates[sl], WhT, out=dnext_h[:n])
-    h_prev = np.concatenate([h0, h])[packing.prev_rows]
+    h_prev = packing.previous(h0, h)
     dWh = h_prev.T @ gates
     return gates, dnext_h, dWh
 

@@ -38,7 +38,7 @@ def rnn_packed_backward(dh: np.ndarray, cache):
         da += dnext[:n]
         da *= dtanh[start : start + n]
         np.matmul(da, WhT, out=dnext[:n])
-    h_prev = np.concatenate([h0, h])[packing.prev_rows]
+    h_prev = packing.previous(h0, h)
     dWh = h_prev.T @ da_all
     return da_all, dnext, dWh
 
