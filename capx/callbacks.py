@@ -102,13 +102,9 @@ class Validation(Callback):
         self.rows = np.linspace(0, n - 1, keep).round().astype(int) if n else np.zeros(0, int)
         images = np.unique(data["val_image_idxs"]) if n else np.zeros(0, int)
         self.sample_images = images[:num_samples]
-        self._epoch_started = time.perf_counter()
-
-    def on_train_begin(self, solver: Any) -> None:
-        self._epoch_started = time.perf_counter()
 
     def on_epoch_end(self, solver: Any) -> None:
-        self.state.epoch_seconds.append(time.perf_counter() - self._epoch_started)
+        self.state.epoch_seconds.append(solver.epoch_seconds[-1])
         if len(self.rows):
             self.state.val_loss = batched_loss(
                 solver.model, self.data["val_features"], self.data["val_captions"][self.rows],
@@ -118,7 +114,6 @@ class Validation(Callback):
         if self.text_metrics is not None:
             self.state.val_metrics = self.text_metrics(solver.model)
         self.state.samples = self.sample_lines(solver.model)
-        self._epoch_started = time.perf_counter()
 
     def sample_lines(self, model: Any) -> list[str]:
         """``image i: sampled caption  |  reference caption`` for the sample images."""
@@ -187,7 +182,7 @@ class TrackingCallback(Callback):
         epoch_losses = solver.loss_history[-solver.iterations_per_epoch:]
         metrics = {
             "train/loss_epoch": float(np.mean(epoch_losses)),
-            "learning_rate": float(solver.learning_rate or 0.0),
+            "learning_rate": float(solver.epoch_learning_rate or 0.0),  # before this epoch's decay
             "time/epoch_seconds": seconds,
             "time/train_seconds": float(sum(self.state.epoch_seconds)),
             "speed/tokens_per_second": (solver.iterations_per_epoch * self.batch_size

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from typing import Any, Iterable
 
 import numpy as np
@@ -63,6 +64,8 @@ class CaptioningSolver:
         self.epoch = 0
         self.iteration = 0
         self.loss_history: list[float] = []
+        self.epoch_seconds: list[float] = []  # training time of each epoch, callbacks excluded
+        self.epoch_learning_rate: float | None = None  # the rate the last epoch trained with
         self.stop_training = False
         flat = getattr(self.model.params, "flat", None)
         # One optimiser state over the flat parameter buffer when the model has one.
@@ -125,6 +128,7 @@ class CaptioningSolver:
         self.stop_training = False
         for cb in self.callbacks:
             cb.on_train_begin(self)
+        epoch_started = time.perf_counter()
         while self.iteration < self.num_iterations and not self.stop_training:
             loss = self._step()
             self.loss_history.append(loss)
@@ -135,10 +139,13 @@ class CaptioningSolver:
                 cb.on_iteration_end(self, loss)
             if self.iteration % self.iterations_per_epoch == 0:
                 self.epoch += 1
+                self.epoch_seconds.append(time.perf_counter() - epoch_started)
+                self.epoch_learning_rate = self.learning_rate
                 for config in self.optim_configs.values():
                     config["learning_rate"] = config.get("learning_rate", 1e-3) * self.lr_decay
                 for cb in self.callbacks:
                     cb.on_epoch_end(self)
+                epoch_started = time.perf_counter()
         for cb in self.callbacks:
             cb.on_train_end(self)
 

@@ -64,6 +64,8 @@ def test_callbacks_epochs_and_lr_decay():
     assert rec.events[0] == "begin" and rec.events[-1] == "end"
     assert [e for e in rec.events if e[0] == "epoch"] == [("epoch", 1, 0.05), ("epoch", 2, 0.025)]
     assert solver.iteration == 6 and solver.epoch == 2
+    assert len(solver.epoch_seconds) == 2 and all(s > 0 for s in solver.epoch_seconds)
+    assert solver.epoch_learning_rate == pytest.approx(0.05)  # the rate epoch 2 trained with
 
 
 def test_stop_training_from_a_callback():
