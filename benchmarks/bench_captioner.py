@@ -34,6 +34,7 @@ from benchmarks.machine import (
 )
 from capx.captioner import CaptioningRNN
 from capx.optim import adam
+from capx.runtime import reuse_freed_memory
 
 INPUT_DIM, WORDVEC_DIM, HIDDEN_DIM = 512, 256, 512
 PAD_FRACTION = 0.25
@@ -169,7 +170,12 @@ def _torch_baseline():
 
 def capx_trainer(model: CaptioningRNN, features: np.ndarray,
                  captions: np.ndarray) -> Callable[[], float]:
-    """A closure doing what ``CaptioningSolver._step`` does after drawing the minibatch."""
+    """A closure doing what ``CaptioningSolver._step`` does after drawing the minibatch.
+
+    Like the solver, it first applies :func:`capx.runtime.reuse_freed_memory` (process-wide, so
+    the PyTorch and seed columns of the same run get it too).
+    """
+    reuse_freed_memory()
     config: dict[str, Any] = {}
 
     def step() -> float:

@@ -18,6 +18,7 @@ import numpy as np
 
 from capx.data import sample_coco_minibatch
 from capx.registry import UPDATE_RULES
+from capx.runtime import reuse_freed_memory
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -41,8 +42,15 @@ class CaptioningSolver:
                  optim_config: dict[str, Any] | None = None, lr_decay: float = 1.0,
                  batch_size: int = 100, num_epochs: int = 10, print_every: int = 10,
                  verbose: bool = True, callbacks: Iterable[Callback] = (),
-                 grad_clip: float | None = None, seed: int | None = None):
-        """``seed=None`` draws minibatches from NumPy's global RNG, as CS231n does."""
+                 grad_clip: float | None = None, seed: int | None = None,
+                 reuse_memory: bool = True):
+        """``seed=None`` draws minibatches from NumPy's global RNG, as CS231n does.
+
+        ``reuse_memory`` applies :func:`capx.runtime.reuse_freed_memory` (a process-wide malloc
+        setting that makes each step reuse freed buffers instead of fresh pages).
+        """
+        if reuse_memory:
+            reuse_freed_memory()
         self.model = model
         self.data = data
         self.update_rule_name = update_rule
