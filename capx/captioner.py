@@ -103,7 +103,8 @@ class CaptioningRNN:
         g = p.empty_like()
         np.matmul(h.T, dscores, out=g["W_vocab"])
         np.sum(dscores, axis=0, out=g["b_vocab"])
-        dxw, dh0, g["Wh"][...] = self.cell.backward(dscores @ p["W_vocab"].T, cache)
+        dxw, dh0, dWh = self.cell.backward(dscores @ p["W_vocab"].T, cache)
+        g["Wh"][...] = dWh
         if fold:
             dtable = scatter_add_rows(ids, dxw, self.vocab_size)
             np.matmul(dtable, p["Wx"].T, out=g["W_embed"])
