@@ -55,38 +55,33 @@ def rnn_step_backward(dnext_h, cache):
     return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
 
 
-def _time_major_projection(x, Wx, b):
-    """x (N, T, D) -> time-major rows (T*N, G) of x @ Wx + b, as one matrix product."""
+def _sequence_forward(kernel, x, h0, Wx, Wh, b):
+    """Run a packed kernel over a full (N, T, D) batch: the input projection as one product
+    over time-major rows, every step full. Returns h (N, T, H) and the cache."""
     n, t, d = x.shape
     x_tm = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(t * n, d)
-    return x_tm, x_tm @ Wx + b
+    packing = make_packing(np.ones((n, t), dtype=bool), pack=False)
+    h_tm, kernel_cache = kernel(x_tm @ Wx + b, h0, Wh, packing)
+    return h_tm.reshape(t, n, -1).transpose(1, 0, 2), (x_tm, Wx, kernel_cache, (n, t))
 
 
-def _dense_packing(n, t):
-    return make_packing(np.ones((n, t), dtype=bool), pack=False)
+def _sequence_backward(kernel_backward, dh, cache):
+    """(dx, dh0, dWx, dWh, db) through a packed kernel for upstream dh (N, T, H)."""
+    x_tm, Wx, kernel_cache, (n, t) = cache
+    dh_tm = dh.transpose(1, 0, 2).copy().reshape(t * n, -1)  # the kernel works in place
+    da, dh0, dWh = kernel_backward(dh_tm, kernel_cache)
+    dx = (da @ Wx.T).reshape(t, n, -1).transpose(1, 0, 2)
+    return dx, dh0, x_tm.T @ da, dWh, da.sum(axis=0)
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
     """Vanilla RNN over a whole sequence: x (N, T, D), h0 (N, H) -> h (N, T, H), cache."""
-    n, t, _ = x.shape
-    x_tm, xw = _time_major_projection(x, Wx, b)
-    h_tm, kernel_cache = rnn_packed_forward(xw, h0, Wh, _dense_packing(n, t))
-    h = h_tm.reshape(t, n, -1).transpose(1, 0, 2)
-    return h, (x_tm, Wx, kernel_cache, (n, t))
+    return _sequence_forward(rnn_packed_forward, x, h0, Wx, Wh, b)
 
 
 def rnn_backward(dh, cache):
     """Returns (dx, dh0, dWx, dWh, db) for upstream dh (N, T, H)."""
-    x_tm, Wx, kernel_cache, (n, t) = cache
-    dh_tm = dh.transpose(1, 0, 2).copy().reshape(t * n, -1)  # the kernel works in place
-    da, dh0, dWh = rnn_packed_backward(dh_tm, kernel_cache)
-    return _sequence_grads(da, x_tm, Wx, dh0, dWh, n, t)
-
-
-def _sequence_grads(da, x_tm, Wx, dh0, dWh, n, t):
-    """(dx, dh0, dWx, dWh, db) from the gradient of the time-major projection ``da``."""
-    dx = (da @ Wx.T).reshape(t, n, -1).transpose(1, 0, 2)
-    return dx, dh0, x_tm.T @ da, dWh, da.sum(axis=0)
+    return _sequence_backward(rnn_packed_backward, dh, cache)
 
 
 # -- LSTM ---------------------------------------------------------------------------------------
@@ -117,21 +112,14 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 
 def lstm_forward(x, h0, Wx, Wh, b):
     """LSTM over a whole sequence (cell state starts at zero): h (N, T, H), cache."""
-    n, t, _ = x.shape
-    x_tm, xw = _time_major_projection(x, Wx, b)
-    h_tm, kernel_cache = lstm_packed_forward(xw, h0, Wh, _dense_packing(n, t))
-    h = h_tm.reshape(t, n, -1).transpose(1, 0, 2)
-    return h, (x_tm, Wx, kernel_cache, (n, t))
+    return _sequence_forward(lstm_packed_forward, x, h0, Wx, Wh, b)
 
 
 def lstm_backward(dh, cache):
     """Returns (dx, dh0, dWx, dWh, db) for upstream dh (N, T, H)."""
-    x_tm, Wx, kernel_cache, (n, t) = cache
-    gates = kernel_cache[0]
-    kernel_cache = (gates.copy(),) + kernel_cache[1:]  # the kernel reuses its gate buffer
-    dh_tm = dh.transpose(1, 0, 2).copy().reshape(t * n, -1)  # the kernel works in place
-    da, dh0, dWh = lstm_packed_backward(dh_tm, kernel_cache)
-    return _sequence_grads(da, x_tm, Wx, dh0, dWh, n, t)
+    x_tm, Wx, kernel_cache, shape = cache
+    kernel_cache = (kernel_cache[0].copy(),) + kernel_cache[1:]  # the kernel reuses its gates
+    return _sequence_backward(lstm_packed_backward, dh, (x_tm, Wx, kernel_cache, shape))
 
 
 # -- embeddings, temporal affine, loss ----------------------------------------------------------
