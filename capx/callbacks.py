@@ -21,6 +21,18 @@ from capx.solver import Callback
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SampleCaption:
+    """One validation image's sampled caption beside one of its references."""
+
+    image: int
+    sampled: str
+    reference: str
+
+    def line(self) -> str:
+        return f"image {self.image}: {self.sampled}  |  reference: {self.reference}"
+
+
 @dataclass
 class RunState:
     """What the callbacks learn during training, for each other and for the closing summary."""
@@ -30,7 +42,7 @@ class RunState:
     best_epoch: int | None = None
     last_checkpoint: Path | None = None
     best_checkpoint: Path | None = None
-    samples: list[str] = field(default_factory=list)
+    samples: list[SampleCaption] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     val_metrics: dict[str, float] = field(default_factory=dict)  # tokenizer-independent ones
 
@@ -113,20 +125,19 @@ class Validation(Callback):
                 self.state.best_val_loss, self.state.best_epoch = self.state.val_loss, solver.epoch
         if self.text_metrics is not None:
             self.state.val_metrics = self.text_metrics(solver.model)
-        self.state.samples = self.sample_lines(solver.model)
+        self.state.samples = self.sample_captions(solver.model)
 
-    def sample_lines(self, model: Any) -> list[str]:
-        """``image i: sampled caption  |  reference caption`` for the sample images."""
+    def sample_captions(self, model: Any) -> list[SampleCaption]:
+        """A greedy caption and the first reference of each sample image."""
         if not len(self.sample_images):
             return []
         ids = model.sample(self.data["val_features"][self.sample_images], self.max_length)
-        sampled = self.decode(ids)
-        lines = []
-        for image, text in zip(self.sample_images, sampled):
+        samples = []
+        for image, text in zip(self.sample_images, self.decode(ids)):
             ref_row = int(np.flatnonzero(self.data["val_image_idxs"] == image)[0])
             reference = self.decode(self.data["val_captions"][ref_row])[0]
-            lines.append(f"image {int(image)}: {text}  |  reference: {reference}")
-        return lines
+            samples.append(SampleCaption(int(image), text, reference))
+        return samples
 
 
 class Checkpointer(Callback):
@@ -195,7 +206,7 @@ class TrackingCallback(Callback):
         metrics.update({f"val/{k}": v for k, v in self.state.val_metrics.items()})
         self.tracker.log_metrics(metrics, step=solver.epoch)
         if self.state.samples:
-            self.tracker.log_text("\n".join(self.state.samples) + "\n",
+            self.tracker.log_text("\n".join(x.line() for x in self.state.samples) + "\n",
                                   f"samples/epoch_{solver.epoch:03d}.txt")
 
     def on_train_end(self, solver: Any) -> None:

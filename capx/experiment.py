@@ -462,10 +462,8 @@ class Job:
         from capx.datasets.shapes import shapes_images
 
         options = {k: v for k, v in self.plain["dataset"].items() if k != "name"}
-        images_idx = [int(line.split(":")[0].split()[1]) for line in self.state.samples]
-        images = shapes_images("val", images_idx, **options)
-        captions = [line.split(":", 1)[1].split("  |  ")[0].strip() for line in self.state.samples]
-        figure = sample_grid_figure(images, captions)
+        images = shapes_images("val", [x.image for x in self.state.samples], **options)
+        figure = sample_grid_figure(images, [x.sampled for x in self.state.samples])
         self.tracker.log_figure(figure, "samples/grid.png")
         import matplotlib.pyplot as plt
 
@@ -482,8 +480,8 @@ class Job:
             log.info("  final train loss %.4f%s", solver.loss_history[-1],
                      f", best val loss {s.best_val_loss:.4f} (epoch {s.best_epoch})"
                      if s.best_val_loss is not None and s.best_epoch is not None else "")
-        for line in s.samples[:4]:
-            log.info("  %s", line)
+        for sample in s.samples[:4]:
+            log.info("  %s", sample.line())
         if s.last_checkpoint:
             log.info("  checkpoint: %s (resume with: python run.py resume=%s)", s.last_checkpoint,
                      self.tracker.run_id if self.tracker else s.last_checkpoint)
