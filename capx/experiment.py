@@ -321,9 +321,8 @@ class Job:
         tok_options = dict(p["tokenizer"])
         self.tokenizer = make_tokenizer(tok_options.pop("name"), **tok_options)
         self.tokenizer.fit(self.data.train.captions)
-        self.tokenizer.encode(self.data.train.captions)
-        self.truncated = self.tokenizer.last_truncated_fraction
         self.solver_data = self.data.to_solver_data(self.tokenizer)
+        self.truncated = self.solver_data["train_truncated_fraction"]
         self.data_seconds = time.perf_counter() - started
         model_cfg = p["model"]
         self.model = CaptioningRNN(

@@ -64,7 +64,8 @@ class CaptionData:
         return int(self.train.features.shape[1])
 
     def to_solver_data(self, tokenizer: Any) -> dict[str, Any]:
-        """Encode both splits with a fitted tokenizer into the CS231n-style data dict."""
+        """Encode both splits with a fitted tokenizer into the CS231n-style data dict (plus the
+        share of each split's captions the tokenizer cut, as ``<split>_truncated_fraction``)."""
         data: dict[str, Any] = {
             "word_to_idx": tokenizer.word_to_idx,
             "idx_to_word": tokenizer.idx_to_word,
@@ -72,6 +73,8 @@ class CaptionData:
         for split_name in ("train", "val"):
             split: CaptionSplit = getattr(self, split_name)
             data[f"{split_name}_captions"] = tokenizer.encode(split.captions)
+            data[f"{split_name}_truncated_fraction"] = float(
+                getattr(tokenizer, "last_truncated_fraction", 0.0))
             data[f"{split_name}_image_idxs"] = split.image_idxs
             data[f"{split_name}_features"] = split.features
             if split.urls is not None:
