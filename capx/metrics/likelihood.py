@@ -114,7 +114,7 @@ def caption_likelihood(model: Any, tokenizer: Any, features: np.ndarray,
         nll=nll,
         tokens=(body != NULL_ID).sum(axis=1),
         chars=np.array([char_count(t) for t in canonical], dtype=np.int64),
-        unk_tokens=int(((body == UNK_ID) & (body != END_ID)).sum()),
+        unk_tokens=int((body == UNK_ID).sum()),
         tokenizer_name=str(getattr(tokenizer, "name", "") or "model"),
         renormalized=int(renormalized),
     )
