@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from capx.metrics.text import canonical_text, char_count
-from capx.tokenizers.base import END_ID, NULL_ID, UNK_ID
+from capx.tokenizers.base import NULL_ID, UNK_ID
 
 
 @dataclass
