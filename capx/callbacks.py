@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from capx.evaluation import evenly_spread_rows
 from capx.checkpoint import save_checkpoint
 from capx.solver import Callback
 
@@ -110,8 +111,7 @@ class Validation(Callback):
         self.max_length, self.batch_size, self.num_samples = max_length, batch_size, num_samples
         n = len(data["val_captions"])
         # A fixed, evenly spread subset: the same captions every epoch, no RNG consumed.
-        keep = n if max_captions is None else min(n, max_captions)
-        self.rows = np.linspace(0, n - 1, keep).round().astype(int) if n else np.zeros(0, int)
+        self.rows = evenly_spread_rows(n, max_captions)
         images = np.unique(data["val_image_idxs"]) if n else np.zeros(0, int)
         self.sample_images = images[:num_samples]
 
