@@ -318,13 +318,10 @@ def make_report(uri: str, out_dir: Path, experiment: str | None = None,
     return text, written
 
 
-try:
-    from hydra.experimental.callback import Callback as _HydraCallback
-except ImportError:  # pragma: no cover - hydra is a dependency
-    _HydraCallback = object  # type: ignore[misc,assignment]
+from hydra.experimental.callback import Callback as HydraCallback  # noqa: E402
 
 
-class ReportCallback(_HydraCallback):  # type: ignore[misc]
+class ReportCallback(HydraCallback):
     """Hydra callback: when a sweep ends, report it into ``<sweep dir>/report`` and log the
     report to the sweep's parent run (what ``capx report --parent ...`` would do)."""
 

@@ -240,13 +240,10 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 # -- the sweep's parent run, from the launching process ---------------------------------------
 
 
-try:
-    from hydra.experimental.callback import Callback as _HydraCallback
-except ImportError:  # pragma: no cover - hydra is a dependency
-    _HydraCallback = object  # type: ignore[misc,assignment]
+from hydra.experimental.callback import Callback as HydraCallback  # noqa: E402
 
 
-class SweepCallback(_HydraCallback):  # type: ignore[misc]
+class SweepCallback(HydraCallback):
     """Hydra callback: opens the sweep's parent run before jobs start and closes it after.
 
     The parent's status is FINISHED when every child finished, else FAILED (KILLED if one was).
