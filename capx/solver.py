@@ -65,7 +65,8 @@ class CaptioningSolver:
         self.grad_clip = grad_clip
         self.rng = np.random if seed is None else np.random.RandomState(seed)
         if self.batch_size <= 0 or self.num_epochs < 0:
-            raise ValueError("batch_size must be positive and num_epochs non-negative")
+            raise ValueError(f"CaptioningSolver: batch_size must be positive and num_epochs "
+                             f"non-negative, got batch_size={batch_size}, num_epochs={num_epochs}")
         self._reset()
 
     def _reset(self) -> None:
