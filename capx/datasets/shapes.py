@@ -2,8 +2,9 @@
 
 Made by capx itself (no download) and deterministic for a seed: one to three shapes per 48x48
 image, five captions per image from a paraphrasing grammar with a long tail of rare words, and
-512-d features computed from the pixels alone. The defaults generate in a couple of seconds and
-are cached as an ``.npz`` keyed by every option and the format version.
+405 pixel descriptors per image (colour means, colour-name and edge histograms on grids),
+computed from the pixels alone. The defaults generate in a couple of seconds and are cached as
+an ``.npz`` keyed by every option and the format version.
 
     data = DATASETS.get("shapes")(num_train=2000, num_val=300, seed=0)
     images = shapes_images("val", indices=[0, 1, 2])   # the pictures, to show beside captions
