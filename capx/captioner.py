@@ -144,7 +144,9 @@ class CaptioningRNN:
         else:
             xw = p["W_embed"][words] @ p["Wx"] + p["b"]
         state = self.cell.step(xw, state, p["Wh"])
-        return state[0] @ p["W_vocab"] + p["b_vocab"], state
+        scores = state[0] @ p["W_vocab"]
+        scores += p["b_vocab"]
+        return scores, state
 
     def input_table(self) -> np.ndarray:
         """``W_embed @ Wx + b``: the projected input of every token (worth it for small vocabularies)."""

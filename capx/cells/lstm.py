@@ -108,7 +108,8 @@ class LSTMCell(Cell):
 
     def step(self, xw, state, Wh):
         prev_h, prev_c = state
-        a = xw + prev_h @ Wh
+        a = prev_h @ Wh
+        a += xw
         c = np.empty_like(prev_h)
         tanh_c = np.empty_like(prev_h)
         h = np.empty_like(prev_h)

@@ -56,4 +56,6 @@ class RNNCell(Cell):
 
     def step(self, xw, state, Wh):
         (prev_h,) = state
-        return (np.tanh(xw + prev_h @ Wh),)
+        a = prev_h @ Wh
+        a += xw
+        return (np.tanh(a, out=a),)
