@@ -9,7 +9,6 @@ checkpoint and mark the run KILLED.
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import sys
 import threading
@@ -27,8 +26,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from capx import tracking
 from capx.callbacks import (Checkpointer, ProgressBar, RunState, TrackingCallback, Validation)
-from capx.checkpoint import Checkpoint, CheckpointError, check_compatible, load_checkpoint
+from capx.checkpoint import Checkpoint, CheckpointError, check_compatible
 from capx.config import ConfigError, validate
+from capx.resume import config_for_resume, resolve_resume
 from capx.evaluation import (data_statistics, decoder_settings, evaluation_text,
                              final_evaluation, text_validation, timing_summary,
                              train_step_peak_memory_mb)
@@ -36,7 +36,6 @@ from capx.metrics import vocabulary
 
 log = logging.getLogger(__name__)
 
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "INVALID": 2, "KILLED": 130}
 
 
@@ -97,55 +96,14 @@ def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
     plain = validate(cfg)
     checkpoint = None
     if plain.get("resume"):
-        checkpoint, source_run = resolve_resume(plain, context)
-        plain = config_for_resume(plain, checkpoint, context)
+        checkpoint, source_run = resolve_resume(plain, context.original_cwd, context.output_dir)
+        plain = config_for_resume(plain, checkpoint, context.overrides)
     else:
         source_run = None
     context.output_dir.mkdir(parents=True, exist_ok=True)
     tracker = open_run(plain, context, source_run)
     job = Job(plain, context, tracker, checkpoint)
     return job.execute()
-
-
-# -- resume -----------------------------------------------------------------------------------
-
-
-def resolve_resume(plain: dict[str, Any], context: JobContext) -> tuple[Checkpoint, str | None]:
-    """Load the checkpoint ``resume`` names: a file path, or an MLflow run id (its last.npz)."""
-    target = str(plain["resume"])
-    path = Path(target).expanduser()
-    if not path.is_absolute():
-        path = context.original_cwd / path
-    if path.is_file():
-        checkpoint = load_checkpoint(path)
-        return checkpoint, checkpoint.meta.get("run_id")
-    if not RUN_ID.match(target):
-        raise CheckpointError(f"resume={target!r} is neither a checkpoint file (looked at {path}) "
-                              f"nor an MLflow run id (32 hex digits)")
-    uri = tracking.tracking_uri(plain["tracking"]["uri"], context.original_cwd)
-    client = tracking.make_client(uri)
-    try:
-        local = client.download_artifacts(target, "checkpoints/last.npz",
-                                          str(_mkdir(context.output_dir / "resume")))
-    except Exception as exc:  # noqa: BLE001 - any MLflow failure means: cannot resume from it
-        raise CheckpointError(f"could not fetch checkpoints/last.npz of MLflow run {target} from "
-                              f"{uri}: {exc}") from exc
-    return load_checkpoint(local), target
-
-
-def config_for_resume(plain: dict[str, Any], checkpoint: Checkpoint,
-                      context: JobContext) -> dict[str, Any]:
-    """With ``resume=...`` as the only override, continue with the checkpoint's own config."""
-    if [o for o in context.overrides if not o.startswith("resume=")]:
-        return plain  # the user chose the settings; check_compatible guards the shapes
-    saved = yaml.safe_load(checkpoint.config_yaml) or {}
-    saved["resume"] = plain["resume"]
-    return validate(saved)
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 # -- tracking ---------------------------------------------------------------------------------
