@@ -32,7 +32,8 @@ DATA_DIR_ENV = "CAPX_DATA_DIR"  # the folder `capx download` writes coco_caption
 DEFAULT_COCO_DIR = Path("data") / "coco_captioning"
 HOW_TO_GET_DATA = (
     "get the data with `capx download coco` (or `python -m capx.download coco`), "
-    f"or point the {COCO_DIR_ENV} environment variable at an existing coco_captioning folder"
+    f"or point the {COCO_DIR_ENV} environment variable (with run.py: dataset.base_dir=...) at an "
+    "existing coco_captioning folder"
 )
 
 CAPTIONS_FILE = "coco2014_captions.h5"

@@ -28,6 +28,8 @@ from capx import tracking
 from capx.callbacks import (Checkpointer, ProgressBar, RunState, TrackingCallback, Validation)
 from capx.checkpoint import Checkpoint, CheckpointError, check_compatible
 from capx.config import ConfigError, validate
+from capx.data import DataError
+from capx.registry import PluginError, UnknownNameError
 from capx.resume import config_for_resume, resolve_resume
 from capx.evaluation import (data_statistics, decoder_settings, evaluation_text,
                              final_evaluation, text_validation, timing_summary,
@@ -37,6 +39,8 @@ from capx.metrics import vocabulary
 log = logging.getLogger(__name__)
 
 EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "INVALID": 2, "KILLED": 130}
+# Errors that say what to fix in their message: logged without a traceback.
+USER_ERRORS = (DataError, CheckpointError, PluginError, UnknownNameError)
 
 
 @dataclass
@@ -141,7 +145,7 @@ def open_run(plain: dict[str, Any], context: JobContext,
             existing = None
         if existing is not None:
             tracker = tracking.Tracker(client, source_run, uri)
-            tracker.reopen()
+            tracker.reopen(existing.info.status)
             tracker.set_tags({"capx.resumed": "true"})
             return tracker
     tags = {
@@ -183,6 +187,9 @@ class Job:
     def execute(self) -> str:
         try:
             self.build()
+        except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
+            return self.failed_to_start(exc)
+        try:
             self.log_start()
             with self.stop_on_signals():
                 self.solver.train()
@@ -219,6 +226,24 @@ class Job:
         self.summary("KILLED")
         self._end("KILLED")
         return "KILLED"
+
+    def failed_to_start(self, exc: BaseException) -> str:
+        """Building data, tokenizer or model failed: nothing trained. A user error (missing
+        data, incompatible checkpoint, unknown plugin) is reported without a traceback, and a
+        resumed run that could not even start keeps the status it had."""
+        if isinstance(exc, USER_ERRORS):
+            log.error("run failed: %s", exc)
+        else:
+            log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+        previous = self.tracker.status_before_reopen if self.tracker else None
+        if previous is None:
+            return self.failed(exc)
+        self._safely(lambda: self.tracker.set_tags(
+            {"capx.resume_error": f"{type(exc).__name__}: {exc}"[:5000]}))
+        log.error("run %s keeps its status %s: the resume did not start",
+                  self.tracker.run_id, previous)
+        self._end(previous)
+        return "FAILED"
 
     def failed(self, exc: BaseException) -> str:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -172,6 +172,7 @@ class Tracker:
 
     def __init__(self, client: Any, run_id: str, uri: str):
         self.client, self.run_id, self.uri = client, run_id, uri
+        self.status_before_reopen: str | None = None  # set when a resumed run is reopened
 
     def _do(self, what: str, call: Callable[[], T]) -> T:
         return retry(call, what)
@@ -217,7 +218,9 @@ class Tracker:
     def end(self, status: str) -> None:
         self._do("ending the run", lambda: self.client.set_terminated(self.run_id, status=status))
 
-    def reopen(self) -> None:
+    def reopen(self, previous_status: str) -> None:
+        """Mark an earlier run RUNNING again, remembering its status in case the resume fails."""
+        self.status_before_reopen = previous_status
         self._do("reopening the run",
                  lambda: self.client.update_run(self.run_id, status="RUNNING"))
 

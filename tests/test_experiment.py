@@ -257,3 +257,18 @@ def test_sweep_with_a_failed_job_runs_the_others_and_exits_non_zero(workdir, cac
     statuses = sorted(r.info.status for r in runs if "mlflow.parentRunId" in r.data.tags)
     assert statuses == ["FAILED", "FINISHED"]
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
+
+
+def test_a_resume_that_cannot_start_keeps_the_run_status(workdir):
+    """Resuming a finished run with an incompatible vocabulary fails clearly and leaves the
+    earlier run FINISHED (nothing trained), with the reason as a tag."""
+    _run_in_process(workdir, "tokenizer=char", name="first")
+    client, runs = _runs(workdir)
+    (first,) = runs
+    assert first.info.status == "FINISHED"
+    status = _run_in_process(workdir, "tokenizer=word", f"resume={first.info.run_id}",
+                             name="second")
+    assert status == "FAILED"
+    again = client.get_run(first.info.run_id)
+    assert again.info.status == "FINISHED"
+    assert "vocabulary" in again.data.tags["capx.resume_error"]
