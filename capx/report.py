@@ -80,6 +80,7 @@ class RunRecord:
     seed: str
     metrics: dict[str, float]
     curve: list[tuple[int, float, float]] = field(default_factory=list)  # (epoch, seconds, bpc)
+    settings: dict[str, str] = field(default_factory=dict)  # the config, less what seeds vary
 
     @property
     def group(self) -> tuple[str, str, str]:
@@ -94,6 +95,9 @@ class RunRecord:
 
 
 # -- reading the runs -------------------------------------------------------------------------
+
+#: params that may differ between the seeds of one setting (or say nothing about the model)
+NOT_SETTINGS = ("seed", "resume", "progress", "plugins", "tracking.", "checkpoint.")
 
 
 def find_runs(client: Any, experiment: str | None = None,
@@ -131,18 +135,36 @@ def run_record(client: Any, run: Any) -> RunRecord:
                for key in (CURVE_METRIC, TIME_METRIC)}
     curve = [(step, history[TIME_METRIC].get(step, math.nan), bpc)
              for step, bpc in sorted(history[CURVE_METRIC].items())]
+    settings = {k: v for k, v in run.data.params.items() if not k.startswith(NOT_SETTINGS)}
     return RunRecord(run.info.run_id, run.info.run_name or run.info.run_id[:8],
                      tags.get("dataset", "?"), tags.get("tokenizer", "?"), tags.get("cell", "?"),
-                     tags.get("seed", "?"), metrics, curve)
+                     tags.get("seed", "?"), metrics, curve, settings)
 
 
 # -- tables -----------------------------------------------------------------------------------
 
 
 def group_runs(records: Sequence[RunRecord]) -> dict[tuple[str, str, str], list[RunRecord]]:
-    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
+    """Rows of dataset x tokenizer x cell whose runs differ only in their seed.
+
+    Runs of one row with other settings (e.g. a 1-epoch smoke run beside a full one) are not
+    averaged as seeds: each setting gets its own row, labelled with what differs.
+    """
+    by_label: dict[tuple[str, str, str], list[RunRecord]] = {}
     for record in sorted(records, key=lambda r: (r.group, r.seed)):
-        groups.setdefault(record.group, []).append(record)
+        by_label.setdefault(record.group, []).append(record)
+    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
+    for (dataset, tokenizer, cell), members in by_label.items():
+        variants: dict[frozenset, list[RunRecord]] = {}
+        for record in members:
+            variants.setdefault(frozenset(record.settings.items()), []).append(record)
+        common = set.intersection(*(set(variant) for variant in variants))
+        keys = sorted({k for variant in variants for k, _ in variant - common})
+        for variant, runs in variants.items():
+            values = dict(variant)
+            label = cell if not keys else cell + " [" + ", ".join(
+                f"{k}={values.get(k, '-')}" for k in keys) + "]"
+            groups[(dataset, tokenizer, label)] = runs
     return groups
 
 

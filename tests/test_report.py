@@ -100,3 +100,18 @@ def test_missing_metrics_and_token_perplexity_are_handled():
     assert math.isnan(record.value("best_val_bits_per_char"))
     record.curve = [(1, 2.0, 1.5), (2, 4.0, 1.2), (3, 6.0, 1.3)]
     assert record.value("best_val_bits_per_char") == 1.2
+
+
+def test_runs_with_other_settings_are_not_averaged_as_seeds():
+    from capx.report import RunRecord, group_runs
+
+    def record(seed, epochs, lr="0.01"):
+        return RunRecord(f"id{seed}{epochs}", "r", "shapes", "word", "lstm", str(seed), {}, [],
+                         {"solver.num_epochs": epochs, "solver.learning_rate": lr})
+
+    groups = group_runs([record(0, "10"), record(1, "10"), record(0, "1")])
+    assert set(groups) == {("shapes", "word", "lstm [solver.num_epochs=1]"),
+                           ("shapes", "word", "lstm [solver.num_epochs=10]")}
+    assert len(groups[("shapes", "word", "lstm [solver.num_epochs=10]")]) == 2
+    same = group_runs([record(0, "10"), record(1, "10")])
+    assert list(same) == [("shapes", "word", "lstm")]
