@@ -79,7 +79,11 @@ class Registry:
         self._entries: dict[str, Any] = {}
 
     def register(self, name: str) -> Callable[[Any], Any]:
-        """Decorator that registers its target under ``name``; a duplicate name is an error."""
+        """Decorator that registers its target under ``name``; a duplicate name is an error.
+
+        A class with an empty ``name`` attribute (a tokenizer, say) gets ``name`` set to the
+        registered name, so the name is written once.
+        """
 
         def decorator(obj: Any) -> Any:
             self.add(name, obj)
@@ -96,6 +100,8 @@ class Registry:
                 f"{_describe(self._entries[name])}; pick another name for {_describe(obj)}"
             )
         self._entries[name] = obj
+        if isinstance(obj, type) and getattr(obj, "name", None) == "":
+            obj.name = name
 
     def get(self, name: str) -> Any:
         """The object registered as ``name``; an unknown name lists the registered ones."""

@@ -48,8 +48,11 @@ class Tokenizer:
     ``min_count``: train symbols seen fewer times become ``<UNK>``; ``max_vocab``: the most entries
     the vocabulary may hold, the four special tokens included (so ``vocab_size <= max_vocab``).
 
-    Subclasses set ``name``, implement :meth:`normalize`, :meth:`tokenize` and :meth:`join`, and may
-    override :meth:`_symbol_ids` with a faster batch lookup.
+    Subclasses implement :meth:`normalize`, :meth:`tokenize` and :meth:`join`, and may override
+    :meth:`_symbol_ids` with a faster batch lookup. A tokenizer whose :meth:`fit` learns more than
+    the vocabulary (a BPE model, merges) overrides :meth:`state_dict` / :meth:`load_state_dict`:
+    that state travels in checkpoints through :meth:`to_dict` / :meth:`from_dict`, so resume and
+    load restore the tokenizer instead of fitting it again. ``name`` is set by the registry.
     """
 
     name: ClassVar[str] = ""
@@ -217,9 +220,20 @@ class Tokenizer:
         return captions
 
     # ----- persistence -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What :meth:`fit` learned besides the vocabulary, JSON-ready (none by default)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; called by :meth:`from_dict` before the vocabulary."""
+        if state:
+            raise ValueError(f"the {self.name!r} tokenizer keeps no learned state, got keys "
+                             f"{sorted(state)}")
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description (name, options, vocabulary) for checkpoints."""
-        return {"name": self.name, "options": self.options(), "idx_to_word": list(self.idx_to_word)}
+        """JSON-ready description (name, options, learned state, vocabulary) for checkpoints."""
+        return {"name": self.name, "options": self.options(), "state": self.state_dict(),
+                "idx_to_word": list(self.idx_to_word)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Tokenizer":
@@ -240,6 +254,7 @@ class Tokenizer:
             raise ValueError(f"tokenizer dict is for {d['name']!r}, not {cls.name!r}; "
                              "use Tokenizer.from_dict to pick the class by name")
         tokenizer = target(**d["options"])
+        tokenizer.load_state_dict(d.get("state") or {})
         tokenizer._set_vocabulary([str(word) for word in d["idx_to_word"]])
         return tokenizer
 

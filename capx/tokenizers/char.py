@@ -31,7 +31,6 @@ class CharTokenizer(Tokenizer):
     and mapped through a lookup table; ``<UNK>`` literals are found as a 5-code pattern.
     """
 
-    name = "char"
     default_max_length = 80
 
     def __init__(self, *, max_length: int | None = None, lowercase: bool = True,

@@ -25,7 +25,6 @@ class WordTokenizer(Tokenizer):
     ``max_vocab`` most frequent entries (special tokens included), become ``<UNK>``.
     """
 
-    name = "word"
     default_max_length = 16
 
     def __init__(self, *, max_length: int | None = None, punctuation: str = "strip",
