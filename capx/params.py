@@ -1,4 +1,9 @@
-"""Model parameters stored as views into one flat buffer, so update rules can treat them as one array."""
+"""Model parameters stored as views into one flat buffer, so update rules can treat them as one array.
+
+Both dicts pickle and copy as their flat buffer plus the names and shapes, so the arrays of an
+unpickled or ``copy.deepcopy``-ed dict are views into its own new buffer (``copy.copy`` shares the
+buffer, as a shallow copy shares a dict's values).
+"""
 
 from __future__ import annotations
 
@@ -30,9 +35,20 @@ class ParamDict(dict):
             )
         target[...] = value
 
+    def update(self, *args, **kwargs) -> None:
+        """Assign every item through :meth:`__setitem__` (``dict.update`` replaces the views)."""
+        for name, value in dict(*args, **kwargs).items():
+            self[name] = value
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: v.shape for k, v in self.items()}
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.flat, self.shapes())
+
     def empty_like(self) -> "GradDict":
         """A dict of uninitialised arrays with the same names, shapes and flat layout."""
-        return GradDict(np.empty_like(self.flat), {k: v.shape for k, v in self.items()})
+        return GradDict(np.empty_like(self.flat), self.shapes())
 
 
 class GradDict(dict):
@@ -41,6 +57,17 @@ class GradDict(dict):
     def __init__(self, flat: np.ndarray, shapes: dict[str, tuple[int, ...]]):
         self.flat = flat
         super().__init__(_views(flat, shapes))
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.flat, {k: v.shape for k, v in self.items()})
+
+
+def _rebuild(cls: type, flat: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict:
+    """Unpickle a :class:`ParamDict` or :class:`GradDict`: named views into ``flat``."""
+    obj = cls.__new__(cls)
+    obj.flat = flat
+    dict.update(obj, _views(flat, shapes))
+    return obj
 
 
 def _views(flat: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
