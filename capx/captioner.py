@@ -5,6 +5,12 @@ The CS231n assignment-3 model with its API, computed on packed sequences (see
 vocabulary projection and softmax touch only real positions. When the vocabulary is smaller than
 the number of tokens in a batch (character models), the embedding is folded into the input
 projection: ``W_embed @ Wx + b`` is computed once and its rows gathered.
+
+The recurrence is a cell plugin (see :mod:`capx.cells.base` for the contract): the cell declares
+its own parameters, which ``params`` holds between ``W_embed`` and ``W_vocab`` (``Wx, Wh, b`` for
+rnn and lstm, so the order is the CS231n one), and receives all of them by name. When the cell
+has ``Wx`` and ``b``, the input projection ``x @ Wx + b`` is computed here, over every packed
+row at once, and the cell gets its result.
 """
 
 from __future__ import annotations
@@ -13,18 +19,23 @@ from typing import Any, Callable
 
 import numpy as np
 
-from capx.cells.base import select_state
+from capx.cells.base import INPUT_PROJECTION, projects_input, select_state
 from capx.ops import scatter_add_rows, softmax_cross_entropy_
 from capx.packing import make_packing
 from capx.params import GradDict, ParamDict
 from capx.registry import CELLS
 
+#: parameter -> group of the parameter counts; a cell's parameters, whatever their names, are in
+#: ``RECURRENT`` (see :meth:`CaptioningRNN.param_group`)
 PARAM_GROUPS = {
     "W_proj": "image projection", "b_proj": "image projection",
     "W_embed": "embedding",
     "Wx": "recurrent", "Wh": "recurrent", "b": "recurrent",
     "W_vocab": "output", "b_vocab": "output",
 }
+RECURRENT = "recurrent"
+#: the captioner's own parameters, before and after the cell's
+HEAD_PARAMS, TAIL_PARAMS = ("W_proj", "b_proj", "W_embed"), ("W_vocab", "b_vocab")
 
 
 class CaptioningRNN:
@@ -60,15 +71,40 @@ class CaptioningRNN:
         return len(self.word_to_idx)
 
     def _init_params(self, seed: int | None) -> dict[str, np.ndarray]:
+        """All parameters: the captioner's, the cell's in its own order between W_embed and W_vocab.
+
+        Sets ``cell_param_names`` and ``projects_input``.
+        """
         # Same draws in the same order as CS231n, so np.random.seed(231) gives its model.
         rng = np.random if seed is None else np.random.RandomState(seed)
         V, D, W, H = self.vocab_size, self.input_dim, self.wordvec_dim, self.hidden_dim
         raw = {"W_embed": rng.randn(V, W) / 100, "W_proj": rng.randn(D, H) / np.sqrt(D),
                "b_proj": np.zeros(H)}
-        raw.update(self.cell.init_params(W, H, rng, np.float64))
+        cell_params = dict(self.cell.init_params(W, H, rng, np.float64))
+        clash = sorted(set(cell_params) & set(HEAD_PARAMS + TAIL_PARAMS))
+        if clash:
+            raise ValueError(f"cell {self.cell_type!r} declares parameter(s) {clash}, which the "
+                             f"captioner owns; rename them in its init_params")
         raw["W_vocab"] = rng.randn(H, V) / np.sqrt(H)
         raw["b_vocab"] = np.zeros(V)
-        return {name: raw[name] for name in PARAM_GROUPS}
+        self.cell_param_names = tuple(cell_params)
+        self.projects_input = projects_input(cell_params)
+        if self.projects_input:
+            wx, b = (np.shape(cell_params[k]) for k in INPUT_PROJECTION)
+            if len(wx) != 2 or wx[0] != W or b != (wx[1],):
+                raise ValueError(f"cell {self.cell_type!r}: Wx must be (wordvec_dim={W}, K) and b "
+                                 f"(K,), got Wx {wx} and b {b}")
+        raw.update(cell_params)
+        return {name: raw[name] for name in HEAD_PARAMS + self.cell_param_names + TAIL_PARAMS}
+
+    def cell_params(self) -> dict[str, np.ndarray]:
+        """The cell's parameters by name (views into ``params``), as the cell receives them."""
+        p = self.params
+        return {name: p[name] for name in self.cell_param_names}
+
+    def param_group(self, name: str) -> str:
+        """The group a parameter is counted in; every cell parameter is ``recurrent``."""
+        return RECURRENT if name in self.cell_param_names else PARAM_GROUPS[name]
 
     # -- training ---------------------------------------------------------------------------
 
@@ -92,10 +128,13 @@ class CaptioningRNN:
         if fold:
             xw = (p["W_embed"] @ p["Wx"] + p["b"])[ids]
         else:
-            x = p["W_embed"][ids]
-            xw = x @ p["Wx"]
-            xw += p["b"]
-        h, cache = self.cell.forward(xw, h0, p["Wh"], packing)
+            x = p["W_embed"][ids]  # a gather: a fresh array
+            if self.projects_input:
+                xw = x @ p["Wx"]
+                xw += p["b"]
+            else:
+                xw = x  # the cell's input is the word vector (x is not needed afterwards)
+        h, cache = self.cell.forward(xw, h0, self.cell_params(), packing)
         dscores = h @ p["W_vocab"]
         dscores += p["b_vocab"]
         loss = softmax_cross_entropy_(dscores, targets, weights)
@@ -103,9 +142,11 @@ class CaptioningRNN:
         g = p.empty_like()
         np.matmul(h.T, dscores, out=g["W_vocab"])
         np.sum(dscores, axis=0, out=g["b_vocab"])
-        dxw, dh0, dWh = self.cell.backward(dscores @ p["W_vocab"].T, cache)
-        g["Wh"][...] = dWh
-        if fold:
+        dxw, dh0, cell_grads = self.cell.backward(dscores @ p["W_vocab"].T, cache)
+        self._store_cell_grads(cell_grads, g)
+        if not self.projects_input:
+            g["W_embed"][...] = scatter_add_rows(ids, dxw, self.vocab_size)
+        elif fold:
             dtable = scatter_add_rows(ids, dxw, self.vocab_size)
             np.matmul(dtable, p["Wx"].T, out=g["W_embed"])
             np.matmul(p["W_embed"].T, dtable, out=g["Wx"])
@@ -118,7 +159,23 @@ class CaptioningRNN:
         np.sum(dh0, axis=0, out=g["b_proj"])
         return loss, g
 
+    def _store_cell_grads(self, cell_grads: dict[str, np.ndarray], g: GradDict) -> None:
+        """Copy the cell's gradients into ``g``, checking their names and shapes."""
+        expected = [n for n in self.cell_param_names
+                    if not (self.projects_input and n in INPUT_PROJECTION)]
+        if len(cell_grads) != len(expected) or not all(n in cell_grads for n in expected):
+            raise ValueError(f"cell {self.cell_type!r}: backward returned gradients for "
+                             f"{sorted(cell_grads)}, expected {sorted(expected)}")
+        for name in expected:
+            grad, target = cell_grads[name], g[name]
+            if np.shape(grad) != target.shape:
+                raise ValueError(f"cell {self.cell_type!r}: gradient of {name!r} has shape "
+                                 f"{np.shape(grad)}, the parameter {target.shape}")
+            target[...] = grad
+
     def _fold(self, num_tokens: int) -> bool:
+        if not self.projects_input:
+            return False
         if self.fold_embedding == "auto":
             return self.vocab_size < num_tokens
         return bool(self.fold_embedding)
@@ -141,16 +198,23 @@ class CaptioningRNN:
         p = self.params
         if input_table is not None:
             xw = input_table[words]
-        else:
+        elif self.projects_input:
             xw = p["W_embed"][words] @ p["Wx"] + p["b"]
-        state = self.cell.step(xw, state, p["Wh"])
+        else:
+            xw = p["W_embed"][words]
+        state = self.cell.step(xw, state, self.cell_params())
         scores = state[0] @ p["W_vocab"]
         scores += p["b_vocab"]
         return scores, state
 
     def input_table(self) -> np.ndarray:
-        """``W_embed @ Wx + b``: the projected input of every token (worth it for small vocabularies)."""
+        """``W_embed @ Wx + b``: the projected input of every token (worth it for small vocabularies).
+
+        For a cell without ``Wx`` and ``b``, a copy of ``W_embed`` (its input is the word vector).
+        """
         p = self.params
+        if not self.projects_input:
+            return p["W_embed"].copy()
         return p["W_embed"] @ p["Wx"] + p["b"]
 
     def sample(self, features: np.ndarray, max_length: int = 30) -> np.ndarray:
@@ -192,8 +256,8 @@ class CaptioningRNN:
     def param_counts(self) -> dict[str, int]:
         """Parameter counts: ``total``, one per tensor, and one per group (``group/embedding``...)."""
         counts = {name: int(v.size) for name, v in self.params.items()}
-        for name, group in PARAM_GROUPS.items():
-            key = f"group/{group}"
+        for name in self.params:
+            key = f"group/{self.param_group(name)}"
             counts[key] = counts.get(key, 0) + counts[name]
         counts["total"] = int(self.params.flat.size)
         return counts

@@ -1,8 +1,9 @@
 """GRU cell plugin, registered as ``gru``: one file, no edit to capx.
 
-Gates sit in one 3H matrix ordered r, z, n (PyTorch's order). The captioner computes the input
-projection ``xw = x @ Wx + b`` for every timestep outside the cell, so the cell sees only the
-hidden products::
+Gates sit in one 3H matrix ordered r, z, n (PyTorch's order). The cell declares the CS231n
+parameters ``Wx, Wh, b`` (3H wide, from ``gates = 3``); since it has ``Wx`` and ``b``, the captioner
+computes the input projection ``xw = x @ Wx + b`` for every timestep outside the cell, so the cell
+sees only the hidden products and returns the gradient of ``Wh`` by name::
 
     r  = sigmoid(xw_r + h Wh_r)
     z  = sigmoid(xw_z + h Wh_z)
@@ -125,15 +126,16 @@ class GRUCell(Cell):
 
     gates = 3
 
-    def forward(self, xw, h0, Wh, packing):
-        return gru_packed_forward(xw, h0, Wh, packing)
+    def forward(self, xw, h0, params, packing):
+        return gru_packed_forward(xw, h0, params["Wh"], packing)
 
     def backward(self, dh, cache):
-        return gru_packed_backward(dh, cache)
+        dxw, dh0, dWh = gru_packed_backward(dh, cache)
+        return dxw, dh0, {"Wh": dWh}
 
-    def step(self, xw, state, Wh):
+    def step(self, xw, state, params):
         (prev_h,) = state
         a = np.array(xw, copy=True)
         h = np.empty_like(prev_h)
-        gru_activate_(a, prev_h @ Wh, prev_h, h)
+        gru_activate_(a, prev_h @ params["Wh"], prev_h, h)
         return (h,)

@@ -76,7 +76,7 @@ def sorted_positions(packing):
 
 def test_packed_forward_matches_the_equations():
     packing, xw, h0, Wh = packed_problem()
-    h, _ = CELLS.get("gru")().forward(xw.copy(), h0, Wh, packing)
+    h, _ = CELLS.get("gru")().forward(xw.copy(), h0, {"Wh": Wh}, packing)
     pos = sorted_positions(packing)
     dense = np.zeros((h0.shape[0], packing.num_steps, xw.shape[1]))
     dense[pos, packing.steps] = xw  # rows that finished early see zeros, never compared
@@ -91,10 +91,12 @@ def test_packed_backward_matches_numerical_gradients():
     dout = np.random.RandomState(2).randn(packing.num_rows, h0.shape[1])
 
     def run(xw_, h0_, Wh_):
-        return cell.forward(xw_.copy(), h0_, Wh_, packing)[0]  # forward overwrites xw
+        return cell.forward(xw_.copy(), h0_, {"Wh": Wh_}, packing)[0]  # forward overwrites xw
 
-    _, cache = cell.forward(xw.copy(), h0, Wh, packing)
-    dxw, dh0, dWh = cell.backward(dout.copy(), cache)
+    _, cache = cell.forward(xw.copy(), h0, {"Wh": Wh}, packing)
+    dxw, dh0, grads = cell.backward(dout.copy(), cache)
+    assert set(grads) == {"Wh"}  # Wx and b: the captioner's input projection
+    dWh = grads["Wh"]
     numeric = {
         "xw": eval_numerical_gradient_array(lambda v: run(v, h0, Wh), xw.copy(), dout),
         "h0": eval_numerical_gradient_array(lambda v: run(xw, v, Wh), h0.copy(), dout),
@@ -164,12 +166,12 @@ def test_step_agrees_with_forward():
     xw = rng.randn(packing.num_rows, 3 * hidden)
     h0, Wh = rng.randn(n, hidden), rng.randn(hidden, 3 * hidden) * 0.5
     cell = CELLS.get("gru")()
-    h, _ = cell.forward(xw.copy(), h0, Wh, packing)
+    h, _ = cell.forward(xw.copy(), h0, {"Wh": Wh}, packing)
     state = cell.initial_state(h0)
     for t in range(steps):
         rows = slice(packing.offsets[t], packing.offsets[t + 1])
         xw_t = xw[rows].copy()
-        state = cell.step(xw_t, state, Wh)
+        state = cell.step(xw_t, state, {"Wh": Wh})
         np.testing.assert_array_equal(xw_t, xw[rows])  # step leaves its input alone
         np.testing.assert_allclose(state[0], h[rows], rtol=1e-12, atol=1e-14, err_msg=f"t={t}")
 

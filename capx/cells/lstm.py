@@ -97,18 +97,19 @@ class LSTMCell(Cell):
 
     gates = 4
 
-    def forward(self, xw, h0, Wh, packing):
-        return lstm_packed_forward(xw, h0, Wh, packing)
+    def forward(self, xw, h0, params, packing):
+        return lstm_packed_forward(xw, h0, params["Wh"], packing)
 
     def backward(self, dh, cache):
-        return lstm_packed_backward(dh, cache)
+        dxw, dh0, dWh = lstm_packed_backward(dh, cache)
+        return dxw, dh0, {"Wh": dWh}
 
     def initial_state(self, h0):
         return (h0, np.zeros_like(h0))
 
-    def step(self, xw, state, Wh):
+    def step(self, xw, state, params):
         prev_h, prev_c = state
-        a = prev_h @ Wh
+        a = prev_h @ params["Wh"]
         a += xw
         c = np.empty_like(prev_h)
         tanh_c = np.empty_like(prev_h)

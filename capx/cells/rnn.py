@@ -48,14 +48,15 @@ class RNNCell(Cell):
 
     gates = 1
 
-    def forward(self, xw, h0, Wh, packing):
-        return rnn_packed_forward(xw, h0, Wh, packing)
+    def forward(self, xw, h0, params, packing):
+        return rnn_packed_forward(xw, h0, params["Wh"], packing)
 
     def backward(self, dh, cache):
-        return rnn_packed_backward(dh, cache)
+        dxw, dh0, dWh = rnn_packed_backward(dh, cache)
+        return dxw, dh0, {"Wh": dWh}
 
-    def step(self, xw, state, Wh):
+    def step(self, xw, state, params):
         (prev_h,) = state
-        a = prev_h @ Wh
+        a = prev_h @ params["Wh"]
         a += xw
         return (np.tanh(a, out=a),)
