@@ -1,7 +1,8 @@
 """Tokenizer plugins: caption text <-> fixed-width int32 id rows, registered in ``TOKENIZERS``.
 
-Built in: ``word`` (CS231n-style words) and ``char`` (one symbol per character). Build one by name
-with :func:`make_tokenizer` (or ``TOKENIZERS.get(name)(**options)``).
+Built in: ``word`` (CS231n-style words), ``char`` (one symbol per character) and ``bpe``
+(sentencepiece subword pieces, between the two). Build one by name with :func:`make_tokenizer`
+(or ``TOKENIZERS.get(name)(**options)``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from capx.tokenizers.base import (
     END, END_ID, NULL, NULL_ID, SPECIAL_TOKENS, START, START_ID, UNK, UNK_ID, NotFittedError,
     Tokenizer,
 )
-from capx.tokenizers import char, word  # noqa: F401  (register the built-in tokenizers)
+from capx.tokenizers import bpe, char, word  # noqa: F401  (register the built-in tokenizers)
+from capx.tokenizers.bpe import BPETokenizer
 from capx.tokenizers.char import CharTokenizer
 from capx.tokenizers.word import WordTokenizer
 
 __all__ = [
-    "CharTokenizer", "END", "END_ID", "NULL", "NULL_ID", "NotFittedError", "SPECIAL_TOKENS",
-    "START", "START_ID", "Tokenizer", "UNK", "UNK_ID", "WordTokenizer", "make_tokenizer",
+    "BPETokenizer", "CharTokenizer", "END", "END_ID", "NULL", "NULL_ID", "NotFittedError",
+    "SPECIAL_TOKENS", "START", "START_ID", "Tokenizer", "UNK", "UNK_ID", "WordTokenizer",
+    "make_tokenizer",
 ]
 
 
