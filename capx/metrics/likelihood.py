@@ -6,6 +6,23 @@ the model's tokenizer (``<START> s1 .. sn <END>``, never truncated), and scored 
 through the model's decoding API. The NLL of a caption is the sum over its n symbols and
 ``<END>`` in nats; bits per character divide the total by ln 2 and by the characters of the same
 canonical strings (``<UNK>`` counted as one character), identical for every tokenizer.
+
+Open vocabulary: a symbol of the reference that the tokenizer maps to ``<UNK>`` (an unknown word
+for a word model, an unseen character for a char model) has only been priced as "some unknown
+symbol". With a ``speller`` (:class:`~capx.metrics.spelling.CharNgramSpeller` fitted on the
+training text) it also pays for which one: ``-log P_spell(symbol)``, so every model pays for
+every character and the open NLL is the headline. The literal ``<UNK>`` that CS231n caption files
+contain is a known one-character symbol for every tokenizer and pays no spelling. How a symbol is
+spelled depends on what the tokenizer's ``<UNK>`` stands for:
+
+- character-level tokenizers (every vocabulary entry is one character): one character,
+  :meth:`~capx.metrics.spelling.CharNgramSpeller.char_nll`;
+- any other (word, subword): a string, :meth:`~capx.metrics.spelling.CharNgramSpeller.nll`
+  (its characters and the end of word).
+
+Either is a proper distribution over what ``<UNK>`` can stand for; it also gives mass to symbols
+the vocabulary knows (which the model never spells), so the open likelihood is a slightly
+deficient, never a flattering, code. Without a speller the open NLL equals the closed one.
 """
 
 from __future__ import annotations
@@ -18,34 +35,55 @@ from typing import Any, Sequence
 import numpy as np
 
 from capx.metrics.text import canonical_text, char_count
-from capx.tokenizers.base import NULL_ID, UNK_ID
+from capx.tokenizers.base import NULL_ID, SPECIAL_TOKENS, UNK, UNK_ID
 
 
 @dataclass
 class Likelihood:
-    """Per-caption NLL (nats) and the counts the summary metrics are made of."""
+    """Per-caption NLL (nats) and the counts the summary metrics are made of.
 
-    nll: np.ndarray            # (N,) nats per caption, <END> included
+    ``nll`` is open-vocabulary (spelling of unknown symbols included; equal to ``nll_closed``
+    when no speller was given). ``symbol_nll`` holds the open NLL of every scored token, the
+    captions one after another, each caption's ``tokens[i]`` values ending with its ``<END>``;
+    ``texts`` are the scored canonical strings (for :mod:`~capx.metrics.frequency_bins`).
+    """
+
+    nll: np.ndarray            # (N,) open NLL, nats per caption, <END> included
     tokens: np.ndarray         # (N,) tokens scored per caption, <END> included
     chars: np.ndarray          # (N,) characters of the canonical caption text
-    unk_tokens: int            # scored tokens that are <UNK> (<END> excluded)
+    unk_tokens: int            # scored tokens that are <UNK> (<END> excluded), literals included
     tokenizer_name: str
     renormalized: int = 0      # captions the tokenizer does not keep in canonical form
+    nll_closed: np.ndarray | None = None  # (N,) closed NLL: an unknown symbol costs P(<UNK>)
+    oov_symbols: int = 0       # symbols mapped to <UNK> that are not the literal "<UNK>"
+    symbol_nll: np.ndarray | None = None  # (sum(tokens),) open NLL per scored token
+    texts: list[str] | None = None        # the canonical caption strings scored
+
+    def __post_init__(self) -> None:
+        if self.nll_closed is None:
+            self.nll_closed = self.nll
 
     def summary(self) -> dict[str, float]:
-        """Flat metrics: NLL per caption, bits per char, per-token perplexity, <UNK> rate."""
-        total_nll, total_tokens = float(self.nll.sum()), int(self.tokens.sum())
-        total_chars, n = int(self.chars.sum()), len(self.nll)
+        """Flat metrics: open and closed NLL per caption and bits per char (open is the
+        headline), per-token perplexity (closed: the model's own loss), <UNK> and OOV rates."""
+        total_tokens, total_chars, n = int(self.tokens.sum()), int(self.chars.sum()), len(self.nll)
         symbols = total_tokens - n  # tokens without <END>
-        return {
-            "nll_per_caption": total_nll / n if n else math.nan,
-            "bits_per_char": total_nll / math.log(2) / total_chars if total_chars else math.nan,
+        out = {}
+        for suffix, nll in (("", self.nll), ("_closed", self.nll_closed)):
+            total = float(nll.sum())
+            out[f"nll_per_caption{suffix}"] = total / n if n else math.nan
+            out[f"bits_per_char{suffix}"] = (total / math.log(2) / total_chars if total_chars
+                                             else math.nan)
+        closed = float(self.nll_closed.sum())
+        out.update({
             f"{self.tokenizer_name}_token_perplexity":
-                math.exp(total_nll / total_tokens) if total_tokens else math.nan,
+                math.exp(closed / total_tokens) if total_tokens else math.nan,
             "tokens_per_reference": total_tokens / n if n else math.nan,
             "chars_per_reference": total_chars / n if n else math.nan,
             "unk_rate_reference": self.unk_tokens / symbols if symbols else 0.0,
-        }
+            "oov_rate_reference": self.oov_symbols / symbols if symbols else 0.0,
+        })
+        return out
 
 
 def encode_whole(tokenizer: Any, texts: Sequence[str]) -> np.ndarray:
@@ -67,25 +105,34 @@ def sequence_nll(model: Any, features: np.ndarray, captions: np.ndarray,
     masked, so the sum matches ``model.loss`` times the batch size. Rows are scored in batches
     of similar length.
     """
+    return position_nll(model, features, captions, batch_size).sum(axis=1)
+
+
+def position_nll(model: Any, features: np.ndarray, captions: np.ndarray,
+                 batch_size: int = 512) -> np.ndarray:
+    """Per-target NLL (nats), shape ``(N, width - 1)``: column t is ``-log p(captions[:, t+1])``
+    given the tokens up to t (0 where the target is ``<NULL>``); see :func:`sequence_nll`."""
     captions = np.asarray(captions)
     lengths = (captions[:, 1:] != NULL_ID).sum(axis=1)
     order = np.argsort(lengths, kind="stable")
-    out = np.zeros(len(captions))
+    out = np.zeros((len(captions), max(captions.shape[1] - 1, 0)))
     for i in range(0, len(order), batch_size):
         rows = order[i:i + batch_size]
-        out[rows] = _batch_nll(model, features[rows], captions[rows, : lengths[rows].max() + 1])
+        steps = int(lengths[rows].max())
+        out[rows, :steps] = _batch_nll(model, features[rows], captions[rows, : steps + 1])
     return out
 
 
 def _batch_nll(model: Any, features: np.ndarray, captions: np.ndarray) -> np.ndarray:
+    """(n, steps) NLL of each target of a batch by teacher forcing, 0 at ``<NULL>`` targets."""
     n, steps = captions.shape[0], captions.shape[1] - 1
     table = model.input_table() if model.vocab_size <= n * steps else None
     state = model.initial_state(features)
-    nll = np.zeros(n)
+    nll = np.zeros((n, steps))
     for t in range(steps):
         scores, state = model.step_scores(captions[:, t].astype(np.intp), state, table)
         target = captions[:, t + 1]
-        nll -= np.where(target != NULL_ID, _target_log_prob(scores, target), 0.0)
+        nll[:, t] = -np.where(target != NULL_ID, _target_log_prob(scores, target), 0.0)
     return nll
 
 
@@ -99,8 +146,13 @@ def _target_log_prob(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def caption_likelihood(model: Any, tokenizer: Any, features: np.ndarray,
-                       texts: Sequence[str], batch_size: int = 512) -> Likelihood:
-    """Score ``texts`` (one feature row each) in canonical form; see the module docstring."""
+                       texts: Sequence[str], batch_size: int = 512,
+                       speller: Any = None) -> Likelihood:
+    """Score ``texts`` (one feature row each) in canonical form; see the module docstring.
+
+    ``speller``: a fitted :class:`~capx.metrics.spelling.CharNgramSpeller` (its ``nll`` and
+    ``char_nll``) for the open-vocabulary NLL; without one, ``nll`` is the closed NLL.
+    """
     features = np.asarray(features)
     if len(features) != len(texts):
         raise ValueError(f"{len(texts)} captions but {len(features)} feature rows: pass one "
@@ -108,26 +160,125 @@ def caption_likelihood(model: Any, tokenizer: Any, features: np.ndarray,
     canonical = [canonical_text(t) for t in texts]
     renormalized = sum(tokenizer.normalize(t) != t for t in canonical)
     ids = encode_whole(tokenizer, canonical)
-    nll = sequence_nll(model, features, ids, batch_size=batch_size)
     body = ids[:, 1:]
+    per_position = position_nll(model, features, ids, batch_size=batch_size)
+    closed = per_position.sum(axis=1)
+    spelling, oov = spelling_nll(tokenizer, canonical, ids, speller)
+    if speller is not None:
+        per_position += spelling
     return Likelihood(
-        nll=nll,
+        nll=per_position.sum(axis=1) if speller is not None else closed,
         tokens=(body != NULL_ID).sum(axis=1),
         chars=np.array([char_count(t) for t in canonical], dtype=np.int64),
         unk_tokens=int((body == UNK_ID).sum()),
         tokenizer_name=str(getattr(tokenizer, "name", "") or "model"),
         renormalized=int(renormalized),
+        nll_closed=closed,
+        oov_symbols=oov,
+        symbol_nll=per_position[body != NULL_ID],
+        texts=canonical,
     )
 
 
+def spelling_nll(tokenizer: Any, texts: Sequence[str], ids: np.ndarray,
+                 speller: Any = None) -> tuple[np.ndarray, int]:
+    """Spelling cost (nats) of each out-of-vocabulary symbol at its target column, and their count.
+
+    ``ids`` are ``texts`` encoded whole; the result is shaped like :func:`position_nll`'s
+    (zeros without a ``speller``: only the count is made). An OOV symbol is one encoded as
+    ``<UNK>`` whose text (:func:`symbol_surfaces`, without the space before it) is not the
+    literal ``<UNK>``; it is priced as that text.
+    """
+    ids = np.asarray(ids)
+    costs = np.zeros((len(ids), max(ids.shape[1] - 1, 0)))
+    count, spell = 0, None
+    if speller is not None:
+        spell = speller.char_nll if is_char_level(tokenizer) else speller.nll
+    for row in np.flatnonzero((ids == UNK_ID).any(axis=1)):
+        surfaces = symbol_surfaces(tokenizer, texts[row])
+        targets = ids[row, 1:]
+        if len(surfaces) != int((targets != NULL_ID).sum()) - 1:
+            raise RuntimeError(f"the {tokenizer.name!r} tokenizer makes {len(surfaces)} symbols "
+                               f"of {texts[row]!r} but encodes it as {targets.tolist()}: its "
+                               "tokenize() and encode() disagree")
+        for j in np.flatnonzero(targets[: len(surfaces)] == UNK_ID):
+            spelled = surfaces[j].lstrip(" ")
+            if spelled != UNK:
+                count += 1
+                if spell is not None:
+                    costs[row, j] = spell(spelled)
+    return costs, count
+
+
+def symbol_surfaces(tokenizer: Any, text: str) -> list[str]:
+    """The text each symbol of ``tokenizer.tokenize(text)`` stands for; they concatenate to
+    ``tokenizer.normalize(text)``.
+
+    A space between words goes with the symbol after it when no symbol is a space (the word
+    tokenizer's ``dog`` is `` dog``, sentencepiece's ``▁dog`` too). A ``<UNK>`` symbol that
+    stands for unseen text (a tokenizer may map it inside ``tokenize``, as bpe does for a run of
+    unseen characters) gets that text. Symbols are read through ``tokenizer.join``: what a
+    symbol adds to the joined text before it is its text.
+    """
+    symbols, text = tokenizer.tokenize(text), tokenizer.normalize(text)
+    if "".join(symbols) == text:  # characters, or pieces that spell the text
+        return list(symbols)
+    if " ".join(symbols) == text:  # words
+        return [s if i == 0 else " " + s for i, s in enumerate(symbols)]
+    pieces, joined = [], ""
+    for k in range(len(symbols)):
+        longer = tokenizer.join(symbols[: k + 1])
+        if not longer.startswith(joined):
+            raise ValueError(f"the {tokenizer.name!r} tokenizer joins {symbols[:k + 1]} to "
+                             f"{longer!r}, which does not extend {joined!r}")
+        pieces.append(longer[len(joined):])
+        joined = longer
+    return _resolve_unknown(symbols, pieces, text)
+
+
+def _resolve_unknown(symbols: list[str], pieces: list[str], text: str) -> list[str]:
+    """Walk ``pieces`` along ``text``; a ``<UNK>`` piece that is not the literal there stands for
+    the text up to where the next piece is found."""
+    out, position = [], 0
+    for k, (symbol, piece) in enumerate(zip(symbols, pieces)):
+        if text.startswith(piece, position):
+            end = position + len(piece)
+        elif symbol == UNK and UNK in piece:
+            before = piece[: piece.index(UNK)]  # e.g. the space in front of a word
+            if not text.startswith(before, position) or position + len(before) >= len(text):
+                raise ValueError(f"{symbols} do not spell {text!r}")
+            following = next((p for p in pieces[k + 1:] if p), None)
+            end = (len(text) if following is None
+                   else text.find(following, position + len(before) + 1))
+            if end < 0:
+                raise ValueError(f"{symbols} do not spell {text!r}")
+        else:
+            raise ValueError(f"symbol {symbol!r} ({piece!r}) is not found at character "
+                             f"{position} of {text!r}")
+        out.append(text[position:end])
+        position = end
+    if position != len(text):
+        raise ValueError(f"{symbols} spell {text[:position]!r}, not {text!r}")
+    return out
+
+
+def is_char_level(tokenizer: Any) -> bool:
+    """Whether every vocabulary entry besides the special tokens is one character (so the
+    tokenizer's ``<UNK>`` stands for one character)."""
+    symbols = tokenizer.idx_to_word[len(SPECIAL_TOKENS):]
+    return bool(symbols) and all(len(s) == 1 for s in symbols)
+
+
 def caption_nll(model: Any, tokenizer: Any, features: np.ndarray, texts: Sequence[str],
-                batch_size: int = 512) -> np.ndarray:
-    """Per-caption NLL in nats of the canonical caption text (symbols and ``<END>``)."""
-    return caption_likelihood(model, tokenizer, features, texts, batch_size).nll
+                batch_size: int = 512, speller: Any = None) -> np.ndarray:
+    """Per-caption NLL in nats of the canonical caption text (symbols and ``<END>``; open
+    vocabulary with a ``speller``, closed without)."""
+    return caption_likelihood(model, tokenizer, features, texts, batch_size, speller).nll
 
 
 def bits_per_char(model: Any, tokenizer: Any, features: np.ndarray, texts: Sequence[str],
-                  batch_size: int = 512) -> float:
-    """Total NLL / ln 2 / total characters of the canonical caption texts."""
-    return caption_likelihood(model, tokenizer, features, texts, batch_size).summary()[
+                  batch_size: int = 512, speller: Any = None) -> float:
+    """Total NLL / ln 2 / total characters of the canonical caption texts (open vocabulary
+    with a ``speller``, closed without)."""
+    return caption_likelihood(model, tokenizer, features, texts, batch_size, speller).summary()[
         "bits_per_char"]

@@ -9,6 +9,7 @@ It stands in for COCO's PTBTokenizer, which needs Java.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Iterable
 
 from capx.tokenizers.base import UNK, clean_text
@@ -39,3 +40,11 @@ def vocabulary(texts: Iterable[str]) -> set[str]:
     for text in texts:
         words.update(canonical_words(text))
     return words
+
+
+def word_counts(texts: Iterable[str]) -> Counter[str]:
+    """How often each word of the canonical form of ``texts`` occurs (e.g. in training)."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(canonical_words(text))
+    return counts
