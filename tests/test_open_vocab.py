@@ -218,3 +218,60 @@ class TestSubwordSymbols:
             "end_bits_per_caption"]
         assert bits / likelihood.chars.sum() == pytest.approx(
             likelihood.summary()["bits_per_char"])
+
+
+class TestPerImage:
+    @pytest.mark.parametrize("make_tokenizer", [lambda: CharTokenizer(max_length=30),
+                                                lambda: WordTokenizer()])
+    def test_aggregates_are_the_corpus_metrics(self, make_tokenizer, speller):
+        from capx.captioner import CaptioningRNN
+        from capx.datasets.base import CaptionSplit
+        from capx.metrics import evaluate
+        from capx.metrics.caption_scores import corpus_bleu
+
+        tok = make_tokenizer().fit(TRAIN)
+        model = CaptioningRNN(tok.word_to_idx, input_dim=4, wordvec_dim=3, hidden_dim=6,
+                              cell_type="lstm", dtype=np.float64, seed=3)
+        feats = np.random.RandomState(4).randn(4, 4)  # image 3 has no reference
+        refs = ["a dog runs on the grass", "a zebra on a mat", "two cats play", "a <UNK> dog",
+                "the quokka sleeps"]
+        split = CaptionSplit(feats, refs, np.array([0, 1, 2, 2, 0]))
+        result = evaluate(model, tok, split, TRAIN, java_metrics=False, speller=speller,
+                          word_counts=word_counts(TRAIN))
+        per = result.per_image
+        assert {len(v) for v in per.values()} == {4}
+        assert per["references"].tolist() == [2, 1, 2, 0]
+        assert per["nll_open"].sum() / math.log(2) / per["chars"].sum() == pytest.approx(
+            result["bits_per_char"])
+        assert per["nll_closed"].sum() / math.log(2) / per["chars"].sum() == pytest.approx(
+            result["bits_per_char_closed"])
+        assert result["bits_per_char"] > result["bits_per_char_closed"]  # zebra, quokka
+        assert np.isnan(per["cider"][3]) and np.isnan(per["bleu4"][3])
+        assert np.nanmean(per["cider"]) == pytest.approx(result["cider"])
+        totals = {k: np.nansum(v) for k, v in per.items()}
+        for n in (1, 4):
+            assert corpus_bleu(totals, n) == pytest.approx(result[f"bleu{n}"], rel=1e-9)
+        assert per["no_end"].mean() == pytest.approx(result["no_end_rate"])
+        assert per["invented_words"].sum() / max(per["words"].sum(), 1) == pytest.approx(
+            result["invented_word_rate"])
+        for key in ("bpc_unseen", "bpc_rare", "bpc_frequent", "chars_unseen"):
+            assert key in result
+        assert result["chars_unseen"] == len("zebra ") + len("cats ") + len("quokka ")
+
+    def test_caption_scores_per_image_match_pycocoevalcap(self):
+        from pycocoevalcap.bleu.bleu import Bleu
+        from pycocoevalcap.cider.cider import Cider
+
+        from capx.metrics.caption_scores import caption_scores_per_image
+
+        hyps = ["a dog runs on grass", "a cat on a mat", "two dogs play"]
+        refs = [["a dog runs on the grass", "a brown dog running"],
+                ["a cat sits on a mat", "the cat on the mat"], ["two dogs play with a ball"]]
+        metrics, per, _ = caption_scores_per_image(hyps, refs, java_metrics=False)
+        gts = {i: r for i, r in enumerate(refs)}
+        res = {i: [h] for i, h in enumerate(hyps)}
+        bleu, sentence = Bleu(4).compute_score(gts, res, verbose=0)
+        cider, cider_per_image = Cider().compute_score(gts, res)
+        np.testing.assert_allclose(per["bleu4"], sentence[3])
+        np.testing.assert_allclose(per["cider"], cider_per_image)
+        assert metrics["bleu4"] == pytest.approx(bleu[3]) and metrics["cider"] == cider

@@ -6,6 +6,12 @@ counts, Gaussian length penalty, x10) are pure Python. Both hypotheses and refer
 COCO's PTBTokenizer (Java). METEOR needs ``java`` on PATH; SPICE also needs the Stanford CoreNLP
 models that pycocoevalcap would download, so it runs only when they are already installed.
 Skipped scorers are named in the returned notes.
+
+:func:`caption_scores_per_image` also returns each image's scores, the unit a paired bootstrap
+resamples: CIDEr-D per image (the corpus value is their mean; the document frequencies stay
+those of the whole evaluated set), sentence BLEU-1..4, and the counts corpus BLEU is made of
+(corpus BLEU is not the mean of sentence BLEU; :func:`corpus_bleu` recomputes it from summed
+counts, e.g. on a bootstrap resample).
 """
 
 from __future__ import annotations
@@ -14,7 +20,15 @@ import os
 import shutil
 from typing import Sequence
 
+import numpy as np
+
 from capx.metrics.text import canonical_text
+
+BLEU_ORDER = 4
+TINY, SMALL = 1e-15, 1e-9  # pycocoevalcap's guards against 0/0
+BLEU_COUNT_COLUMNS = ("bleu_hyp_len", "bleu_ref_len",
+                      *(f"bleu_{kind}_{k}" for k in range(1, BLEU_ORDER + 1)
+                        for kind in ("correct", "guess")))
 
 
 def caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]],
@@ -25,7 +39,20 @@ def caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]
     captions. Images without references are left out (and counted in the notes).
     ``java_metrics``: "auto" (when ``java`` is on PATH), True or False.
     """
-    from pycocoevalcap.bleu.bleu import Bleu
+    metrics, _, notes = caption_scores_per_image(hypotheses, references, java_metrics)
+    return metrics, notes
+
+
+def caption_scores_per_image(hypotheses: Sequence[str], references: Sequence[Sequence[str]],
+                             java_metrics: bool | str = "auto"
+                             ) -> tuple[dict[str, float], dict[str, np.ndarray], list[str]]:
+    """(metrics, per_image, notes): :func:`caption_scores`'s metrics and notes, and per image
+    (arrays indexed like ``hypotheses``, NaN for images without references): ``cider``,
+    ``bleu1``..``bleu4`` (sentence BLEU as pycocoevalcap computes it per image), and the BLEU
+    counts ``bleu_correct_<n>``, ``bleu_guess_<n>`` (matched and hypothesis n-grams),
+    ``bleu_hyp_len`` and ``bleu_ref_len`` (the closest reference length).
+    """
+    from pycocoevalcap.bleu.bleu_scorer import BleuScorer
     from pycocoevalcap.cider.cider import Cider
 
     if len(hypotheses) != len(references):
@@ -40,11 +67,58 @@ def caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]
         notes.append(f"{len(references) - len(gts)} image(s) without references left out")
     if not gts:
         raise ValueError("no image has a reference caption: cannot compute BLEU/CIDEr")
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    rows = np.fromiter(gts, dtype=np.int64, count=len(gts))
+    per_image: dict[str, np.ndarray] = {}
+
+    def put(name: str, values: Sequence[float]) -> None:
+        column = np.full(len(references), np.nan)
+        column[rows] = values
+        per_image[name] = column
+
+    # what pycocoevalcap's Bleu(4).compute_score does, keeping the scorer for its counts
+    scorer = BleuScorer(n=BLEU_ORDER)
+    for i in gts:
+        scorer += (res[i][0], gts[i])
+    bleu, sentence_bleu = scorer.compute_score(option="closest", verbose=0)
     metrics = {f"bleu{n}": float(b) for n, b in enumerate(bleu, start=1)}
-    metrics["cider"] = float(Cider().compute_score(gts, res)[0])
+    cider, cider_per_image = Cider().compute_score(gts, res)
+    metrics["cider"] = float(cider)
+    put("cider", cider_per_image)
+    for n, scores in enumerate(sentence_bleu, start=1):
+        put(f"bleu{n}", scores)
+    for name, values in _bleu_counts(scorer.ctest).items():
+        put(name, values)
     metrics.update(_java_scores(gts, res, java_metrics, notes))
-    return metrics, notes
+    return metrics, per_image, notes
+
+
+def _bleu_counts(cooked: Sequence[dict]) -> dict[str, list[float]]:
+    """Per-hypothesis n-gram counts and lengths from pycocoevalcap's cooked hypotheses."""
+    out: dict[str, list[float]] = {"bleu_hyp_len": [], "bleu_ref_len": []}
+    for n in range(1, BLEU_ORDER + 1):
+        out[f"bleu_correct_{n}"], out[f"bleu_guess_{n}"] = [], []
+    for comps in cooked:
+        test_len = comps["testlen"]
+        out["bleu_hyp_len"].append(test_len)
+        out["bleu_ref_len"].append(min((abs(r - test_len), r) for r in comps["reflen"])[1])
+        for n in range(1, BLEU_ORDER + 1):
+            out[f"bleu_correct_{n}"].append(comps["correct"][n - 1])
+            out[f"bleu_guess_{n}"].append(comps["guess"][n - 1])
+    return out
+
+
+def corpus_bleu(totals: dict[str, np.ndarray], n: int = BLEU_ORDER) -> np.ndarray:
+    """Corpus BLEU-n from summed per-image counts (the ``bleu_*`` columns of
+    :func:`caption_scores_per_image` summed over images, or over a resample): pycocoevalcap's
+    formula, so the sums over all images give its corpus BLEU."""
+    log_precision = sum(np.log((np.asarray(totals[f"bleu_correct_{k}"]) + TINY)
+                               / (np.asarray(totals[f"bleu_guess_{k}"]) + SMALL))
+                        for k in range(1, n + 1)) / n
+    ratio = (np.asarray(totals["bleu_hyp_len"]) + TINY) / (np.asarray(totals["bleu_ref_len"])
+                                                          + SMALL)
+    brevity = np.where(ratio < 1, 1 - 1 / ratio, 0.0)
+    return np.exp(log_precision + brevity)
+
 
 
 def _java_scores(gts: dict, res: dict, java_metrics: bool | str,

@@ -29,6 +29,18 @@ def invented_word_rate(captions: Sequence[str], known_words: set[str]) -> float:
     return invented / total if total else 0.0
 
 
+def invented_word_counts(captions: Sequence[str], known_words: set[str]
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Per caption: (words not in ``known_words``, words), as int arrays."""
+    invented = np.zeros(len(captions), dtype=np.int64)
+    words = np.zeros(len(captions), dtype=np.int64)
+    for i, caption in enumerate(captions):
+        caption_words = canonical_words(caption)
+        words[i] = len(caption_words)
+        invented[i] = sum(w not in known_words for w in caption_words)
+    return invented, words
+
+
 def invented_words(captions: Iterable[str], known_words: set[str]) -> list[str]:
     """The distinct invented words, most frequent first (for reports)."""
     counts: dict[str, int] = {}
