@@ -87,6 +87,46 @@ def test_fast_paths_equal_plain_computation(cell_type):
             np.testing.assert_allclose(g, ref_grads[name], rtol=2e-4, atol=2e-6, err_msg=f"{key} {name}")
 
 
+def odd_null_captions(rng, V):
+    """Captions of different lengths with <NULL> (0) in odd places, after <START> (1)."""
+    T = 9
+    captions = [
+        [1, 0, 0, 0, 0, 0, 0, 0, 0],  # nothing after <START>
+        [1, 0, 5, 6, 2, 0, 0, 0, 0],  # <NULL> first, then tokens
+        [1, 4, 5, 0, 0, 6, 7, 2, 0],  # <NULL>s inside the caption
+        [1, 0, 0, 0, 0, 0, 0, 0, 2],  # the only target is the last position
+        [1, 3, 4, 5, 6, 7, 8, 3, 2],  # full length, no padding
+        [1, 8, 2, 0, 0, 0, 0, 0, 0],  # short
+    ]
+    return np.concatenate([np.array(captions), random_problem(rng, N=6, T=T, V=V)])
+
+
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm"])
+@pytest.mark.parametrize("pack", [True, False])
+@pytest.mark.parametrize("fold", [True, False])
+def test_loss_equals_the_reference_layers(cell_type, pack, fold):
+    """CaptioningRNN.loss (packed or dense, folded or not) equals capx.reference in float64."""
+    from capx.reference import captioning_loss
+
+    rng = np.random.RandomState(7)
+    V = 9
+    word_to_idx = {"<NULL>": 0, "<START>": 1, "<END>": 2, **{f"w{i}": i for i in range(3, V)}}
+    model = CaptioningRNN(word_to_idx, input_dim=5, wordvec_dim=4, hidden_dim=6,
+                          cell_type=cell_type, dtype=np.float64, seed=0, pack=pack,
+                          fold_embedding=fold)
+    for name, value in model.params.items():  # non-zero biases, so a misplaced one shows up
+        model.params[name] = rng.randn(*value.shape) * 0.5
+    features = rng.randn(12, 5)
+    captions = odd_null_captions(rng, V)
+    loss, grads = model.loss(features, captions)
+    params = {name: np.array(value) for name, value in model.params.items()}
+    ref_loss, ref_grads = captioning_loss(params, features, captions, cell_type, null_id=0)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    assert set(grads) == set(ref_grads)
+    for name, g in ref_grads.items():
+        np.testing.assert_allclose(grads[name], g, rtol=1e-10, atol=1e-13, err_msg=name)
+
+
 def test_loss_is_float32_and_grads_flat_by_default():
     model = CaptioningRNN({"<NULL>": 0, "<START>": 1, "<END>": 2, "a": 3}, input_dim=5,
                           wordvec_dim=4, hidden_dim=3, seed=0)

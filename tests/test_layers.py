@@ -151,7 +151,7 @@ def test_lstm_step_backward_matches_numerical():
 
 
 def test_sequence_layers_match_their_step_functions():
-    """The fast sequence kernels equal a plain loop over the step functions."""
+    """The sequence layers equal a plain loop over the step functions."""
     N, D, T, H = 3, 4, 6, 5
     x, h0 = RNG.randn(N, T, D), RNG.randn(N, H)
     Wx, Wh, b = RNG.randn(D, 4 * H), RNG.randn(H, 4 * H), RNG.randn(4 * H)
@@ -267,3 +267,23 @@ def test_scatter_add_rows_equals_add_at_on_both_paths(num_rows):
     np.testing.assert_allclose(scatter_add_rows(indices, values, num_rows), expected, rtol=1e-12,
                                atol=1e-12)
     assert scatter_add_rows(indices[:0], values[:0], num_rows).shape == (num_rows, 7)
+
+
+@pytest.mark.parametrize("cell_type,gates", [("rnn", 1), ("lstm", 4)])
+def test_reference_captioning_loss_gradients_match_numerical(cell_type, gates):
+    """capx.reference.captioning_loss, <NULL> (id 0) as padding and inside a caption."""
+    from capx.reference import captioning_loss
+
+    N, D, W, H, V = 3, 4, 3, 5, 6
+    params = {"W_proj": RNG.randn(D, H), "b_proj": RNG.randn(H), "W_embed": RNG.randn(V, W),
+              "Wx": RNG.randn(W, gates * H), "Wh": RNG.randn(H, gates * H) * 0.5,
+              "b": RNG.randn(gates * H), "W_vocab": RNG.randn(H, V), "b_vocab": RNG.randn(V)}
+    features = RNG.randn(N, D)
+    captions = np.array([[1, 4, 0, 5, 2], [1, 3, 2, 0, 0], [1, 0, 0, 0, 0]])
+    loss, grads = captioning_loss(params, features, captions, cell_type)
+    assert set(grads) == set(params)
+    for name, value in params.items():
+        numeric = eval_numerical_gradient(
+            lambda _: captioning_loss(params, features, captions, cell_type)[0], value,
+            verbose=False)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-9, err_msg=name)
