@@ -85,17 +85,6 @@ def missing_files(folder: Path, source: DatasetSource = COCO) -> list[str]:
     return [name for name in source.required_files if not (folder / name).is_file()]
 
 
-def check_layout(folder: Path, source: DatasetSource = COCO) -> Path:
-    """Raise :class:`DownloadError` listing the required files missing from ``folder``."""
-    missing = missing_files(folder, source)
-    if missing:
-        raise DownloadError(
-            f"{folder} is not a complete {source.folder}/ folder: missing {', '.join(missing)}. "
-            f"Run `capx download {source.name} --force` to fetch it again."
-        )
-    return Path(folder)
-
-
 # --------------------------------------------------------------------------- fetching
 
 

@@ -39,9 +39,8 @@ class Packing:
     def previous(self, first: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """The value at step t-1 of every packed row: ``first`` (N, ...) for step 0, else ``rows``.
 
-        Equals ``np.concatenate([first, rows])[prev_rows]``, as one block copy per step (the
-        rows a step needs are the first ``batch_sizes[t]`` rows of the step before), which is
-        several times faster than the gather.
+        Equals ``np.concatenate([first, rows])[prev_rows]``, built as one block copy per step (the
+        rows a step needs are the first ``batch_sizes[t]`` rows of the step before).
         """
         out = np.empty((self.num_rows,) + rows.shape[1:], dtype=rows.dtype)
         sizes, offsets = self.batch_sizes, self.offsets
@@ -50,10 +49,6 @@ class Packing:
         for t in range(1, len(sizes)):
             out[offsets[t] : offsets[t] + sizes[t]] = rows[offsets[t - 1] : offsets[t - 1] + sizes[t]]
         return out
-
-    def gather(self, batch: np.ndarray) -> np.ndarray:
-        """Packed copy of an (N, T, ...) array."""
-        return batch[self.rows, self.steps]
 
 
 def make_packing(mask: np.ndarray, pack: bool = True) -> Packing:
