@@ -1,20 +1,23 @@
-"""Matplotlib figures for experiment runs (Agg backend: no display needed)."""
+"""Matplotlib figures for experiment runs.
+
+The figures are plain :class:`matplotlib.figure.Figure` objects, not pyplot ones: they need no
+display, leave pyplot's backend and figure list alone (so a notebook keeps its own), and are freed
+when no longer referenced. Save them with ``figure.savefig(path)``.
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
-def loss_curve_figure(loss_history: Sequence[float], iterations_per_epoch: int):
+def loss_curve_figure(loss_history: Sequence[float], iterations_per_epoch: int) -> Figure:
     """Training loss per iteration, with a moving average and epoch boundaries."""
     losses = np.asarray(loss_history, dtype=float)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     steps = np.arange(1, len(losses) + 1)
     ax.plot(steps, losses, lw=0.8, alpha=0.5, label="loss per iteration")
     window = max(1, min(len(losses) // 10, iterations_per_epoch))
@@ -30,11 +33,12 @@ def loss_curve_figure(loss_history: Sequence[float], iterations_per_epoch: int):
     return fig
 
 
-def sample_grid_figure(images: np.ndarray, captions: Sequence[str], columns: int = 4):
+def sample_grid_figure(images: np.ndarray, captions: Sequence[str], columns: int = 4) -> Figure:
     """Images (n, H, W, 3) uint8 in a grid, each titled with its caption."""
     n = len(images)
     rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    fig = Figure(figsize=(3 * columns, 3.2 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, caption in zip(axes.ravel(), images, captions):
