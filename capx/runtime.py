@@ -3,9 +3,8 @@
 A training step allocates and frees tens of megabytes of temporaries (activations, gate buffers,
 scores, gradients). glibc serves blocks over its mmap threshold with fresh pages from the kernel
 and returns them on free, so every step pays to fault and zero those pages again. Raising the
-threshold lets freed blocks be reused from the heap: word-model steps ran 14-20% faster on this
-project's machine (word RNN, N=50: 42.6 -> 34.3 ms), char models unchanged. Results are
-bit-identical; only memory reuse changes.
+threshold lets freed blocks be reused from the heap, which speeds up word-model steps (measured
+in benchmarks/README.md). Results are bit-identical; only memory reuse changes.
 """
 
 from __future__ import annotations
