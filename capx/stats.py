@@ -16,7 +16,10 @@ drawn), level 2 resamples the images within each drawn pair (test-set noise); th
 that of the pooled metrics over all drawn pairs. :func:`mean_ci` gives the interval of one
 system's per-run metric (Student t by default: a bootstrap of 3-5 values is too narrow).
 
-Intervals are percentile intervals of the bootstrap differences. NumPy only.
+Intervals are percentile intervals of the bootstrap differences. The same two-level
+resampling takes any statistic of per-image column dicts (an Evaluation's ``per_image``) in
+:func:`two_level_interval` and :func:`paired_two_level_interval` (slower: one call per
+resample). NumPy only.
 """
 
 from __future__ import annotations
@@ -233,6 +236,83 @@ def _t_central(t: float, df: int) -> float:
     return 2 / math.pi * (theta + sin * total) if df % 2 else sin * total
 
 
+# -- the same bootstraps for any statistic of per-image column dicts -------------------------------
+
+Columns = dict  # {column name: (images,) array}, e.g. an Evaluation's per_image
+
+
+def two_level_interval(runs: Sequence[Columns], statistic: Callable[[Columns], float], *,
+                       n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                       clip: tuple[float, float] | None = None) -> tuple[float, float, float]:
+    """(estimate, low, high) of one system's pooled metric over its runs (folds x seeds).
+
+    ``runs``: per-image columns of each run; ``statistic`` maps columns (all runs concatenated,
+    or a resample of them: runs drawn with replacement, then images within each drawn run) to
+    the metric, e.g. ``lambda c: c["nll_open"].sum() / c["chars"].sum() / math.log(2)`` or
+    ``lambda c: np.nanmean(c["cider"])``. ``clip``: the metric's range, applied to the bounds.
+    Slower than :func:`paired_bootstrap_runs` (one call per resample) but takes any statistic.
+    """
+    pairs = [(run, run) for run in runs]
+    estimate, samples = _resampled_statistics(pairs, lambda a, b: statistic(a), n_boot, seed)
+    low, high = _percentiles(samples, level)
+    if clip is not None:
+        low, high = np.clip([low, high], *clip)
+    return float(estimate), float(low), float(high)
+
+
+def paired_two_level_interval(pairs: Sequence[tuple[Columns, Columns]],
+                              statistic: Callable[[Columns], float], *, n_boot: int = 2000,
+                              seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """(estimate, low, high) of ``statistic(a) - statistic(b)`` over runs paired by (fold,
+    seed): pairs drawn with replacement, then images within each drawn pair, the same images
+    for both systems; see :func:`two_level_interval`."""
+    estimate, samples = _resampled_statistics(
+        pairs, lambda a, b: statistic(a) - statistic(b), n_boot, seed)
+    low, high = _percentiles(samples, level)
+    return float(estimate), float(low), float(high)
+
+
+def mean_interval(values: Any, *, n_boot: int = 2000, seed: int = 0,
+                  level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of per-run values, percentile bootstrap over runs (see :func:`mean_ci`
+    for the t interval, better for a few runs)."""
+    result = mean_ci(values, level=level, method="bootstrap", n_boot=n_boot, seed=seed)
+    return result.mean, result.low, result.high
+
+
+def _resampled_statistics(pairs: Sequence[tuple[Columns, Columns]],
+                          of_pair: Callable[[Columns, Columns], float], n_boot: int,
+                          seed: int) -> tuple[float, np.ndarray]:
+    """``of_pair`` on all pairs pooled, and on ``n_boot`` two-level resamples of them."""
+    if not pairs:
+        raise ValueError("no runs to resample")
+    sizes = [len(next(iter(a.values()))) for a, _ in pairs]
+    rng = np.random.default_rng(seed)
+
+    def pooled(picks: list[np.ndarray]) -> tuple[Columns, Columns]:
+        return tuple({k: np.concatenate([np.asarray(pair[side][k])[rows]
+                                         for pair, rows in zip(pairs, picks)])
+                      for k in pairs[0][side]} for side in (0, 1))
+
+    estimate = of_pair(*pooled([np.arange(n) for n in sizes]))
+    samples = np.empty(n_boot)
+    for i in range(n_boot):
+        drawn = rng.multinomial(len(pairs), np.full(len(pairs), 1 / len(pairs)))
+        picks = [rng.integers(0, n, size=c * n) for n, c in zip(sizes, drawn)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            samples[i] = of_pair(*pooled(picks))
+    return float(estimate), samples
+
+
+def _percentiles(samples: np.ndarray, level: float) -> tuple[float, float]:
+    _check_level(level)
+    finite = samples[np.isfinite(samples)]
+    if not len(finite):
+        return math.nan, math.nan
+    low, high = np.quantile(finite, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
 def _paired_columns(a: Statistic, b: Statistic, run: int) -> tuple[np.ndarray, np.ndarray]:
     if len(a) != len(b):
         raise ValueError(f"run {run}: {len(a)} images for system a but {len(b)} for system b; "
@@ -244,8 +324,7 @@ def _paired_columns(a: Statistic, b: Statistic, run: int) -> tuple[np.ndarray, n
 def _summarise(difference: float, samples: np.ndarray, level: float, images: int,
                runs: int) -> Bootstrap:
     finite = samples[np.isfinite(samples)]
-    low, high = np.quantile(finite, [(1 - level) / 2, (1 + level) / 2]) if len(finite) else (
-        math.nan, math.nan)
+    low, high = _percentiles(samples, level)
     p_value = min(1.0, 2 * min(np.mean(finite <= 0), np.mean(finite >= 0))) if len(finite) else (
         math.nan)
     return Bootstrap(difference, float(low), float(high),

@@ -197,3 +197,52 @@ def test_corpus_bleu_statistic_recomputes_the_corpus_value():
         metrics["bleu4"])
     result = paired_bootstrap(statistic, statistic)
     assert result.images == 3 and result.low == result.high == 0
+
+
+class TestColumnDictInterface:
+    """The same two-level bootstrap for any statistic of per-image column dicts."""
+
+    @staticmethod
+    def bits_per_char(columns):
+        return columns["nll_open"].sum() / columns["chars"].sum() / LN2
+
+    def runs(self, seed: int, shift: float = 0.0):
+        rng = np.random.default_rng(seed)
+        out = []
+        for n in (40, 30, 50):
+            chars = rng.integers(20, 60, n).astype(float)
+            out.append({"nll_open": chars * (1.0 + shift + rng.normal(0, 0.2, n)),
+                        "chars": chars, "cider": rng.random(n)})
+        return out
+
+    def test_agrees_with_the_vectorised_bootstrap(self):
+        a, b = self.runs(0, shift=0.1), self.runs(0)
+        estimate, low, high = stats_paired(a, b, self.bits_per_char)
+        vectorised = paired_bootstrap_runs(
+            [(ratio(x["nll_open"], x["chars"], 1 / LN2), ratio(y["nll_open"], y["chars"], 1 / LN2))
+             for x, y in zip(a, b)], n_boot=2000, seed=5)
+        assert estimate == pytest.approx(vectorised.difference)
+        assert (high - low) == pytest.approx(vectorised.high - vectorised.low, rel=0.15)
+
+    def test_one_system_interval_is_pooled_and_clipped(self):
+        from capx.stats import two_level_interval
+
+        runs = self.runs(1)
+        estimate, low, high = two_level_interval(runs, lambda c: float(np.nanmean(c["cider"])),
+                                                 n_boot=500, clip=(0.0, 0.55))
+        pooled = np.concatenate([r["cider"] for r in runs]).mean()
+        assert estimate == pytest.approx(pooled) and low < estimate and high <= 0.55
+        same = stats_paired(runs, runs, self.bits_per_char)
+        assert same == (0.0, 0.0, 0.0)
+
+    def test_mean_interval(self):
+        from capx.stats import mean_interval
+
+        mean, low, high = mean_interval([1.0, 2.0, 3.0, 4.0], n_boot=1000)
+        assert mean == 2.5 and 1.0 <= low < mean < high <= 4.0
+
+
+def stats_paired(a, b, statistic):
+    from capx.stats import paired_two_level_interval
+
+    return paired_two_level_interval(list(zip(a, b)), statistic, n_boot=2000, seed=4)

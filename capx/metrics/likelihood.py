@@ -18,7 +18,8 @@ spelled depends on what the tokenizer's ``<UNK>`` stands for:
 - character-level tokenizers (every vocabulary entry is one character): one character,
   :meth:`~capx.metrics.spelling.CharNgramSpeller.char_nll`;
 - any other (word, subword): a string, :meth:`~capx.metrics.spelling.CharNgramSpeller.nll`
-  (its characters and the end of word).
+  (its characters and the end of word). So is a run of several unseen characters that one
+  ``<UNK>`` stands for (bpe), whatever the vocabulary.
 
 Either is a proper distribution over what ``<UNK>`` can stand for; it also gives mass to symbols
 the vocabulary knows (which the model never spells), so the open likelihood is a slightly
@@ -191,9 +192,7 @@ def spelling_nll(tokenizer: Any, texts: Sequence[str], ids: np.ndarray,
     """
     ids = np.asarray(ids)
     costs = np.zeros((len(ids), max(ids.shape[1] - 1, 0)))
-    count, spell = 0, None
-    if speller is not None:
-        spell = speller.char_nll if is_char_level(tokenizer) else speller.nll
+    count, char_level = 0, is_char_level(tokenizer)
     for row in np.flatnonzero((ids == UNK_ID).any(axis=1)):
         surfaces = symbol_surfaces(tokenizer, texts[row])
         targets = ids[row, 1:]
@@ -205,8 +204,9 @@ def spelling_nll(tokenizer: Any, texts: Sequence[str], ids: np.ndarray,
             spelled = surfaces[j].lstrip(" ")
             if spelled != UNK:
                 count += 1
-                if spell is not None:
-                    costs[row, j] = spell(spelled)
+                if speller is not None:  # a run of several characters is spelled as a string
+                    one_char = char_level and len(spelled) == 1
+                    costs[row, j] = (speller.char_nll if one_char else speller.nll)(spelled)
     return costs, count
 
 
