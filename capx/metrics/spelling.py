@@ -62,8 +62,8 @@ class CharNgramSpeller:
         if unit not in UNITS:
             raise ValueError(f"speller unit must be one of {list(UNITS)}, got {unit!r}")
         self.order, self.smoothing, self.unit = order, smoothing, unit
-        # context -> (counts {symbol: count}, total count, mass passed to the shorter context)
-        self._tables: dict[str, tuple[dict[str, float], float, float]] = {}
+        # context -> ({symbol: discounted probability}, mass passed on to the shorter context)
+        self._tables: dict[str, tuple[dict[str, float], float]] = {}
         self._alphabet: frozenset[str] = frozenset()
         self._cache: dict[str, float] = {}
         self._fitted = False
@@ -116,7 +116,7 @@ class CharNgramSpeller:
         return counts
 
     def _make_tables(self, counts: Mapping[str, Mapping[str, float]]
-                     ) -> dict[str, tuple[dict[str, float], float, float]]:
+                     ) -> dict[str, tuple[dict[str, float], float]]:
         discounts = self._discounts(counts) if self.smoothing == "kneser-ney" else {}
         tables = {}
         for context, table in counts.items():
@@ -124,10 +124,10 @@ class CharNgramSpeller:
             if self.smoothing == "kneser-ney":
                 d = discounts[len(context)]
                 tables[context] = ({s: max(c - d, 0.0) / total for s, c in table.items()},
-                                   total, d * types / total)
+                                   d * types / total)
             else:  # Witten-Bell: P = (c + types * P_lower) / (total + types)
                 tables[context] = ({s: c / (total + types) for s, c in table.items()},
-                                   total, types / (total + types))
+                                   types / (total + types))
         return tables
 
     def _discounts(self, counts: Mapping[str, Mapping[str, float]]) -> dict[int, float]:
@@ -175,7 +175,7 @@ class CharNgramSpeller:
         for k in range(len(context) + 1):
             table = self._tables.get(context[len(context) - k:])
             if table is not None:
-                probs, _, backoff = table
+                probs, backoff = table
                 p = probs.get(symbol, 0.0) + backoff * p
         return p
 
