@@ -52,12 +52,17 @@ class CaptionSplit:
 
 @dataclass
 class CaptionData:
-    """Train and val splits of one dataset, plus free-form provenance."""
+    """Train and val splits of one dataset, plus free-form provenance.
+
+    ``val`` is the dev split (early stopping and every choice); ``test``, when a split scheme
+    made one (see :mod:`capx.datasets.splits`), is scored once at the end.
+    """
 
     name: str
     train: CaptionSplit
     val: CaptionSplit
     info: dict[str, Any] = field(default_factory=dict)
+    test: CaptionSplit | None = None
 
     @property
     def feature_dim(self) -> int:

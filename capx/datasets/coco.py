@@ -26,6 +26,7 @@ from capx.data import (
     require_dir,
 )
 from capx.datasets.base import CaptionData, CaptionSplit
+from capx.datasets.splits import select_images
 from capx.registry import DATASETS
 
 COCO_JSON_DIR_ENV = "CAPX_COCO_JSON_DIR"
@@ -65,18 +66,7 @@ def choose_images(
 
 def take_images(split: CaptionSplit, rows: np.ndarray | None) -> CaptionSplit:
     """The split restricted to image ``rows`` (sorted), with all of their captions."""
-    if rows is None:
-        return split
-    new_row = np.full(split.num_images, -1, dtype=np.int64)
-    new_row[rows] = np.arange(len(rows))
-    kept = np.flatnonzero(new_row[split.image_idxs] >= 0)
-    return CaptionSplit(
-        features=split.features[rows],
-        captions=[split.captions[i] for i in kept],
-        image_idxs=new_row[split.image_idxs[kept]],
-        image_ids=None if split.image_ids is None else split.image_ids[rows],
-        urls=None if split.urls is None else [split.urls[i] for i in rows],
-    )
+    return split if rows is None else select_images(split, rows)
 
 
 def image_id_from_url(url: str) -> int | None:
