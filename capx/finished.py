@@ -1,0 +1,62 @@
+"""Jobs already done: a fingerprint of a job's configuration, and where finished ones are found.
+
+A long study runs in sittings, maybe on another machine. Re-running its sweep must skip every job
+that already has a FINISHED run, in the MLflow store or in the study's committed export
+(``tracking.export``), and train only the rest. Two jobs are the same job when their validated
+configs agree on everything that can change a result: tracking, progress display, checkpoint
+cadence and resume are left out, and so are file locations (``*base_dir``, ``*_file``,
+``*_files``), which differ between machines while naming the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_TAG = "capx.fingerprint"
+IGNORED_SECTIONS = ("tracking", "progress", "resume", "checkpoint")
+_LOCATION_SUFFIXES = ("base_dir", "_file", "_files")
+
+
+def fingerprint(plain: dict[str, Any]) -> str:
+    """A short hash of the result-relevant part of a validated config."""
+    relevant = {k: v for k, v in plain.items() if k not in IGNORED_SECTIONS}
+    text = json.dumps(_without_locations(relevant), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _without_locations(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _without_locations(v) for k, v in tree.items()
+                if not str(k).endswith(_LOCATION_SUFFIXES)}
+    if isinstance(tree, list):
+        return [_without_locations(v) for v in tree]
+    return tree
+
+
+def finished_in_store(client: Any, experiment_id: str, key: str) -> str | None:
+    """The id of a FINISHED run of the experiment with fingerprint ``key``, if there is one."""
+    from capx import tracking
+
+    runs = tracking.retry(lambda: client.search_runs(
+        [experiment_id], filter_string=f"tags.`{FINGERPRINT_TAG}` = '{key}' and "
+        "attributes.status = 'FINISHED'", max_results=1), "looking for a finished run")
+    return runs[0].info.run_id if runs else None
+
+
+def finished_in_export(path: str | Path | None, key: str) -> str | None:
+    """The run id of an exported run (a study's runs.jsonl) with fingerprint ``key``, if any."""
+    if not path or not Path(path).is_file():
+        return None
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if f'"{key}"' in line:
+                record = json.loads(line)
+                if record.get("fingerprint") == key:
+                    return record.get("run_id") or "(exported)"
+    return None
