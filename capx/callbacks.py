@@ -40,7 +40,10 @@ class RunState:
 
     val_loss: float | None = None
     best_val_loss: float | None = None
+    best_score: float | None = None  # the selection metric at best_epoch (lower is better)
     best_epoch: int | None = None
+    best_params: Any = None          # a copy of the flat parameters at best_epoch
+    stopped_early_at: int | None = None
     last_checkpoint: Path | None = None
     best_checkpoint: Path | None = None
     samples: list[SampleCaption] = field(default_factory=list)
@@ -100,7 +103,12 @@ def batched_loss(model: Any, features: np.ndarray, captions: np.ndarray,
 class Validation(Callback):
     """After each epoch: the validation loss, greedy sample captions for a few val images and,
     when ``text_metrics`` is given, its tokenizer-independent metrics (``model -> {name: value}``,
-    e.g. bits per character of the val captions, see :func:`capx.evaluation.text_validation`)."""
+    e.g. bits per character of the val captions, see :func:`capx.evaluation.text_validation`).
+
+    The model is selected on dev ``bits_per_char`` when the text metrics give it (comparable
+    across tokenizers), else on the validation loss: ``state.best_epoch`` and a copy of the
+    parameters there (``state.best_params``) follow that metric.
+    """
 
     def __init__(self, state: RunState, data: dict[str, Any], decode: Callable[[np.ndarray], list],
                  max_length: int, batch_size: int = 500, max_captions: int | None = None,
@@ -122,9 +130,13 @@ class Validation(Callback):
                 solver.model, self.data["val_features"], self.data["val_captions"][self.rows],
                 self.data["val_image_idxs"][self.rows], self.batch_size)
             if self.state.best_val_loss is None or self.state.val_loss < self.state.best_val_loss:
-                self.state.best_val_loss, self.state.best_epoch = self.state.val_loss, solver.epoch
+                self.state.best_val_loss = self.state.val_loss
         if self.text_metrics is not None:
             self.state.val_metrics = self.text_metrics(solver.model)
+        score = self.state.val_metrics.get("bits_per_char", self.state.val_loss)
+        if score is not None and (self.state.best_score is None or score < self.state.best_score):
+            self.state.best_score, self.state.best_epoch = float(score), solver.epoch
+            self.state.best_params = solver.model.params.flat.copy()
         self.state.samples = self.sample_captions(solver.model)
 
     def sample_captions(self, model: Any) -> list[SampleCaption]:
@@ -140,6 +152,25 @@ class Validation(Callback):
         return samples
 
 
+class EarlyStopping(Callback):
+    """Stops training when the selection metric has not improved for ``patience`` epochs.
+
+    Runs after :class:`Validation` (which tracks the best epoch). ``solver.num_epochs`` stays
+    the cap; ``state.stopped_early_at`` records the epoch it stopped at (None: ran to the cap).
+    """
+
+    def __init__(self, state: RunState, patience: int):
+        self.state, self.patience = state, int(patience)
+
+    def on_epoch_end(self, solver: Any) -> None:
+        best = self.state.best_epoch
+        if best is not None and solver.epoch - best >= self.patience:
+            self.state.stopped_early_at = solver.epoch
+            solver.stop_training = True
+            log.info("early stopping at epoch %d: no dev improvement since epoch %d (%.4f)",
+                     solver.epoch, best, self.state.best_score)
+
+
 class Checkpointer(Callback):
     """Writes ``last.npz`` every few epochs and ``best.npz`` when the validation loss improves."""
 
@@ -150,7 +181,10 @@ class Checkpointer(Callback):
 
     def save(self, solver: Any, name: str = "last.npz") -> Path:
         meta = {**self.meta, "best_val_loss": self.state.best_val_loss,
-                "val_loss": self.state.val_loss}
+                "val_loss": self.state.val_loss, "best_score": self.state.best_score,
+                "best_epoch": self.state.best_epoch,
+                "best_checkpoint": None if self.state.best_checkpoint is None
+                else str(self.state.best_checkpoint)}
         path = save_checkpoint(self.folder / name, solver.state_dict(), self.tokenizer,
                                self.config_yaml, meta)
         if name == "last.npz":
@@ -158,10 +192,11 @@ class Checkpointer(Callback):
         return path
 
     def on_epoch_end(self, solver: Any) -> None:
-        if solver.epoch % self.every_epochs == 0 or solver.epoch >= solver.num_epochs:
-            self.save(solver)
         if self.state.best_epoch == solver.epoch:
             self.state.best_checkpoint = self.save(solver, "best.npz")
+        if (solver.epoch % self.every_epochs == 0 or solver.epoch >= solver.num_epochs
+                or solver.stop_training):
+            self.save(solver)
 
 
 class TrackingCallback(Callback):
@@ -203,6 +238,8 @@ class TrackingCallback(Callback):
         if self.state.val_loss is not None:
             metrics["val/loss"] = self.state.val_loss
             metrics["val/best_loss"] = self.state.best_val_loss
+        if self.state.best_epoch is not None:
+            metrics["val/best_epoch"] = self.state.best_epoch
         metrics.update({f"val/{k}": v for k, v in self.state.val_metrics.items()})
         self.tracker.log_metrics(metrics, step=solver.epoch)
         if self.state.samples:

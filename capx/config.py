@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Optional, get_args, get_origin, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 
+from capx.datasets.splits import SCHEMES as SPLIT_SCHEMES
 from capx.registry import CELLS, DATASETS, DECODERS, TOKENIZERS, UPDATE_RULES, load_plugins
 
 
@@ -29,6 +30,7 @@ class ModelConfig:
     wordvec_dim: int = 64
     hidden_dim: int = 128
     dtype: str = "float32"
+    param_budget: Optional[int] = None
 
 
 @dataclass
@@ -39,6 +41,7 @@ class SolverConfig:
     num_epochs: int = 8
     batch_size: int = 100
     grad_clip: Optional[float] = None
+    patience: Optional[int] = None
     options: dict = field(default_factory=dict)
 
 
@@ -49,6 +52,18 @@ class TrackingConfig:
     experiment_name: str = "capx"
     run_name: Optional[str] = None
     log_every: int = 10
+    skip_finished: bool = True
+    export: Optional[str] = None
+
+
+@dataclass
+class SplitConfig:
+    scheme: str = "given"
+    folds: int = 5
+    fold: int = 0
+    dev_percent: int = 15
+    train_percent: int = 100
+    seed: int = 0
 
 
 @dataclass
@@ -65,6 +80,7 @@ class EvaluationConfig:
     max_eval_images: Optional[int] = None
     java_metrics: Any = False
     measure_memory: bool = True
+    compare_beam: Optional[int] = None
 
 
 @dataclass
@@ -73,11 +89,12 @@ class TopLevelConfig:
     plugins: list = field(default_factory=list)
     resume: Optional[str] = None
     progress: Any = "auto"
+    study: dict = field(default_factory=dict)
 
 
 FIXED_GROUPS: dict[str, type] = {
     "model": ModelConfig, "solver": SolverConfig, "tracking": TrackingConfig,
-    "checkpoint": CheckpointConfig, "evaluation": EvaluationConfig,
+    "checkpoint": CheckpointConfig, "evaluation": EvaluationConfig, "split": SplitConfig,
 }
 PLUGIN_GROUPS = ("dataset", "tokenizer", "cell", "decoding")
 DEFAULT_DECODING = {"name": "greedy"}
@@ -94,6 +111,7 @@ def validate(cfg: DictConfig | dict) -> dict[str, Any]:
     """
     plain = _to_plain(cfg)
     plain.setdefault("decoding", dict(DEFAULT_DECODING))  # configs saved before it existed
+    plain.setdefault("split", asdict(SplitConfig()))
     problems: list[str] = []
     _check_keys("", plain, TOP_LEVEL_KEYS, problems)
     _check_fields("", plain, TopLevelConfig, problems)
@@ -202,6 +220,13 @@ RANGE_RULES: list[RangeRule] = [
     ("model.wordvec_dim", lambda v: v > 0, "must be a positive integer"),
     ("model.hidden_dim", lambda v: v > 0, "must be a positive integer"),
     ("model.dtype", lambda v: v in DTYPES, f"must be one of {', '.join(DTYPES)}"),
+    ("model.param_budget", lambda v: v is None or v >= 1000, "must be >= 1000 or null (off)"),
+    ("solver.patience", lambda v: v is None or v >= 1, "must be an integer >= 1 or null (off)"),
+    ("split.scheme", lambda v: v in SPLIT_SCHEMES, f"must be one of {', '.join(SPLIT_SCHEMES)}"),
+    ("split.folds", lambda v: v >= 2, "must be an integer >= 2"),
+    ("split.fold", lambda v: v >= 0, "must be an integer >= 0 (and < split.folds)"),
+    ("split.dev_percent", lambda v: 0 < v < 100, "must be in 1..99"),
+    ("split.train_percent", lambda v: 0 < v <= 100, "must be in 1..100"),
     ("solver.learning_rate", lambda v: v > 0, "must be a positive number"),
     ("solver.lr_decay", lambda v: 0 < v <= 1, "must be in (0, 1]"),
     ("solver.num_epochs", lambda v: v >= 1, "must be an integer >= 1"),
@@ -214,6 +239,7 @@ RANGE_RULES: list[RangeRule] = [
     ("evaluation.max_val_captions", lambda v: v is None or v >= 1, "must be >= 1 or null (all)"),
     ("evaluation.num_samples", lambda v: v >= 0, "must be an integer >= 0"),
     ("evaluation.max_eval_images", lambda v: v is None or v >= 1, "must be >= 1 or null (all)"),
+    ("evaluation.compare_beam", lambda v: v is None or v >= 1, "must be >= 1 or null (off)"),
     ("evaluation.java_metrics", lambda v: v in ("auto", True, False),
      "must be auto, true or false"),
     ("decoding.beam_width", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
@@ -232,6 +258,10 @@ def _check_ranges(plain: dict[str, Any], problems: list[str]) -> None:
         section = plain.get(group) if group else plain
         if isinstance(section, dict) and key in section and not ok(section[key]):
             problems.append(f"{dotted}: {message}, got {section[key]!r}")
+    split = plain["split"]
+    if split["scheme"] == "kfold" and split["fold"] >= split["folds"]:
+        problems.append(f"split.fold: must be < split.folds ({split['folds']}), "
+                        f"got {split['fold']}")
     rule = plain["solver"]["update_rule"]
     if rule not in UPDATE_RULES:
         problems.append(f"solver.update_rule: unknown update rule {rule!r}; registered: "

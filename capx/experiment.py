@@ -25,20 +25,25 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from capx import tracking
-from capx.callbacks import (Checkpointer, ProgressBar, RunState, TrackingCallback, Validation)
-from capx.checkpoint import Checkpoint, CheckpointError, check_compatible
+from capx.callbacks import (Checkpointer, EarlyStopping, ProgressBar, RunState,
+                            TrackingCallback, Validation)
+from capx.checkpoint import Checkpoint, CheckpointError, check_compatible, load_checkpoint
+from capx.finished import (FINGERPRINT_TAG, finished_in_export, finished_in_store,
+                           fingerprint)
+from capx.budget import flops_per_caption
 from capx.config import ConfigError, validate
 from capx.data import DataError
 from capx.registry import PluginError, UnknownNameError
 from capx.resume import config_for_resume, resolve_resume
 from capx.evaluation import (data_statistics, decoder_settings, evaluation_text,
-                             final_evaluation, text_validation, timing_summary,
+                             final_evaluation, per_image_json, text_validation, timing_summary,
                              train_step_peak_memory_mb)
 from capx.metrics import vocabulary
+from capx.metrics.spelling import CharNgramSpeller
 
 log = logging.getLogger(__name__)
 
-EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "INVALID": 2, "KILLED": 130}
+EXIT_CODES = {"FINISHED": 0, "SKIPPED": 0, "FAILED": 1, "INVALID": 2, "KILLED": 130}
 # Errors that say what to fix in their message: logged without a traceback.
 USER_ERRORS = (DataError, CheckpointError, PluginError, UnknownNameError)
 
@@ -104,6 +109,12 @@ def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
         plain = config_for_resume(plain, checkpoint, context.overrides)
     else:
         source_run = None
+    if checkpoint is None and context.multirun and plain["tracking"]["skip_finished"]:
+        done = already_finished(plain, context)
+        if done:
+            log.info("skipping %s: run %s already FINISHED with this configuration",
+                     run_name(plain, context), done)
+            return "SKIPPED"
     context.output_dir.mkdir(parents=True, exist_ok=True)
     tracker = open_run(plain, context, source_run)
     job = Job(plain, context, tracker, checkpoint)
@@ -111,6 +122,21 @@ def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
 
 
 # -- tracking ---------------------------------------------------------------------------------
+
+
+def already_finished(plain: dict[str, Any], context: JobContext) -> str | None:
+    """A FINISHED run (in the study export, else in the store) with this job's fingerprint."""
+    key = fingerprint(plain)
+    export = plain["tracking"]["export"]
+    if export and not Path(export).is_absolute():
+        export = context.original_cwd / export
+    found = finished_in_export(export, key)
+    if found or not plain["tracking"]["enabled"]:
+        return found
+    uri = tracking.tracking_uri(plain["tracking"]["uri"], context.original_cwd)
+    client = tracking.make_client(uri)
+    exp_id = tracking.experiment_id(client, plain["tracking"]["experiment_name"], uri)
+    return finished_in_store(client, exp_id, key)
 
 
 def run_name(plain: dict[str, Any], context: JobContext) -> str:
@@ -150,7 +176,9 @@ def open_run(plain: dict[str, Any], context: JobContext,
             return tracker
     tags = {
         "tokenizer": plain["tokenizer"]["name"], "cell": plain["cell"]["name"],
-        "dataset": plain["dataset"]["name"], "model": context.choices.get("model", ""),
+        "dataset": plain["dataset"]["name"], "preset": context.choices.get("model", ""),
+        FINGERPRINT_TAG: fingerprint(plain), "split": _split_label(plain["split"]),
+        "fold": plain["split"]["fold"] if plain["split"]["scheme"] == "kfold" else "",
         "experiment": context.choices.get("experiment", ""),
         "seed": plain["seed"], "hydra.output_dir": str(context.output_dir),
         "mlflow.source.git.commit": tracking.git_commit(context.original_cwd),
@@ -166,6 +194,12 @@ def open_run(plain: dict[str, Any], context: JobContext,
                                                    run_name=run_name(plain, context)),
                          "creating the run")
     return tracking.Tracker(client, run.info.run_id, uri)
+
+
+def _split_label(split: dict[str, Any]) -> str:
+    if split["scheme"] == "kfold":
+        return f"kfold{split['folds']}"
+    return split["scheme"]
 
 
 # -- the job ----------------------------------------------------------------------------------
@@ -293,25 +327,20 @@ class Job:
 
     def build(self) -> None:
         from capx.captioner import CaptioningRNN
-        from capx.registry import DATASETS
         from capx.solver import CaptioningSolver
-        from capx.tokenizers import make_tokenizer
 
         p = self.plain
-        dataset = dict(p["dataset"])
         started = time.perf_counter()
-        self.data = DATASETS.get(dataset.pop("name"))(**dataset)
-        tok_options = dict(p["tokenizer"])
-        self.tokenizer = make_tokenizer(tok_options.pop("name"), **tok_options)
-        self.tokenizer.fit(self.data.train.captions)
+        self.data = self.load_data()
+        self.tokenizer = self.make_tokenizer()
+        self.speller = CharNgramSpeller().fit(self.data.train.captions)
         self.solver_data = self.data.to_solver_data(self.tokenizer)
         self.truncated = self.solver_data["train_truncated_fraction"]
         self.data_seconds = time.perf_counter() - started
-        model_cfg = p["model"]
         self.model = CaptioningRNN(
             self.tokenizer.word_to_idx, input_dim=self.data.feature_dim,
-            wordvec_dim=model_cfg["wordvec_dim"], hidden_dim=model_cfg["hidden_dim"],
-            cell_type=p["cell"]["name"], dtype=np.dtype(model_cfg["dtype"]), seed=p["seed"])
+            wordvec_dim=p["model"]["wordvec_dim"], hidden_dim=self.hidden_dim(),
+            cell_type=p["cell"]["name"], dtype=np.dtype(p["model"]["dtype"]), seed=p["seed"])
         solver_cfg = p["solver"]
         optim_config = {"learning_rate": float(solver_cfg["learning_rate"]),
                         **solver_cfg["options"]}
@@ -323,8 +352,59 @@ class Job:
         if self.checkpoint is not None:
             check_compatible(self.checkpoint, self.model.params, self.tokenizer.idx_to_word)
             self.solver.load_state_dict(self.checkpoint.state)
-            self.state.best_val_loss = self.checkpoint.meta.get("best_val_loss")
+            self.restore_selection(self.checkpoint.meta)
         self.solver.callbacks = self.make_callbacks()
+
+    def load_data(self) -> Any:
+        """The dataset plugin's data, re-split into train / dev (val) / test by ``split``."""
+        from capx.datasets.splits import SplitSettings, make_splits
+        from capx.registry import DATASETS
+
+        options = dict(self.plain["dataset"])
+        data = DATASETS.get(options.pop("name"))(**options)
+        return make_splits(data, SplitSettings(**self.plain["split"]))
+
+    def make_tokenizer(self) -> Any:
+        """Fitted on the train captions, or restored from the checkpoint when resuming."""
+        from capx.tokenizers import Tokenizer, make_tokenizer
+
+        options = dict(self.plain["tokenizer"])
+        fresh = make_tokenizer(options.pop("name"), **options)
+        saved = self.checkpoint.tokenizer if self.checkpoint is not None else {}
+        if not saved.get("name"):
+            return fresh.fit(self.data.train.captions)
+        wanted = {"name": fresh.name, "options": fresh.options()}
+        if wanted != {"name": saved["name"], "options": saved.get("options")}:
+            raise CheckpointError(
+                f"{self.checkpoint.path} was trained with another tokenizer and vocabulary "
+                f"({saved['name']} {saved.get('options')}); this run asks for {wanted['name']} "
+                f"{wanted['options']}. Resume with the tokenizer settings it was trained with.")
+        return Tokenizer.from_dict(saved)
+
+    def hidden_dim(self) -> int:
+        """``model.hidden_dim``, or the size that meets ``model.param_budget`` for this vocabulary."""
+        model_cfg = self.plain["model"]
+        if not model_cfg.get("param_budget"):
+            return int(model_cfg["hidden_dim"])
+        from capx.budget import hidden_for_budget
+
+        return hidden_for_budget(int(model_cfg["param_budget"]), self.plain["cell"]["name"],
+                                 self.tokenizer.vocab_size, self.data.feature_dim,
+                                 int(model_cfg["wordvec_dim"]))
+
+    def restore_selection(self, meta: dict[str, Any]) -> None:
+        """The best-so-far epoch, score and parameters of the run being resumed."""
+        self.state.best_val_loss = meta.get("best_val_loss")
+        self.state.best_score = meta.get("best_score")
+        self.state.best_epoch = meta.get("best_epoch")
+        best = meta.get("best_checkpoint")
+        if best and Path(best).is_file():
+            saved = load_checkpoint(best).state["params"]
+            flat = self.model.params.flat.copy()
+            self.state.best_params = np.concatenate(
+                [np.asarray(saved[name], dtype=flat.dtype).ravel()
+                 for name in self.model.params])
+            self.state.best_checkpoint = Path(best)
 
     def make_callbacks(self) -> list[Any]:
         p, state = self.plain, self.state
@@ -337,15 +417,17 @@ class Job:
                                          p["checkpoint"]["every_epochs"])
         text_metrics = text_validation(self.data.val, self.tokenizer,
                                        evaluation["max_val_captions"],
-                                       evaluation["val_batch_size"])
+                                       evaluation["val_batch_size"], speller=self.speller)
         callbacks: list[Any] = [
             Validation(state, self.solver_data, self.tokenizer.decode,
                        max_length=self.tokenizer.max_length + 1,
                        batch_size=evaluation["val_batch_size"],
                        max_captions=evaluation["max_val_captions"],
                        num_samples=evaluation["num_samples"], text_metrics=text_metrics),
-            self.checkpointer,
         ]
+        if p["solver"]["patience"]:
+            callbacks.append(EarlyStopping(state, p["solver"]["patience"]))
+        callbacks.append(self.checkpointer)
         if self.tracker:
             captions = self.solver_data["train_captions"]
             tokens = float((captions[:, 1:] != 0).sum(axis=1).mean()) if len(captions) else 0.0
@@ -395,31 +477,61 @@ class Job:
         t.log_metrics(metrics, step=0)
 
     def evaluate_at_end(self) -> None:
-        """Score the trained model on the val split (``test/...``) and record it."""
+        """Score the selected model once on the test split (``test/...``) and record it.
+
+        The parameters are those of the best dev epoch; the test split is the split scheme's
+        test set, or the val split when the scheme made none (tagged ``capx.test_split``).
+        """
         started = time.perf_counter()
-        p, solver = self.plain, self.solver
-        metrics, result = final_evaluation(self.model, self.tokenizer, self.data.val,
-                                           self.data.train.captions, p)
+        p, solver, state = self.plain, self.solver, self.state
+        if state.best_params is not None:
+            self.model.params.flat[...] = state.best_params
+        test = self.data.test if self.data.test is not None else self.data.val
+        metrics, result = final_evaluation(self.model, self.tokenizer, test,
+                                           self.data.train.captions, p, speller=self.speller)
         stats = data_statistics(self.solver_data)
-        metrics.update(timing_summary(self.state.epoch_seconds, solver.iterations_per_epoch,
+        metrics.update(timing_summary(state.epoch_seconds, solver.iterations_per_epoch,
                                       solver.batch_size,
                                       stats.get("data/train_tokens_per_caption", 0.0)))
         metrics.update({f"test/{k}": float(v) for k, v in self.model.param_counts().items()
                         if k == "total" or k.startswith("group/")})
+        metrics.update(self.selection_metrics())
+        groups = {k[len("group/"):]: v for k, v in self.model.param_counts().items()
+                  if k.startswith("group/")}
+        metrics["test/flops_per_caption"] = flops_per_caption(
+            groups, metrics.get("test/tokens_per_reference", 0.0))
+        metrics["test/hidden_dim"] = float(self.model.hidden_dim)
         if p["evaluation"].get("measure_memory", True):
             metrics["test/train_step_peak_memory_mb"] = train_step_peak_memory_mb(
                 self.model, self.solver_data, solver.batch_size)
         metrics["test/evaluation_seconds"] = time.perf_counter() - started
-        log.info("  evaluation (%s decoder, %d val images): BLEU-4 %.3f, CIDEr-D %.3f, "
-                 "%.3f bits/char, %.2f nats/caption, invented words %.1f%%",
-                 decoder_settings(p)[0], int(metrics["test/images"]), metrics["test/bleu4"],
-                 metrics["test/cider"], metrics["test/bits_per_char"],
-                 metrics["test/nll_per_caption"], 100 * metrics["test/invented_word_rate"])
+        log.info("  evaluation (%s decoder, %d %s images, epoch %s): BLEU-4 %.3f, CIDEr-D %.3f, "
+                 "%.3f bits/char (closed %.3f), image gain %.3f bits/char, invented words %.1f%%",
+                 decoder_settings(p)[0], int(metrics["test/images"]),
+                 "test" if self.data.test is not None else "val", state.best_epoch,
+                 metrics["test/bleu4"], metrics["test/cider"], metrics["test/bits_per_char"],
+                 metrics.get("test/bits_per_char_closed", float("nan")),
+                 metrics["test/image_gain_bits_per_char"],
+                 100 * metrics["test/invented_word_rate"])
         if self.tracker:
             self.tracker.log_metrics(metrics, step=solver.epoch)
-            self.tracker.log_text(evaluation_text(result, self.data.val,
+            self.tracker.set_tags({"capx.test_split": "test" if self.data.test is not None
+                                   else "val"})
+            self.tracker.log_text(evaluation_text(result, test,
                                                   vocabulary(self.data.train.captions)),
                                   "evaluation/captions.txt")
+            self.tracker.log_text(per_image_json(result, test), "evaluation/per_image.json")
+
+    def selection_metrics(self) -> dict[str, float]:
+        """Which epoch was selected on dev, and whether training stopped early or at the cap."""
+        state, solver = self.state, self.solver
+        out = {"test/selected_epoch": float(state.best_epoch or solver.epoch),
+               "test/epochs_trained": float(solver.epoch),
+               "test/hit_epoch_cap": float(state.stopped_early_at is None
+                                           and solver.epoch >= solver.num_epochs)}
+        if state.best_score is not None:
+            out["test/dev_score"] = float(state.best_score)
+        return out
 
     def log_artifacts(self) -> None:
         if not self.tracker:

@@ -276,7 +276,10 @@ class SweepCallback(HydraCallback):
                 "reading the sweep's runs")
             statuses = {run.info.status for run in children}
             status = ("KILLED" if "KILLED" in statuses else
-                      "FAILED" if statuses - {"FINISHED"} or not children else "FINISHED")
+                      "FAILED" if statuses - {"FINISHED"} else "FINISHED")
+            if not children:
+                log.info("no job of this sweep made a run: every job was skipped as already "
+                         "FINISHED (tracking.skip_finished), or none started")
             retry(lambda: client.set_terminated(parent, status=status), "closing the sweep run")
             log.info("MLflow sweep run %s: %d job(s), %s", parent, len(children), status)
         except Exception as exc:  # noqa: BLE001 - never fail a finished sweep over bookkeeping
@@ -285,6 +288,14 @@ class SweepCallback(HydraCallback):
             log.error("sweep %s: not every job finished; see the MLflow runs marked %s",
                       Path(str(config.hydra.sweep.dir)).name, status)
             raise SystemExit(130 if status == "KILLED" else 1)
+
+
+def resolve_sweep_dir(config: DictConfig) -> Path:
+    """The sweep folder of a Hydra config, absolute (relative ones are under the launch folder)."""
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    if not sweep_dir.is_absolute():
+        sweep_dir = Path(str(config.hydra.runtime.cwd)) / sweep_dir
+    return sweep_dir
 
 
 def sweep_run_name(config: DictConfig) -> str:
@@ -299,8 +310,6 @@ def _sweep_settings(config: DictConfig):
     uri = tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
     client = make_client(uri)
     exp_id = experiment_id(client, config.tracking.experiment_name, uri)
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    if not sweep_dir.is_absolute():
-        sweep_dir = Path(str(config.hydra.runtime.cwd)) / sweep_dir
+    sweep_dir = resolve_sweep_dir(config)
     tags = {"capx.sweep_overrides": " ".join(config.hydra.overrides.task)}
     return client, exp_id, sweep_dir, sweep_run_name(config), tags

@@ -245,7 +245,7 @@ def test_registry_lookup_and_options():
     with pytest.raises(ValueError, match="has no option.*lowercase"):
         make_tokenizer("word", lowercase=True)
     with pytest.raises(UnknownNameError, match="registered tokenizers"):
-        TOKENIZERS.get("bpe")
+        TOKENIZERS.get("nope")
     with pytest.raises(ValueError, match="'max_length' must be an integer >= 1"):
         WordTokenizer(max_length=0)
     with pytest.raises(ValueError, match="'punctuation' must be one of"):
