@@ -1,340 +1,241 @@
-"""``capx report``: the runs of a study side by side, as Markdown tables and PNG plots.
+"""``capx report``: a study's runs side by side, with 95% CIs, paired comparisons and plots.
 
-Reads the finished runs of an MLflow experiment (``--experiment NAME``) or of one sweep
-(``--parent RUN_ID``, the sweep's parent run), groups them by dataset x tokenizer x cell and
-summarises each group over its seeds as ``mean ± standard deviation``. Writes ``report.md``,
-``runs.csv`` and three plots into a folder, logs them as artifacts of the parent run when one is
-given, and prints the tables.
+Reads finished runs from a study export (``--from runs.jsonl``, no MLflow store needed), from an
+MLflow experiment (``--experiment NAME``), from one sweep (``--parent RUN_ID``), or, with no
+argument, from the experiment of the newest run in the store. Writes ``report.md``,
+``runs.csv`` and the figures into a folder (logged to the sweep's parent run when one is given)
+and prints the tables.
 
-    capx report --experiment char_vs_word
-    capx report --parent 0123abcd... --out /tmp/report --tracking-uri sqlite:///mlflow.db
+    capx report
+    capx report --from docs/study/coco_mini/runs.jsonl --out docs/study/coco_mini
+    capx report --parent 0123abcd... --tracking-uri sqlite:///mlflow.db
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import math
+import logging
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from capx import tracking
+from capx.export import ExportError, finished_runs, read_records, run_to_record
+from capx.study_tables import (Row, format_interval, make_rows, preregistered, row_interval)
 
-# (column title, metric name, scale, decimals); the headline table first, then the details.
+log = logging.getLogger(__name__)
+
+# (column title, metric, decimals, scale); metrics with per-image scores get bootstrap CIs
 HEADLINE = [
-    ("params", "params/total", 1, 0),
-    ("bits/char ↓", "test/bits_per_char", 1, 3),
-    ("NLL/caption ↓", "test/nll_per_caption", 1, 2),
-    ("BLEU-4 ↑", "test/bleu4", 1, 3),
-    ("CIDEr-D ↑", "test/cider", 1, 3),
-    ("invented words %", "test/invented_word_rate", 100, 1),
-    ("s/epoch", "test/seconds_per_epoch", 1, 2),
+    ("bits/char ↓ (open)", "bits_per_char", 3, 1),
+    ("bits/char (closed)", "bits_per_char_closed", 3, 1),
+    ("CIDEr-D ↑", "cider", 3, 1),
+    ("BLEU-4 ↑", "bleu4", 3, 1),
 ]
-QUALITY = [
-    ("BLEU-1", "test/bleu1", 1, 3), ("BLEU-2", "test/bleu2", 1, 3),
-    ("BLEU-3", "test/bleu3", 1, 3), ("BLEU-4", "test/bleu4", 1, 3),
-    ("CIDEr-D", "test/cider", 1, 3),
-    ("bits/char", "test/bits_per_char", 1, 3), ("NLL/caption", "test/nll_per_caption", 1, 2),
-    ("best val bits/char (any epoch)", "best_val_bits_per_char", 1, 3),
-    ("perplexity per token", "token_perplexity", 1, 2),
-    ("invented words %", "test/invented_word_rate", 100, 1),
-    ("no `<END>` %", "test/no_end_rate", 100, 1),
-    ("`<UNK>` in refs %", "test/unk_rate_reference", 100, 2),
-    ("`<UNK>` in output %", "test/unk_rate_output", 100, 2),
+DETAILS = [  # (title, metric in test/..., decimals, scale): means over runs
+    ("params", "test/total", 0, 1),
+    ("hidden", "test/hidden_dim", 0, 1),
+    ("MFLOP/caption", "test/flops_per_caption", 2, 1e-6),
+    ("epochs (selected)", "test/selected_epoch", 1, 1),
+    ("s/epoch", "test/seconds_per_epoch", 2, 1),
+    ("image gain bits/char", "test/image_gain_bits_per_char", 3, 1),
+    ("no `<END>` %", "test/no_end_rate", 1, 100),
+    ("invented words %", "test/invented_word_rate", 1, 100),
+    ("`<UNK>` out %", "test/unk_rate_output", 1, 100),
+    ("beam CIDEr-D", "test/beam_cider", 3, 1),
 ]
-COST = [
-    ("params", "params/total", 1, 0),
-    ("image projection", "params/group/image projection", 1, 0),
-    ("embedding", "params/group/embedding", 1, 0),
-    ("recurrent", "params/group/recurrent", 1, 0),
-    ("output", "params/group/output", 1, 0),
-    ("tokens/caption (train)", "data/train_tokens_per_caption", 1, 1),
-    ("tokens/caption (output)", "test/output_tokens_per_caption", 1, 1),
-    ("s/epoch", "test/seconds_per_epoch", 1, 2),
-    ("train tokens/s", "test/train_tokens_per_second", 1, 0),
-    ("captions/s decoded", "test/captions_per_second", 1, 0),
-    ("train step peak MB", "test/train_step_peak_memory_mb", 1, 1),
-    ("decode peak MB", "test/decode_peak_memory_mb", 1, 1),
-]
-CURVE_METRIC = "val/bits_per_char"
-TIME_METRIC = "time/train_seconds"
+FREQUENCY_BINS = [("unseen", "test/bpc_unseen"), ("rare", "test/bpc_rare"),
+                  ("frequent", "test/bpc_frequent")]
 
 
 class ReportError(ValueError):
-    """Nothing to report: unknown experiment or run, or no finished runs."""
+    """Nothing to report: unknown experiment, run or file, or no finished runs."""
 
 
-@dataclass
-class RunRecord:
-    """One finished job: its labels, final metrics and validation curve."""
-
-    run_id: str
-    name: str
-    dataset: str
-    tokenizer: str
-    cell: str
-    seed: str
-    metrics: dict[str, float]
-    curve: list[tuple[int, float, float]] = field(default_factory=list)  # (epoch, seconds, bpc)
-    settings: dict[str, str] = field(default_factory=dict)  # the config, less what seeds vary
-
-    @property
-    def group(self) -> tuple[str, str, str]:
-        return self.dataset, self.tokenizer, self.cell
-
-    def value(self, metric: str) -> float:
-        if metric == "token_perplexity":
-            metric = f"test/{self.tokenizer}_token_perplexity"
-        if metric == "best_val_bits_per_char":  # the lowest point of the validation curve
-            return min((bpc for *_, bpc in self.curve), default=math.nan)
-        return self.metrics.get(metric, math.nan)
+# -- reading ------------------------------------------------------------------------------------
 
 
-# -- reading the runs -------------------------------------------------------------------------
-
-#: params that may differ between the seeds of one setting (or say nothing about the model)
-NOT_SETTINGS = ("seed", "resume", "progress", "plugins", "tracking.", "checkpoint.")
-
-
-def find_runs(client: Any, experiment: str | None = None,
-              parent: str | None = None) -> tuple[list[Any], str | None]:
-    """The finished job runs to report, and the parent run id (when reporting one sweep)."""
-    if parent:
+def load_records(uri: str | None = None, experiment: str | None = None,
+                 parent: str | None = None, source: str | Path | None = None
+                 ) -> tuple[list[dict[str, Any]], str]:
+    """Export records of the runs to report, and a sentence saying where they came from."""
+    if source is not None:
         try:
-            parent_run = client.get_run(parent)
-        except Exception as exc:  # noqa: BLE001 - MLflow raises its own error types
-            raise ReportError(f"no run {parent!r} in the tracking store: {exc}") from exc
-        runs = tracking.retry(lambda: client.search_runs(
-            [parent_run.info.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=5000),
-            "reading the sweep's runs")
+            records = read_records(source)
+        except ExportError as exc:
+            raise ReportError(str(exc)) from exc
+        where = f"export {source}"
     else:
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            names = [e.name for e in client.search_experiments()]
-            raise ReportError(f"no MLflow experiment named {experiment!r}; experiments in this "
-                              f"store: {', '.join(names) or '(none)'}")
-        runs = tracking.retry(lambda: client.search_runs([found.experiment_id],
-                                                         max_results=5000), "reading the runs")
-        runs = [r for r in runs if tracking.SWEEP_TAG not in r.data.tags]  # not parents
-    finished = [r for r in runs if r.info.status == "FINISHED"]
-    if not finished:
-        where = f"sweep run {parent}" if parent else f"experiment {experiment!r}"
-        raise ReportError(f"{where} has no finished runs ({len(runs)} run(s) in other states)")
-    return finished, parent
+        client = tracking.make_client(uri)
+        if parent:
+            runs = _sweep_runs(client, parent)
+            where = f"sweep run {parent}"
+        else:
+            experiment = experiment or latest_experiment(client)
+            try:
+                runs = finished_runs(client, experiment)
+            except ExportError as exc:
+                raise ReportError(str(exc)) from exc
+            where = f"experiment {experiment}"
+        records = [run_to_record(client, run) for run in runs]
+    records = [r for r in records if r.get("metrics")]
+    if not records:
+        raise ReportError(f"{where} has no finished runs to report")
+    return records, where
 
 
-def run_record(client: Any, run: Any) -> RunRecord:
-    """Labels from the run's tags, final metrics, and the per-epoch validation curve."""
-    tags, metrics = run.data.tags, dict(run.data.metrics)
-    history = {key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
-               for key in (CURVE_METRIC, TIME_METRIC)}
-    curve = [(step, history[TIME_METRIC].get(step, math.nan), bpc)
-             for step, bpc in sorted(history[CURVE_METRIC].items())]
-    settings = {k: v for k, v in run.data.params.items() if not k.startswith(NOT_SETTINGS)}
-    return RunRecord(run.info.run_id, run.info.run_name or run.info.run_id[:8],
-                     tags.get("dataset", "?"), tags.get("tokenizer", "?"), tags.get("cell", "?"),
-                     tags.get("seed", "?"), metrics, curve, settings)
+def latest_experiment(client: Any) -> str:
+    """The experiment of the newest run in the store (what plain ``capx report`` reports)."""
+    experiments = client.search_experiments()
+    newest = client.search_runs([e.experiment_id for e in experiments], max_results=1,
+                                order_by=["attributes.start_time DESC"]) if experiments else []
+    if not newest:
+        raise ReportError("the tracking store has no runs yet: run a study first "
+                          "(python run.py -m experiment=study_coco_mini), or pass --from FILE")
+    return client.get_experiment(newest[0].info.experiment_id).name
 
 
-# -- tables -----------------------------------------------------------------------------------
+def _sweep_runs(client: Any, parent: str) -> list[Any]:
+    try:
+        parent_run = client.get_run(parent)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises its own error types
+        raise ReportError(f"no run {parent!r} in the tracking store: {exc}") from exc
+    runs = tracking.retry(lambda: client.search_runs(
+        [parent_run.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and "
+                      "attributes.status = 'FINISHED'", max_results=50000),
+        "reading the sweep's runs")
+    if not runs:
+        raise ReportError(f"sweep run {parent} has no finished runs")
+    return runs
 
 
-def group_runs(records: Sequence[RunRecord]) -> dict[tuple[str, str, str], list[RunRecord]]:
-    """Rows of dataset x tokenizer x cell whose runs differ only in their seed.
-
-    Runs of one row with other settings (e.g. a 1-epoch smoke run beside a full one) are not
-    averaged as seeds: each setting gets its own row, labelled with what differs.
-    """
-    by_label: dict[tuple[str, str, str], list[RunRecord]] = {}
-    for record in sorted(records, key=lambda r: (r.group, r.seed)):
-        by_label.setdefault(record.group, []).append(record)
-    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
-    for (dataset, tokenizer, cell), members in by_label.items():
-        variants: dict[frozenset, list[RunRecord]] = {}
-        for record in members:
-            variants.setdefault(frozenset(record.settings.items()), []).append(record)
-        common = set.intersection(*(set(variant) for variant in variants))
-        keys = sorted({k for variant in variants for k, _ in variant - common})
-        for variant, runs in variants.items():
-            values = dict(variant)
-            label = cell if not keys else cell + " [" + ", ".join(
-                f"{k}={values.get(k, '-')}" for k in keys) + "]"
-            groups[(dataset, tokenizer, label)] = runs
-    return groups
+# -- tables -------------------------------------------------------------------------------------
 
 
-def mean_spread(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value) of the finite values."""
-    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
-    if not finite.size:
-        return math.nan, math.nan
-    return float(finite.mean()), float(finite.std(ddof=1)) if finite.size > 1 else 0.0
-
-
-def format_cell(values: Sequence[float], scale: float, decimals: int) -> str:
-    mean, spread = mean_spread([v * scale for v in values])
-    if math.isnan(mean):
-        return "–"
-    if decimals == 0:
-        text = f"{mean:,.0f}"
-        return text if spread == 0 else f"{text} ± {spread:,.0f}"
-    return f"{mean:.{decimals}f} ± {spread:.{decimals}f}"
-
-
-def markdown_table(groups: dict[tuple[str, str, str], list[RunRecord]],
-                   columns: Sequence[tuple[str, str, float, int]]) -> str:
-    """One row per dataset x tokenizer x cell: ``mean ± std`` over the seeds of each column."""
-    with_dataset = len({key[0] for key in groups}) > 1
-    head = (["dataset"] if with_dataset else []) + ["tokenizer", "cell", "seeds"]
-    head += [title for title, *_ in columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (dataset, tokenizer, cell), records in groups.items():
-        row = ([dataset] if with_dataset else []) + [tokenizer, cell, str(len(records))]
-        for _, metric, scale, decimals in columns:
-            row.append(format_cell([r.value(metric) for r in records], scale, decimals))
-        lines.append("| " + " | ".join(row) + " |")
+def headline_table(rows: Sequence[Row]) -> str:
+    header = ["setting", "runs"] + [title for title, *_ in HEADLINE]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for row in rows:
+        cells = [row.label, row.runs_label()]
+        for _, metric, decimals, scale in HEADLINE:
+            cells.append(format_interval(*row_interval(row, metric), decimals, scale))
+        lines.append(_md_row(cells))
     return "\n".join(lines)
 
 
-def report_markdown(groups: dict[tuple[str, str, str], list[RunRecord]], source: str,
-                    figures: Sequence[str]) -> str:
-    runs = sum(len(r) for r in groups.values())
-    parts = [
-        f"# Report: {source}", "",
-        f"{runs} finished run(s); each cell is mean ± standard deviation over seeds. Quality "
-        "metrics are of the last-epoch model on the val split; bits/char and NLL/caption score "
-        "the same canonical reference strings for every tokenizer; per-token perplexity is per "
-        "the tokenizer's own token (not comparable across tokenizers).", "",
-        "## Headline", "", markdown_table(groups, HEADLINE), "",
-        "## Quality and failure modes", "", markdown_table(groups, QUALITY), "",
-        "## Cost", "", markdown_table(groups, COST), "",
-        "## Figures", "",
-    ]
-    parts += [f"![{name}]({name})" for name in figures]
-    parts += ["", "## Runs", "", "| run | dataset | tokenizer | cell | seed | run id |",
-              "|---|---|---|---|---|---|"]
-    for records in groups.values():
-        parts += [f"| {r.name} | {r.dataset} | {r.tokenizer} | {r.cell} | {r.seed} | "
-                  f"{r.run_id} |" for r in records]
-    return "\n".join(parts) + "\n"
+def details_table(rows: Sequence[Row]) -> str:
+    header = ["setting"] + [title for title, *_ in DETAILS] + ["hit epoch cap"]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for row in rows:
+        cells = [row.label]
+        for _, metric, decimals, scale in DETAILS:
+            value = row.mean(metric)
+            cells.append("–" if value != value else f"{value * scale:,.{decimals}f}")
+        capped = row.values("test/hit_epoch_cap")
+        cells.append(f"{int((capped == 1).sum())} of {len(row.records)}")
+        lines.append(_md_row(cells))
+    return "\n".join(lines)
 
 
-def write_csv(records: Sequence[RunRecord], path: Path) -> None:
-    keys = sorted({k for r in records for k in r.metrics if not k.startswith("train/")})
+def frequency_table(rows: Sequence[Row]) -> str:
+    header = ["setting"] + [f"bits/char, {name} words" for name, _ in FREQUENCY_BINS]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for row in rows:
+        cells = [row.label] + [_number(row.mean(metric), 3) for _, metric in FREQUENCY_BINS]
+        lines.append(_md_row(cells))
+    return "\n".join(lines)
+
+
+def comparisons_table(rows: Sequence[Row]) -> str:
+    header = ["difference", "metric", "paired runs", "estimate [95% CI]"]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for c in preregistered(rows):
+        lines.append(_md_row([f"{c.a.label} − {c.b.tokenizer}", c.metric, str(c.pairs),
+                              format_interval(c.estimate, c.low, c.high, 3)]))
+    return "\n".join(lines)
+
+
+def dev_table(rows: Sequence[Row]) -> str:
+    """Best dev bits/char per setting: what the learning-rate selection reads (no test scores)."""
+    header = ["setting", "learning rate", "runs", "best dev bits/char", "epoch of best"]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for row in rows:
+        rate = row.records[0].get("params", {}).get("solver.learning_rate", "?")
+        best_epochs = []
+        for record in row.records:
+            curve = record.get("curves", {}).get("val/bits_per_char") or [[0, float("nan")]]
+            best_epochs.append(min(curve, key=lambda point: point[1])[0])
+        lines.append(_md_row([row.label, str(rate), row.runs_label(),
+                              _number(row.mean("best_dev_bits_per_char"), 4),
+                              " ".join(str(int(e)) for e in best_epochs)]))
+    return "\n".join(lines)
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _number(value: float, decimals: int) -> str:
+    return "–" if value != value else f"{value:.{decimals}f}"
+
+
+def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str]) -> str:
+    tested = [r for r in rows if any("test/bits_per_char" in x.get("metrics", {})
+                                     for x in r.records)]
+    parts = [f"# capx report: {where}", "",
+             "Rows are settings; runs within a row differ only in fold and seed. Intervals are "
+             "95% two-level bootstrap CIs (runs, then test images), clipped to the metric's "
+             "range. bits/char is open-vocabulary (every model pays for every character); the "
+             "closed number charges an unknown word only P(<UNK>).", ""]
+    if tested:
+        parts += ["## Headline (test)", "", headline_table(tested), "",
+                  "## Pre-registered comparisons (paired by fold and seed)", "",
+                  comparisons_table(tested), "",
+                  "## Cost, selection and failure modes", "", details_table(tested), "",
+                  "## Bits/char by how often the reference word occurs in training", "",
+                  frequency_table(tested), ""]
+    parts += ["## Dev (selection) scores", "", dev_table(rows), ""]
+    if figures:
+        parts += ["## Figures", ""] + [f"![{name}]({name})" for name in figures] + [""]
+    return "\n".join(parts)
+
+
+def write_csv(records: Sequence[dict[str, Any]], path: Path) -> None:
+    """One line per run: labels and final metrics (the export has everything else)."""
+    metric_names = sorted({k for r in records for k in r.get("metrics", {})})
+    label_names = sorted({k for r in records for k in r.get("labels", {})})
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["run_id", "name", "dataset", "tokenizer", "cell", "seed", *keys])
+        writer.writerow(["run_id", "name"] + label_names + metric_names)
         for r in records:
-            writer.writerow([r.run_id, r.name, r.dataset, r.tokenizer, r.cell, r.seed,
-                             *[r.metrics.get(k, "") for k in keys]])
+            writer.writerow([r["run_id"], r.get("name", "")]
+                            + [r["labels"].get(k, "") for k in label_names]
+                            + [r["metrics"].get(k, "") for k in metric_names])
 
 
-# -- plots ------------------------------------------------------------------------------------
-
-
-def _style(groups: dict) -> dict[tuple[str, str, str], dict[str, Any]]:
-    import matplotlib.pyplot as plt
-
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    tokenizers = sorted({k[1] for k in groups})
-    cells = sorted({k[2] for k in groups})
-    datasets = sorted({k[0] for k in groups})
-    lines, markers = ["-", "--", ":", "-."], ["o", "s", "^", "D", "v"]
-    return {key: {"color": colors[tokenizers.index(key[1]) % len(colors)],
-                  "linestyle": lines[cells.index(key[2]) % len(lines)],
-                  "marker": markers[(datasets.index(key[0]) + cells.index(key[2])) % len(markers)],
-                  "label": " ".join(([key[0]] if len(datasets) > 1 else []) + [key[1], key[2]])}
-            for key in groups}
-
-
-def curve_figure(groups: dict[tuple[str, str, str], list[RunRecord]], x_axis: str):
-    """Validation bits per character per epoch, against training seconds or epochs."""
-    import capx.plots  # noqa: F401  (selects the Agg backend)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key, style in _style(groups).items():
-        for i, record in enumerate(groups[key]):
-            if not record.curve:
-                continue
-            epochs, seconds, bpc = zip(*record.curve)
-            xs = seconds if x_axis == "time" else epochs
-            ax.plot(xs, bpc, color=style["color"], linestyle=style["linestyle"],
-                    marker=style["marker"], markersize=3, lw=1.3, alpha=0.85,
-                    label=style["label"] if i == 0 else None)
-    ax.set_xlabel("training wall-clock time (s, validation excluded)" if x_axis == "time"
-                  else "epoch")
-    ax.set_ylabel("validation bits per character")
-    ax.set_title("Validation bits/char (one line per seed)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def quality_figure(groups: dict[tuple[str, str, str], list[RunRecord]]):
-    """CIDEr-D and BLEU-4 against the parameter count (mean ± std over seeds)."""
-    import capx.plots  # noqa: F401
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    for ax, (metric, title) in zip(axes, (("test/cider", "CIDEr-D"), ("test/bleu4", "BLEU-4"))):
-        for key, style in _style(groups).items():
-            records = groups[key]
-            params, _ = mean_spread([r.value("params/total") for r in records])
-            mean, spread = mean_spread([r.value(metric) for r in records])
-            ax.errorbar([params], [mean], yerr=[spread], color=style["color"],
-                        marker=style["marker"], markersize=7, capsize=4, label=style["label"])
-        ax.set_xlabel("parameters")
-        ax.set_ylabel(title)
-        ax.set_title(f"{title} vs parameters")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
-    return fig
-
-
-FIGURES = {
-    "val_bits_per_char_vs_time.png": lambda g: curve_figure(g, "time"),
-    "val_bits_per_char_vs_epoch.png": lambda g: curve_figure(g, "epoch"),
-    "quality_vs_params.png": quality_figure,
-}
-
-
-# -- the command ------------------------------------------------------------------------------
-
-
-def make_report(uri: str, out_dir: Path, experiment: str | None = None,
-                parent: str | None = None) -> tuple[str, list[Path]]:
+def make_report(out_dir: Path, uri: str | None = None, experiment: str | None = None,
+                parent: str | None = None, source: str | Path | None = None
+                ) -> tuple[str, list[Path]]:
     """Write the report; returns its Markdown and the files written (logged to ``parent``)."""
-    if bool(experiment) == bool(parent):
-        raise ReportError("give either an experiment name (--experiment) or a sweep's parent "
-                          "run id (--parent), not both")
-    import matplotlib.pyplot as plt
+    from capx.study_plots import FIGURES
 
-    client = tracking.make_client(uri)
-    runs, parent = find_runs(client, experiment, parent)
-    records = [run_record(client, run) for run in runs]
-    groups = group_runs(records)
+    records, where = load_records(uri, experiment, parent, source)
+    rows = make_rows(records)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, make in FIGURES.items():
-        fig = make(groups)
-        fig.savefig(out_dir / name, dpi=110)
-        plt.close(fig)
-        written.append(out_dir / name)
-    source = f"sweep run {parent}" if parent else f"experiment {experiment}"
-    text = report_markdown(groups, source, list(FIGURES))
+        figure = make(rows)
+        if figure is not None:
+            figure.savefig(out_dir / name, dpi=110)
+            written.append(out_dir / name)
+    text = report_markdown(rows, where, [p.name for p in written])
     (out_dir / "report.md").write_text(text)
     write_csv(records, out_dir / "runs.csv")
     written += [out_dir / "report.md", out_dir / "runs.csv"]
     if parent:
-        tracker = tracking.Tracker(client, parent, uri)
+        tracker = tracking.Tracker(tracking.make_client(uri), parent, uri)
         for path in written:
             tracker.log_artifact(path, "report")
     return text, written
@@ -348,18 +249,14 @@ class ReportCallback(HydraCallback):
     report to the sweep's parent run (what ``capx report --parent ...`` would do)."""
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        import logging
-
-        log = logging.getLogger(__name__)
         try:
-            sweep_dir = Path(str(config.hydra.sweep.dir))
-            if not sweep_dir.is_absolute():
-                sweep_dir = Path(str(config.hydra.runtime.cwd)) / sweep_dir
+            sweep_dir = tracking.resolve_sweep_dir(config)
             id_file = sweep_dir / tracking.PARENT_ID_FILE
             if not config.tracking.enabled or not id_file.is_file():
                 return
             uri = tracking.tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
-            text, _ = make_report(uri, sweep_dir / "report", parent=id_file.read_text().strip())
+            text, _ = make_report(sweep_dir / "report", uri,
+                                  parent=id_file.read_text().strip())
             print(text)
             log.info("report written to %s", sweep_dir / "report")
         except Exception as exc:  # noqa: BLE001 - a finished sweep must not fail over its report
@@ -367,7 +264,9 @@ class ReportCallback(HydraCallback):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    which = parser.add_mutually_exclusive_group(required=True)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--from", dest="source", type=Path,
+                       help="a study export (runs.jsonl from capx export); no store needed")
     which.add_argument("--experiment", help="MLflow experiment name (all its finished runs)")
     which.add_argument("--parent", help="a sweep's parent run id (its finished child runs; the "
                                         "report is also logged to it as artifacts)")
@@ -375,14 +274,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                              "sqlite:///mlflow.db in the current folder)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: report/<experiment or parent run id>)")
+                        help="output folder (default: report/<experiment, run id or file name>)")
 
 
 def main(args: argparse.Namespace) -> int:
     uri = tracking.tracking_uri(args.tracking_uri, Path.cwd())
-    out = args.out or Path("report") / (args.experiment or args.parent)
+    name = args.experiment or args.parent or (args.source.parent.name if args.source else None)
     try:
-        text, written = make_report(uri, out, args.experiment, args.parent)
+        if name is None:
+            name = latest_experiment(tracking.make_client(uri))
+            args.experiment = name
+        out = args.out or Path("report") / name
+        text, written = make_report(out, uri, args.experiment, args.parent, args.source)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

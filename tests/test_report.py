@@ -1,4 +1,5 @@
-"""``capx report`` on a real (tiny) sweep: ``run.py -m`` in a temporary folder, read back."""
+"""``capx report``: rows, intervals, comparisons and plots from export records; the sweep
+callback and plain ``capx report`` on a real (tiny) sweep."""
 
 from __future__ import annotations
 
@@ -8,13 +9,91 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from capx.cli import main as cli_main
-from capx.report import (ReportError, RunRecord, format_cell, group_runs, make_report,
-                         markdown_table, mean_spread)
+from capx.report import ReportError, make_report, report_markdown
+from capx.study_tables import compare, make_rows, row_interval
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def record(tokenizer: str, fold: int, seed: int = 0, nll_scale: float = 1.0, cider: float = 0.5,
+           **params: str) -> dict:
+    """An export record with per-image scores for 4 images (chars 10 each)."""
+    rng = np.random.default_rng([fold, seed, len(tokenizer)])
+    chars = np.full(4, 10.0)
+    nll = nll_scale * (7.0 + rng.random(4))
+    per_image = {"nll_open": nll.tolist(), "nll_closed": (nll - 0.5).tolist(),
+                 "chars": chars.tolist(), "cider": (cider + 0.1 * rng.random(4)).tolist()}
+    bpc = nll.sum() / chars.sum() / math.log(2)
+    return {"run_id": f"{tokenizer}-{fold}-{seed}", "name": "r",
+            "labels": {"tokenizer": tokenizer, "cell": "lstm", "fold": str(fold),
+                       "seed": str(seed), "dataset": "coco_json"},
+            "params": {"model.param_budget": "250000", "solver.learning_rate": "0.005",
+                       "seed": str(seed), "split.fold": str(fold), **params},
+            "metrics": {"test/bits_per_char": bpc, "test/total": 250000.0,
+                        "test/cider": float(np.mean(per_image["cider"]))},
+            "curves": {"val/bits_per_char": [[1, 3.0], [2, 2.5], [3, 2.6]]},
+            "per_image": per_image}
+
+
+def test_rows_count_distinct_folds_and_seeds_and_never_average_other_settings():
+    records = [record("char", f) for f in range(3)] + [record("word", f) for f in range(3)]
+    records += [record("word", 0, **{"solver.num_epochs": "1"})]
+    rows = make_rows(records)
+    labels = {row.label: row for row in rows}
+    assert labels["char lstm ~250k params"].runs_label() == "3 (3 folds x 1 seeds)"
+    word_rows = [r for r in rows if r.tokenizer == "word"]
+    assert len(word_rows) == 2 and all("solver.num_epochs" in r.extra for r in word_rows)
+
+
+def test_row_interval_pools_images_and_brackets_the_estimate():
+    rows = make_rows([record("char", f) for f in range(3)])
+    estimate, low, high = row_interval(rows[0], "bits_per_char", n_boot=500)
+    pooled = sum(sum(r["per_image"]["nll_open"]) for r in rows[0].records) / 120 / math.log(2)
+    assert estimate == pytest.approx(pooled) and low <= estimate <= high
+
+
+def test_cider_interval_is_clipped_at_zero():
+    rows = make_rows([record("char", f, cider=0.0) for f in range(3)])
+    _, low, _ = row_interval(rows[0], "cider", n_boot=300)
+    assert low >= 0.0
+
+
+def test_paired_comparison_of_a_constant_shift_is_that_shift():
+    a = make_rows([record("char", f, nll_scale=1.0) for f in range(3)])[0]
+    b_records = [record("char", f, nll_scale=1.0) for f in range(3)]
+    for r in b_records:  # the same per-image NLL minus 1 nat per image: 1/(10 ln 2) bits/char
+        r["per_image"]["nll_open"] = [v - 1.0 for v in r["per_image"]["nll_open"]]
+        r["labels"]["tokenizer"] = "word"
+    b = make_rows(b_records)[0]
+    found = compare(a, b, "bits_per_char", n_boot=300)
+    assert found.pairs == 3
+    shift = 1 / (10 * math.log(2))
+    assert found.estimate == pytest.approx(shift)
+    assert found.low == pytest.approx(shift) and found.high == pytest.approx(shift)
+
+
+def test_markdown_has_headline_comparisons_and_dev_tables():
+    records = [record(t, f) for t in ("char", "word") for f in range(3)]
+    text = report_markdown(make_rows(records), "test", [])
+    assert "## Headline (test)" in text and "char lstm ~250k params − word" in text
+    assert "## Dev (selection) scores" in text and "2.5000" in text
+
+
+def test_report_from_an_export_file_and_bad_sources(tmp_path):
+    import json
+
+    export = tmp_path / "runs.jsonl"
+    export.write_text("".join(json.dumps(record(t, f)) + "\n"
+                              for t in ("char", "word") for f in range(2)))
+    text, written = make_report(tmp_path / "out", source=export)
+    assert (tmp_path / "out" / "bits_per_char_vs_params.png").read_bytes()[:4] == b"\x89PNG"
+    assert "word" in text
+    with pytest.raises(ReportError, match="no export file"):
+        make_report(tmp_path / "x", source=tmp_path / "missing.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -34,84 +113,27 @@ def sweep(tmp_path_factory) -> tuple[Path, str, str]:
     return folder, f"sqlite:///{folder / 'mlflow.db'}", parent
 
 
-def test_report_of_a_sweep_has_both_tokenizers_plots_and_parent_artifacts(sweep, tmp_path):
+def test_sweep_callback_writes_and_logs_the_report(sweep):
     folder, uri, parent = sweep
-    text, written = make_report(uri, tmp_path / "out", parent=parent)
-    rows = [line for line in text.splitlines() if line.startswith("| char |")
-            or line.startswith("| word |")]
-    assert {row.split("|")[1].strip() for row in rows} == {"char", "word"}
-    headline = text.split("## Headline")[1].split("##")[0]
-    assert "bits/char" in headline and "CIDEr-D" in headline and "s/epoch" in headline
-    for name in ("val_bits_per_char_vs_time.png", "val_bits_per_char_vs_epoch.png",
-                 "quality_vs_params.png"):
-        path = tmp_path / "out" / name
-        assert path in written and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = folder / "sweep" / "report" / "report.md"
+    assert report.is_file() and "| char lstm H=16 | 1 (1 seeds) |" in report.read_text()
     from mlflow.tracking import MlflowClient
 
     logged = {a.path for a in MlflowClient(uri).list_artifacts(parent, "report")}
-    assert {"report/report.md", "report/quality_vs_params.png", "report/runs.csv"} <= logged
+    assert {"report/report.md", "report/runs.csv"} <= logged
 
 
-def test_sweep_callback_wrote_the_report_into_the_sweep_folder(sweep):
+def test_plain_capx_report_reports_the_latest_experiment(sweep, capsys, monkeypatch):
     folder, _, _ = sweep
-    report = folder / "sweep" / "report" / "report.md"
-    assert report.is_file()
-    assert "| char | lstm | 1 |" in report.read_text()
-    assert (folder / "sweep" / "report" / "val_bits_per_char_vs_epoch.png").is_file()
-
-
-def test_cli_report_by_experiment_prints_the_table(sweep, tmp_path, capsys):
-    folder, uri, _ = sweep
-    status = cli_main(["report", "--experiment", "study", "--tracking-uri", uri,
-                       "--out", str(tmp_path / "by-name")])
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert cli_main(["report"]) == 0
     out = capsys.readouterr().out
-    assert status == 0
-    assert "| char | lstm | 1 |" in out and "| word | lstm | 1 |" in out
-    assert (tmp_path / "by-name" / "report.md").is_file()
+    assert "experiment study" in out and "| word lstm H=16 |" in out
+    assert (folder / "report" / "study" / "report.md").is_file()
 
 
 def test_unknown_experiment_is_a_clear_error(sweep, tmp_path):
     _, uri, _ = sweep
     with pytest.raises(ReportError, match="no MLflow experiment named 'nope'.*study"):
-        make_report(uri, tmp_path, experiment="nope")
-
-
-def _record(tokenizer: str, seed: int, **metrics: float) -> RunRecord:
-    return RunRecord(f"id{tokenizer}{seed}", "run", "shapes", tokenizer, "rnn", str(seed),
-                     dict(metrics))
-
-
-def test_groups_summarise_seeds_as_mean_and_sample_std():
-    records = [_record("char", 0, **{"test/bleu4": 0.1}), _record("char", 1, **{"test/bleu4": 0.3}),
-               _record("word", 0, **{"test/bleu4": 0.5})]
-    groups = group_runs(records)
-    assert [len(v) for v in groups.values()] == [2, 1]
-    table = markdown_table(groups, [("BLEU-4", "test/bleu4", 1, 3)])
-    assert "| char | rnn | 2 | 0.200 ± 0.141 |" in table
-    assert "| word | rnn | 1 | 0.500 ± 0.000 |" in table
-
-
-def test_missing_metrics_and_token_perplexity_are_handled():
-    mean, spread = mean_spread([math.nan, 2.0, 4.0])
-    assert (mean, round(spread, 6)) == (3.0, round(math.sqrt(2), 6))
-    assert format_cell([math.nan], 1, 2) == "–"
-    record = _record("char", 0, **{"test/char_token_perplexity": 1.7})
-    assert record.value("token_perplexity") == 1.7
-    assert math.isnan(record.value("best_val_bits_per_char"))
-    record.curve = [(1, 2.0, 1.5), (2, 4.0, 1.2), (3, 6.0, 1.3)]
-    assert record.value("best_val_bits_per_char") == 1.2
-
-
-def test_runs_with_other_settings_are_not_averaged_as_seeds():
-    from capx.report import RunRecord, group_runs
-
-    def record(seed, epochs, lr="0.01"):
-        return RunRecord(f"id{seed}{epochs}", "r", "shapes", "word", "lstm", str(seed), {}, [],
-                         {"solver.num_epochs": epochs, "solver.learning_rate": lr})
-
-    groups = group_runs([record(0, "10"), record(1, "10"), record(0, "1")])
-    assert set(groups) == {("shapes", "word", "lstm [solver.num_epochs=1]"),
-                           ("shapes", "word", "lstm [solver.num_epochs=10]")}
-    assert len(groups[("shapes", "word", "lstm [solver.num_epochs=10]")]) == 2
-    same = group_runs([record(0, "10"), record(1, "10")])
-    assert list(same) == [("shapes", "word", "lstm")]
+        make_report(tmp_path, uri, experiment="nope")

@@ -1,0 +1,138 @@
+"""The study's figures, drawn on ``matplotlib.figure.Figure`` (no pyplot, no backend switch).
+
+Each function takes the report's rows and returns a Figure, or None when the runs hold nothing
+to plot (e.g. a single training-set size). Error bars are the rows' 95% bootstrap CIs, clipped
+to the metric's range, never ± standard deviations.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from capx.study_tables import Row, row_interval
+
+MARKERS = {"char": "o", "bpe": "s", "word": "^"}
+COLOURS = {"rnn": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
+
+
+def _style(row: Row) -> dict:
+    family = "char" if row.tokenizer.startswith("char") else (
+        "word" if row.tokenizer.startswith("word") else "bpe")
+    return {"marker": MARKERS[family], "color": COLOURS.get(row.cell, "tab:gray")}
+
+
+def _scatter(ax, rows: Sequence[Row], x_metric: str, y_metric: str, log_x: bool = True) -> None:
+    for row in rows:
+        x = row.mean(x_metric)
+        y, low, high = row_interval(row, y_metric)
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        yerr = [[max(y - low, 0.0)], [max(high - y, 0.0)]] if np.isfinite(low) else None
+        ax.errorbar([x], [y], yerr=yerr, capsize=3, linestyle="none", label=row.label,
+                    **_style(row))
+    if log_x:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+
+
+def _tested(rows: Sequence[Row]) -> list[Row]:
+    return [r for r in rows if np.isfinite(r.mean("test/bits_per_char"))]
+
+
+def bits_vs_params(rows: Sequence[Row]) -> Figure | None:
+    rows = _tested(rows)
+    if not rows:
+        return None
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    _scatter(ax, rows, "test/total", "bits_per_char")
+    ax.set(xlabel="parameters", ylabel="test bits/char (open vocabulary)",
+           title="Bits per character against model size (95% CI)")
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def bits_vs_compute(rows: Sequence[Row]) -> Figure | None:
+    rows = _tested(rows)
+    if not rows:
+        return None
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    _scatter(left, rows, "test/flops_per_caption", "bits_per_char")
+    left.set(xlabel="forward FLOPs per caption", ylabel="test bits/char (open)")
+    _scatter(right, rows, "test/train_seconds", "bits_per_char")
+    right.set(xlabel="training wall-clock seconds (2 cores, to the selected stop)",
+              ylabel="test bits/char (open)")
+    right.legend(fontsize=7, loc="best")
+    fig.suptitle("Bits per character against compute (95% CI)")
+    return fig
+
+
+def cider_vs_params(rows: Sequence[Row]) -> Figure | None:
+    rows = _tested(rows)
+    if not rows:
+        return None
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    _scatter(ax, rows, "test/total", "cider")
+    ax.set(xlabel="parameters", ylabel="test CIDEr-D (greedy)", ylim=(0, None),
+           title="CIDEr-D against model size (95% CI, clipped at 0)")
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def bits_vs_train_size(rows: Sequence[Row]) -> Figure | None:
+    """Learning curves: needs rows that differ in split.train_percent or dataset.max_train."""
+    rows = _tested(rows)
+    sizes = {r.mean("data/train_captions") for r in rows}
+    if len(sizes) < 2:
+        return None
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    lines: dict[tuple[str, str, str], list[tuple[float, float, float, float]]] = {}
+    for row in rows:
+        y, low, high = row_interval(row, "bits_per_char")
+        lines.setdefault((row.tokenizer, row.cell, row.size), []).append(
+            (row.mean("data/train_captions"), y, low, high))
+    for (tokenizer, cell, size), points in sorted(lines.items()):
+        points.sort()
+        x, y, low, high = map(np.array, zip(*points))
+        style = _style(Row(tokenizer, cell, size, ""))
+        ax.errorbar(x, y, yerr=[np.maximum(y - low, 0), np.maximum(high - y, 0)], capsize=3,
+                    label=f"{tokenizer} {cell} {size}", **style)
+    ax.set(xscale="log", xlabel="training captions", ylabel="test bits/char (open)",
+           title="Bits per character against training-set size (95% CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def frequency_bins(rows: Sequence[Row]) -> Figure | None:
+    rows = [r for r in _tested(rows) if np.isfinite(r.mean("test/bpc_frequent"))]
+    if not rows:
+        return None
+    bins = ["unseen", "rare", "frequent"]
+    fig = Figure(figsize=(max(7, 0.6 * len(rows) * 3), 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(rows)
+    for i, row in enumerate(rows):
+        values = [row.mean(f"test/bpc_{name}") for name in bins]
+        ax.bar(np.arange(3) + i * width, values, width, label=row.label,
+               color=_style(row)["color"], alpha=0.4 + 0.6 * (i % 2))
+    ax.set_xticks(np.arange(3) + 0.4 - width / 2, [f"{b} words" for b in bins])
+    ax.set(ylabel="test bits/char (open)", title="Where the bits go: by training frequency of "
+                                                  "the reference word")
+    ax.legend(fontsize=6, ncols=2)
+    return fig
+
+
+FIGURES: dict[str, Callable[[Sequence[Row]], Figure | None]] = {
+    "bits_per_char_vs_params.png": bits_vs_params,
+    "bits_per_char_vs_compute.png": bits_vs_compute,
+    "cider_vs_params.png": cider_vs_params,
+    "bits_per_char_vs_train_size.png": bits_vs_train_size,
+    "bits_per_char_by_word_frequency.png": frequency_bins,
+}

@@ -1,0 +1,107 @@
+"""The study machinery end to end on tiny settings: a study preset sweeps k-fold jobs with early
+stopping, a re-run skips what FINISHED, the export rebuilds the report without the store, and the
+learning-rate preset never scores the test images."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["dataset=shapes", "dataset.num_train=50", "dataset.num_val=10", "progress=false",
+        "split.folds=3", "model.param_budget=12000", "model.wordvec_dim=8",
+        "solver.num_epochs=3", "solver.patience=1", "solver.batch_size=25",
+        "evaluation.compare_beam=2", "tokenizer.max_length=60"]
+
+
+def run_py(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def runs(folder: Path, experiment: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    found = client.get_experiment_by_name(experiment)
+    return [r for r in client.search_runs([found.experiment_id])
+            if "capx.sweep_id" not in r.data.tags]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("study")
+    done = run_py(folder, "-m", "experiment=study_coco_mini", *TINY, "tokenizer=char,word",
+                  "cell=rnn", "split.fold=0,1", "hydra.sweep.dir=sweep1",
+                  "tracking.export=null")
+    assert done.returncode == 0, done.stderr[-4000:]
+    return folder
+
+
+def test_study_jobs_finish_with_test_scores_per_image_and_selection(study):
+    found = runs(study, "study_coco_mini")
+    assert len(found) == 4 and {r.info.status for r in found} == {"FINISHED"}
+    for run in found:
+        m = run.data.metrics
+        assert run.data.tags["capx.test_split"] == "test" and run.data.tags["split"] == "kfold3"
+        assert m["test/bits_per_char"] >= m["test/bits_per_char_closed"] - 1e-9
+        assert 1 <= m["test/selected_epoch"] <= m["test/epochs_trained"] <= 3
+        assert "test/shuffled_bits_per_char" in m and "test/beam_cider" in m
+        assert abs(m["test/total"] - 12000) < 0.1 * 12000
+    tokens = {r.data.tags["tokenizer"] for r in found}
+    assert tokens == {"char", "word"}
+
+
+def test_rerunning_the_sweep_skips_finished_jobs_and_runs_only_new_ones(study):
+    done = run_py(study, "-m", "experiment=study_coco_mini", *TINY, "tokenizer=char,word",
+                  "cell=rnn", "split.fold=0,1,2", "hydra.sweep.dir=sweep2",
+                  "tracking.export=null")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (done.stdout + done.stderr).count("already FINISHED with this configuration") == 4
+    found = runs(study, "study_coco_mini")
+    assert len(found) == 6  # only fold 2's two jobs were new
+
+
+def test_export_rebuilds_the_report_without_the_store_and_feeds_skipping(study, tmp_path):
+    from capx.cli import main as cli
+
+    export = tmp_path / "runs.jsonl"
+    uri = f"sqlite:///{study / 'mlflow.db'}"
+    assert cli(["export", "--experiment", "study_coco_mini", "--out", str(export),
+                "--tracking-uri", uri]) == 0
+    records = [json.loads(line) for line in export.read_text().splitlines()]
+    assert len(records) == 6 and all(r["per_image"]["nll_open"] for r in records)
+    assert cli(["export", "--experiment", "study_coco_mini", "--out", str(export),
+                "--tracking-uri", uri]) == 0  # merging again adds nothing
+    assert len(export.read_text().splitlines()) == 6
+    out = tmp_path / "report"
+    assert cli(["report", "--from", str(export), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "char rnn ~12k params − word" in text and "3 (3 folds x 1 seeds)" in text
+    assert (out / "bits_per_char_vs_params.png").read_bytes()[:4] == b"\x89PNG"
+    # a fresh folder with only the export: the sweep skips every exported job
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    done = run_py(fresh, "-m", "experiment=study_coco_mini", *TINY, "tokenizer=char,word",
+                  "cell=rnn", "split.fold=0,1,2", f"tracking.export={export}")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (done.stdout + done.stderr).count("already FINISHED with this configuration") == 6
+
+
+def test_learning_rate_preset_scores_dev_only(tmp_path):
+    done = run_py(tmp_path, "-m", "experiment=study_coco_mini_lr", *TINY, "tokenizer=word",
+                  "cell=rnn", "solver.learning_rate=1e-2,2e-2", "tracking.export=null")
+    assert done.returncode == 0, done.stderr[-4000:]
+    found = runs(tmp_path, "study_coco_mini_lr")
+    assert len(found) == 2
+    for run in found:
+        assert "val/bits_per_char" in run.data.metrics
+        assert not [k for k in run.data.metrics if k.startswith("test/")]
