@@ -4,12 +4,21 @@
     python run.py model=char cell=rnn      # pick other options per config group (see conf/)
     python run.py -m tokenizer=char,word   # a sweep: one MLflow run per job under a parent run
     mlflow ui --backend-store-uri sqlite:///mlflow.db   # then look at the runs
+
+Hydra checks the config's types while composing (capx/schemas.py); capx then checks ranges and
+plugin options. A cell or tokenizer from an installed plugin, or from a module named on the
+command line (``plugins=[my_cells] cell=mycell``), is a group option even without a conf/ file.
 """
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
+
+from capx.schemas import prepare_plugin_options
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -22,5 +31,17 @@ def main(cfg: DictConfig) -> int:
     return code
 
 
+def _prepare() -> None:
+    """Register the plugins' cells and tokenizers as group options before Hydra composes."""
+    from capx.registry import PluginError
+
+    try:
+        prepare_plugin_options(sys.argv[1:], CONF_DIR)
+    except PluginError as exc:
+        print(f"error: invalid config:\n  - plugins: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
+    _prepare()
     main()

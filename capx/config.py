@@ -1,104 +1,41 @@
 """Validate a composed experiment config before any work starts.
 
-Hydra already rejects an unknown group option (``cell=gruu``) and an override of a key that does
-not exist. This module checks the rest: keys misspelled inside YAML files or added with ``+``,
-value types and ranges (a negative learning rate, a zero hidden size), and plugin names and
-options against what the registries hold (a dataset's or tokenizer's options are the keyword
-arguments its plugin takes). Every problem is reported at once, each naming the key and what is
-allowed.
+Hydra already rejects, while composing, an unknown group option (``cell=gruu``), an override of a
+key that does not exist, a value of the wrong type and a key that no schema declares in the fixed
+groups (model, solver, split, ...: the dataclasses in :mod:`capx.schemas`). This module checks the
+rest: value ranges (a negative learning rate, a zero hidden size), and plugin names and options
+against what the registries hold (a dataset's or tokenizer's options are the keyword arguments its
+plugin takes, so a misspelled option gets a "did you mean"). It checks keys and types too, for a
+config that did not come through Hydra (one saved in a checkpoint, a plain dict). Every problem is
+reported at once, each naming the key and what is allowed.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Optional, get_args, get_origin, get_type_hints
+from dataclasses import fields, is_dataclass
+from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 
 from capx.datasets.splits import SCHEMES as SPLIT_SCHEMES
 from capx.registry import CELLS, DATASETS, DECODERS, TOKENIZERS, UPDATE_RULES, load_plugins
+from capx.schemas import (  # noqa: F401 - the schemas are part of this module's interface
+    FIXED_GROUPS, PLUGIN_GROUPS, CheckpointConfig, EvaluationConfig, ModelConfig, SolverConfig,
+    SplitConfig, TopLevelConfig, TrackingConfig,
+)
 
 
 class ConfigError(ValueError):
     """The config is invalid; the message lists every problem found."""
 
 
-@dataclass
-class ModelConfig:
-    wordvec_dim: int = 64
-    hidden_dim: int = 128
-    dtype: str = "float32"
-    param_budget: Optional[int] = None
-
-
-@dataclass
-class SolverConfig:
-    update_rule: str = "adam"
-    learning_rate: float = 5e-3
-    lr_decay: float = 0.95
-    num_epochs: int = 8
-    batch_size: int = 100
-    grad_clip: Optional[float] = None
-    patience: Optional[int] = None
-    options: dict = field(default_factory=dict)
-
-
-@dataclass
-class TrackingConfig:
-    enabled: bool = True
-    uri: Optional[str] = None
-    experiment_name: str = "capx"
-    run_name: Optional[str] = None
-    log_every: int = 10
-    skip_finished: bool = True
-    export: Optional[str] = None
-
-
-@dataclass
-class SplitConfig:
-    scheme: str = "given"
-    folds: int = 5
-    fold: int = 0
-    dev_percent: int = 15
-    train_percent: int = 100
-    seed: int = 0
-
-
-@dataclass
-class CheckpointConfig:
-    every_epochs: int = 1
-
-
-@dataclass
-class EvaluationConfig:
-    val_batch_size: int = 500
-    max_val_captions: Optional[int] = 500
-    num_samples: int = 8
-    final: bool = True
-    max_eval_images: Optional[int] = None
-    java_metrics: Any = False
-    measure_memory: bool = True
-    compare_beam: Optional[int] = None
-
-
-@dataclass
-class TopLevelConfig:
-    seed: int = 0
-    plugins: list = field(default_factory=list)
-    resume: Optional[str] = None
-    progress: Any = "auto"
-    study: dict = field(default_factory=dict)
-
-
-FIXED_GROUPS: dict[str, type] = {
-    "model": ModelConfig, "solver": SolverConfig, "tracking": TrackingConfig,
-    "checkpoint": CheckpointConfig, "evaluation": EvaluationConfig, "split": SplitConfig,
-}
-PLUGIN_GROUPS = ("dataset", "tokenizer", "cell", "decoding")
+# A config saved before ``split`` existed was trained on the dataset's own train/val split.
+SPLIT_BEFORE_IT_EXISTED = {"scheme": "given", "folds": 5, "fold": 0, "dev_percent": 15,
+                           "train_percent": 100, "seed": 0}
 DEFAULT_DECODING = {"name": "greedy"}
-TOP_LEVEL_KEYS = [f.name for f in fields(TopLevelConfig)] + list(FIXED_GROUPS) + list(PLUGIN_GROUPS)
+TOP_LEVEL_KEYS = [f.name for f in fields(TopLevelConfig)]
 PROGRESS_VALUES = ("auto", True, False)
 DTYPES = ("float32", "float64")
 
@@ -111,7 +48,7 @@ def validate(cfg: DictConfig | dict) -> dict[str, Any]:
     """
     plain = _to_plain(cfg)
     plain.setdefault("decoding", dict(DEFAULT_DECODING))  # configs saved before it existed
-    plain.setdefault("split", asdict(SplitConfig()))
+    plain.setdefault("split", dict(SPLIT_BEFORE_IT_EXISTED))
     problems: list[str] = []
     _check_keys("", plain, TOP_LEVEL_KEYS, problems)
     _check_fields("", plain, TopLevelConfig, problems)
@@ -141,6 +78,11 @@ def validate(cfg: DictConfig | dict) -> dict[str, Any]:
 
 def _to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
     if isinstance(cfg, DictConfig):
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError("invalid config:\n  - " + "\n  - ".join(
+                f"{key}: no value (set it in a conf/ YAML file or on the command line)"
+                for key in missing))
         try:
             return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
         except Exception as exc:  # noqa: BLE001 - interpolation errors name the key themselves
@@ -168,6 +110,10 @@ def _check_fields(prefix: str, section: dict, schema: type, problems: list[str])
 def _has_type(value: Any, annotation: Any) -> bool:
     if annotation is Any:
         return True
+    if is_dataclass(annotation):  # a fixed group: its own keys are checked one by one
+        return isinstance(value, dict)
+    if get_origin(annotation) in (dict, list):
+        return isinstance(value, get_origin(annotation))
     if get_origin(annotation) is not None and type(None) in get_args(annotation):
         return value is None or _has_type(value, [a for a in get_args(annotation)
                                                   if a is not type(None)][0])
@@ -179,6 +125,10 @@ def _has_type(value: Any, annotation: Any) -> bool:
 
 
 def _type_name(annotation: Any) -> str:
+    if is_dataclass(annotation) or get_origin(annotation) is dict:
+        return "a mapping"
+    if get_origin(annotation) is list:
+        return "a list"
     if get_origin(annotation) is not None:
         inner = [a for a in get_args(annotation) if a is not type(None)][0]
         return f"{_type_name(inner)} or null"

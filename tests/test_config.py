@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import copy
-
 import pytest
 import yaml
-from omegaconf import OmegaConf
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
 
 from capx.config import ConfigError, validate
+from capx.schemas import (
+    FIXED_GROUPS, TopLevelConfig, plugins_from_overrides, register_plugin_options,
+)
+from test_registry import fresh_plugins, install_demo_plugin  # noqa: F401 - a fixture, a helper
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -122,3 +130,178 @@ def test_run_py_stops_on_a_bad_value_without_traceback(tmp_path):
     assert "solver.learning_rate: must be a positive number" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()  # stopped before any work
+
+
+# -- types and defaults: Hydra checks the schemas of capx/schemas.py while composing -------------
+
+
+def _run_py(*args: str, cwd: Path, pythonpath: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (pythonpath, str(REPO)) if p)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_wrong_type_is_refused_by_hydra_naming_the_key():
+    with pytest.raises(ConfigCompositionException, match="solver.learning_rate=abc") as info:
+        _compose("solver.learning_rate=abc")
+    assert isinstance(info.value.__cause__, ValidationError)
+    assert "full_key: solver.learning_rate" in str(info.value.__cause__)
+    with pytest.raises(ConfigCompositionException) as info:
+        _compose("model.hidden_dim=big")
+    assert "full_key: model.hidden_dim" in str(info.value.__cause__)
+
+
+def test_run_py_cfg_job_fails_on_a_wrong_type(tmp_path):
+    result = _run_py("--cfg", "job", "solver.learning_rate=abc", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Value 'abc' of type 'str' could not be converted to Float" in result.stderr
+    assert "full_key: solver.learning_rate" in result.stderr
+    assert "learning_rate: abc" not in result.stdout
+
+
+@pytest.fixture
+def conf_copy(tmp_path) -> Path:
+    shutil.copytree(CONF, tmp_path / "conf")
+    return tmp_path / "conf"
+
+
+def _compose_from(conf: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("line, bad_line, key, message", [
+    ("learning_rate: 1.0e-2", "learnig_rate: 1.0e-2", "full_key: solver.learnig_rate",
+     "not in 'SolverConfig'"),
+    ("num_epochs: 10", "num_epochs: ten", "full_key: solver.num_epochs",
+     "could not be converted to Integer"),
+])
+def test_a_bad_key_or_value_in_a_yaml_file_is_refused(conf_copy, line, bad_line, key, message):
+    adam = conf_copy / "solver" / "adam.yaml"
+    assert line in adam.read_text()
+    adam.write_text(adam.read_text().replace(line, bad_line))
+    with pytest.raises(ConfigCompositionException) as info:
+        _compose_from(conf_copy)
+    text = f"{info.value}\n{info.value.__cause__}"
+    assert key in text and message in text
+
+
+def test_a_bad_key_in_a_tokenizers_model_section_is_refused(conf_copy):
+    char = conf_copy / "tokenizer" / "char.yaml"
+    char.write_text(char.read_text().replace("  hidden_dim: 128", "  hiden_dim: 128"))
+    with pytest.raises(ConfigCompositionException, match="hiden_dim"):
+        _compose_from(conf_copy, "tokenizer=char")
+
+
+def test_the_schemas_declare_types_only():
+    """No dataclass default can disagree with the YAML: every value of the schema is missing."""
+    keys = {f"{f.name}.{g.name}" for f in dataclasses.fields(TopLevelConfig)
+            if f.name in FIXED_GROUPS for g in dataclasses.fields(FIXED_GROUPS[f.name])}
+    keys |= {f.name for f in dataclasses.fields(TopLevelConfig) if f.name not in FIXED_GROUPS}
+    assert OmegaConf.missing_keys(OmegaConf.structured(TopLevelConfig)) == keys
+
+
+def test_defaults_come_from_the_yaml_files(defaults):
+    def load(path: str) -> dict:
+        return yaml.safe_load((CONF / path).read_text())
+
+    top = load("config.yaml")
+    for key in ("seed", "plugins", "resume", "progress", "study", "split", "checkpoint",
+                "evaluation"):
+        assert defaults[key] == top[key], key
+    assert defaults["model"] == {**top["model"], **load("tokenizer/word.yaml")["model"]}
+    assert defaults["tokenizer"] == load("tokenizer/word.yaml")["tokenizer"]
+    assert defaults["solver"] == load("solver/adam.yaml")
+    assert defaults["tracking"] == load("tracking/local.yaml")
+    assert defaults["dataset"] == load("dataset/shapes.yaml")
+    assert defaults["cell"] == load("cell/lstm.yaml")
+    assert defaults["decoding"] == load("decoding/greedy.yaml")
+
+
+def test_a_config_with_missing_values_names_them():
+    with pytest.raises(ConfigError) as info:
+        validate(OmegaConf.structured(TopLevelConfig))
+    assert "solver.learning_rate: no value" in str(info.value)
+    assert "seed: no value" in str(info.value)
+
+
+# -- plugin cells and tokenizers as group options ------------------------------------------------
+
+
+@pytest.fixture
+def config_store(monkeypatch):
+    """Nodes a test stores in Hydra's ConfigStore are forgotten afterwards."""
+    store = ConfigStore.instance()
+    monkeypatch.setattr(store, "repo", copy.deepcopy(store.repo))
+    return store
+
+
+def test_registered_names_without_a_yaml_become_group_options(config_store):
+    stored = register_plugin_options(CONF)
+    assert "cell/lstm" not in stored and "tokenizer/char" not in stored  # they have YAML files
+    assert register_plugin_options(CONF) == []  # once is enough
+
+
+def test_entry_point_cell_is_a_group_option(fresh_plugins, config_store):
+    install_demo_plugin(fresh_plugins)
+    assert "cell/demo" in register_plugin_options(CONF)
+    plain = validate(_compose("cell=demo"))
+    assert plain["cell"] == {"name": "demo"}
+
+
+def test_run_py_takes_an_entry_point_cell_by_group_option(fresh_plugins, tmp_path):
+    install_demo_plugin(fresh_plugins)
+    result = _run_py("--cfg", "job", "cell=demo", cwd=tmp_path, pythonpath=str(fresh_plugins))
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["cell"] == {"name": "demo"}
+
+
+@pytest.mark.slow
+def test_run_py_trains_an_entry_point_cell_chosen_by_group_option(fresh_plugins, tmp_path):
+    install_demo_plugin(fresh_plugins)
+    result = _run_py("experiment=smoke", "progress=false", "cell=demo",
+                     f"hydra.run.dir={tmp_path}/out", cwd=tmp_path,
+                     pythonpath=str(fresh_plugins))
+    assert result.returncode == 0, result.stderr
+    assert "FINISHED" in result.stdout + result.stderr
+    saved = yaml.safe_load((tmp_path / "out" / ".hydra" / "config.yaml").read_text())
+    assert saved["cell"] == {"name": "demo"}
+
+
+def test_plugins_override_is_read_before_composing():
+    assert plugins_from_overrides(["cell=gru", "plugins=[plugins.gru]"]) == ["plugins.gru"]
+    assert plugins_from_overrides(["+plugins=[a,b]", "-m", "plugins=[b],[c]"]) == ["a", "b", "c"]
+    assert plugins_from_overrides(["plugins=[oops", "seed=1"]) == []  # Hydra reports it
+
+
+def test_run_py_takes_a_command_line_plugins_cell_by_group_option(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "capx_cli_cell.py").write_text(
+        "from capx.cells.rnn import RNNCell\nfrom capx.registry import CELLS\n"
+        "CELLS.add('cli_cell', RNNCell)\n")
+    result = _run_py("--cfg", "job", "plugins=[capx_cli_cell]", "cell=cli_cell", cwd=tmp_path,
+                     pythonpath=str(site))
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["cell"] == {"name": "cli_cell"}
+
+
+def test_run_py_names_a_plugin_module_that_cannot_be_imported(tmp_path):
+    result = _run_py("--cfg", "job", "plugins=[no_such_module]", "cell=gru", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "plugins: could not import plugin module 'no_such_module'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plugin_cell_with_a_yaml_file_by_group_option():
+    plain = validate(_compose("plugins=[plugins.gain_rnn]", "cell=gain_rnn"))
+    assert plain["cell"] == {"name": "gain_rnn"} and plain["plugins"] == ["plugins.gain_rnn"]
+
+
+@pytest.mark.slow
+def test_run_py_trains_a_plugins_cell_chosen_by_group_option(tmp_path):
+    result = _run_py("experiment=smoke", "progress=false", "plugins=[plugins.gain_rnn]",
+                     "cell=gain_rnn", f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "FINISHED" in result.stdout + result.stderr
