@@ -13,7 +13,10 @@ options of the chosen plugin, which :func:`capx.config.validate` checks against 
 A registered cell or tokenizer can be picked by group option (``cell=demo``) even without a YAML
 file for it: :func:`register_plugin_options` stores a ``{name: ...}`` node for every registered
 name that ``conf/`` has no file for. ``run.py`` calls it before composing, after importing the
-installed plugins (entry points) and the modules named by a ``plugins=[...]`` override.
+installed plugins (entry points) and the modules named by a ``plugins=[...]`` override. A
+module listed under ``plugins:`` inside a YAML file (a preset) is imported only after
+composition, too late to add options: its cell is picked with ``cell.name=...``, or it gets a
+``conf/cell/<name>.yaml`` of its own (as ``plugins/gain_rnn.py`` has).
 """
 
 from __future__ import annotations
@@ -132,8 +135,8 @@ def register_plugin_options(conf_dir: str | Path | None = None) -> list[str]:
     ConfigStore: ``cell/<name>`` is ``{name: <name>}``; ``tokenizer/<name>`` is
     ``{tokenizer: {name: <name>}}`` in the global package, like the tokenizer YAMLs (whose model
     sizes it leaves at config.yaml's). A name that has a YAML file, or that its plugin stored in
-    the ConfigStore itself (a node with the plugin's options), is left as it is. Raises :class:`capx.registry.PluginError` when an
-    installed plugin cannot be imported.
+    the ConfigStore itself (a node with the plugin's options), is left as it is. Raises
+    :class:`capx.registry.PluginError` when an installed plugin cannot be imported.
     """
     from hydra.core.config_store import ConfigStore
 
