@@ -25,14 +25,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from capx import names
 from capx.datasets.base import CaptionSplit
 from capx.decoding import decode, default_max_length
 from capx.metrics import (caption_likelihood, caption_scores, canonical_words, evaluate,
                           no_end_rate, peak_memory)
 from capx.tokenizers.base import NULL_ID, UNK_ID
 
-TEST_PREFIX = "test/"
-VAL_PREFIX = "val/"
+TEST_PREFIX = names.TEST
+VAL_PREFIX = names.VAL
 
 
 def evenly_spread_rows(count: int, limit: int | None) -> np.ndarray:
@@ -76,8 +77,8 @@ def data_statistics(solver_data: dict[str, Any]) -> dict[str, float]:
     tokens = body != NULL_ID
     symbols = int(tokens.sum()) - len(captions)
     return {
-        "data/train_tokens_per_caption": float(tokens.sum(axis=1).mean()),
-        "data/train_unk_rate": float((body == UNK_ID).sum() / symbols) if symbols > 0 else 0.0,
+        f"{names.DATA}train_tokens_per_caption": float(tokens.sum(axis=1).mean()),
+        f"{names.DATA}train_unk_rate": float((body == UNK_ID).sum() / symbols) if symbols > 0 else 0.0,
     }
 
 

@@ -24,12 +24,11 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from capx import tracking
+from capx import names, tracking
 from capx.callbacks import (Checkpointer, EarlyStopping, ProgressBar, RunState,
                             TrackingCallback, Validation)
 from capx.checkpoint import Checkpoint, CheckpointError, check_compatible, load_checkpoint
-from capx.finished import (FINGERPRINT_TAG, finished_in_export, finished_in_store,
-                           fingerprint)
+from capx.finished import finished_in_export, finished_in_store, fingerprint
 from capx.budget import flops_per_caption
 from capx.config import ConfigError, validate
 from capx.data import DataError
@@ -177,7 +176,7 @@ def open_run(plain: dict[str, Any], context: JobContext,
     tags = {
         "tokenizer": plain["tokenizer"]["name"], "cell": plain["cell"]["name"],
         "dataset": plain["dataset"]["name"], "preset": context.choices.get("model", ""),
-        FINGERPRINT_TAG: fingerprint(plain), "split": _split_label(plain["split"]),
+        names.FINGERPRINT: fingerprint(plain), "split": _split_label(plain["split"]),
         "fold": plain["split"]["fold"] if plain["split"]["scheme"] == "kfold" else "",
         "experiment": context.choices.get("experiment", ""),
         "seed": plain["seed"], "hydra.output_dir": str(context.output_dir),
@@ -185,10 +184,9 @@ def open_run(plain: dict[str, Any], context: JobContext,
         "mlflow.source.name": "run.py", "capx.resumed_from": plain.get("resume"),
     }
     if context.multirun and context.sweep_dir is not None:
-        parent = tracking.sweep_parent_run(client, exp_id, context.sweep_dir,
-                                           f"sweep ({context.sweep_dir.name})")
-        tags["mlflow.parentRunId"] = parent
-        tags[tracking.SWEEP_TAG + ".child"] = str(context.sweep_dir.resolve())
+        sweep = tracking.Sweep.in_folder(context.sweep_dir)
+        tags[names.PARENT_RUN] = tracking.sweep_parent_run(client, exp_id, sweep)
+        tags[names.SWEEP_CHILD] = str(sweep.folder)
     tags = {k: str(v) for k, v in tags.items() if v not in (None, "")}
     run = tracking.retry(lambda: client.create_run(exp_id, tags=tags,
                                                    run_name=run_name(plain, context)),

@@ -16,18 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from capx import tracking
-from capx.finished import FINGERPRINT_TAG
+from capx import names, tracking
 
-LABEL_TAGS = ("dataset", "tokenizer", "cell", "seed", "split", "fold", "preset", "experiment",
-              "capx.test_split")
-CURVE_METRICS = ("val/bits_per_char", "val/bits_per_char_closed", "time/train_seconds")
-PER_IMAGE_ARTIFACT = "evaluation/per_image.json"
+CURVE_METRICS = (names.VAL_BITS_PER_CHAR, names.VAL_BITS_PER_CHAR_CLOSED, names.TRAIN_SECONDS)
 
 
 class ExportError(ValueError):
@@ -44,11 +41,11 @@ def run_to_record(client: Any, run: Any) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "name": run.info.run_name,
-        "fingerprint": tags.get(FINGERPRINT_TAG),
+        "fingerprint": tags.get(names.FINGERPRINT),
         "experiment_id": run.info.experiment_id,
-        "parent_run_id": tags.get("mlflow.parentRunId"),
+        "parent_run_id": tags.get(names.PARENT_RUN),
         "start_time": run.info.start_time,
-        "labels": {k: tags[k] for k in LABEL_TAGS if k in tags},
+        "labels": {k: tags[k] for k in names.LABELS if k in tags},
         "params": dict(run.data.params),
         "metrics": {k: _finite(v) for k, v in run.data.metrics.items()},
         "curves": curves,
@@ -61,9 +58,10 @@ def _finite(value: float) -> float | None:
 
 
 def _per_image(client: Any, run_id: str) -> dict[str, list] | None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run
     with tempfile.TemporaryDirectory() as folder:
         try:
-            path = client.download_artifacts(run_id, PER_IMAGE_ARTIFACT, folder)
+            path = client.download_artifacts(run_id, names.PER_IMAGE, folder)
         except Exception:  # noqa: BLE001 - older runs have none; the report then skips CIs
             return None
         return json.loads(Path(path).read_text())
@@ -73,13 +71,13 @@ def finished_runs(client: Any, experiment: str) -> list[Any]:
     """The FINISHED job runs (not sweep parents) of an experiment, oldest first."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        names = [e.name for e in client.search_experiments()]
+        known = [e.name for e in client.search_experiments()]
         raise ExportError(f"no MLflow experiment named {experiment!r}; experiments in this "
-                          f"store: {', '.join(names) or '(none)'}")
-    runs = tracking.retry(lambda: client.search_runs(
-        [found.experiment_id], filter_string="attributes.status = 'FINISHED'",
-        max_results=50000, order_by=["attributes.start_time ASC"]), "reading the runs")
-    return [r for r in runs if tracking.SWEEP_TAG not in r.data.tags]
+                          f"store: {', '.join(known) or '(none)'}")
+    runs = tracking.search_runs(client, [found.experiment_id], "reading the runs",
+                                status="FINISHED", max_results=50000,
+                                order_by=["attributes.start_time ASC"])
+    return [r for r in runs if names.SWEEP_ID not in r.data.tags]
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

@@ -16,9 +16,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from capx import names
+
 log = logging.getLogger(__name__)
 
-FINGERPRINT_TAG = "capx.fingerprint"
 IGNORED_SECTIONS = ("tracking", "progress", "resume", "checkpoint")
 _LOCATION_SUFFIXES = ("base_dir", "_file", "_files")
 
@@ -43,9 +44,8 @@ def finished_in_store(client: Any, experiment_id: str, key: str) -> str | None:
     """The id of a FINISHED run of the experiment with fingerprint ``key``, if there is one."""
     from capx import tracking
 
-    runs = tracking.retry(lambda: client.search_runs(
-        [experiment_id], filter_string=f"tags.`{FINGERPRINT_TAG}` = '{key}' and "
-        "attributes.status = 'FINISHED'", max_results=1), "looking for a finished run")
+    runs = tracking.search_runs(client, [experiment_id], "looking for a finished run",
+                                tags={names.FINGERPRINT: key}, status="FINISHED", max_results=1)
     return runs[0].info.run_id if runs else None
 
 
@@ -60,3 +60,4 @@ def finished_in_export(path: str | Path | None, key: str) -> str | None:
                 if record.get("fingerprint") == key:
                     return record.get("run_id") or "(exported)"
     return None
+

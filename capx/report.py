@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from capx import tracking
+from capx import names, tracking
 from capx.export import ExportError, finished_runs, read_records, run_to_record
 from capx.study_tables import (Row, format_interval, make_rows, preregistered, row_interval)
 
@@ -33,20 +33,21 @@ HEADLINE = [
     ("CIDEr-D ↑", "cider", 3, 1),
     ("BLEU-4 ↑", "bleu4", 3, 1),
 ]
+T = names.TEST
 DETAILS = [  # (title, metric in test/..., decimals, scale): means over runs
-    ("params", "test/total", 0, 1),
-    ("hidden", "test/hidden_dim", 0, 1),
-    ("MFLOP/caption", "test/flops_per_caption", 2, 1e-6),
-    ("epochs (selected)", "test/selected_epoch", 1, 1),
-    ("s/epoch", "test/seconds_per_epoch", 2, 1),
-    ("image gain bits/char", "test/image_gain_bits_per_char", 3, 1),
-    ("no `<END>` %", "test/no_end_rate", 1, 100),
-    ("invented words %", "test/invented_word_rate", 1, 100),
-    ("`<UNK>` out %", "test/unk_rate_output", 1, 100),
-    ("beam CIDEr-D", "test/beam_cider", 3, 1),
+    ("params", f"{T}total", 0, 1),
+    ("hidden", f"{T}hidden_dim", 0, 1),
+    ("MFLOP/caption", f"{T}flops_per_caption", 2, 1e-6),
+    ("epochs (selected)", f"{T}selected_epoch", 1, 1),
+    ("s/epoch", f"{T}seconds_per_epoch", 2, 1),
+    ("image gain bits/char", f"{T}image_gain_bits_per_char", 3, 1),
+    ("no `<END>` %", f"{T}no_end_rate", 1, 100),
+    ("invented words %", f"{T}invented_word_rate", 1, 100),
+    ("`<UNK>` out %", f"{T}unk_rate_output", 1, 100),
+    ("beam CIDEr-D", f"{T}beam_cider", 3, 1),
 ]
-FREQUENCY_BINS = [("unseen", "test/bpc_unseen"), ("rare", "test/bpc_rare"),
-                  ("frequent", "test/bpc_frequent")]
+FREQUENCY_BINS = [("unseen", f"{T}bpc_unseen"), ("rare", f"{T}bpc_rare"),
+                  ("frequent", f"{T}bpc_frequent")]
 
 
 class ReportError(ValueError):
@@ -101,11 +102,8 @@ def _sweep_runs(client: Any, parent: str) -> list[Any]:
         parent_run = client.get_run(parent)
     except Exception as exc:  # noqa: BLE001 - MLflow raises its own error types
         raise ReportError(f"no run {parent!r} in the tracking store: {exc}") from exc
-    runs = tracking.retry(lambda: client.search_runs(
-        [parent_run.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and "
-                      "attributes.status = 'FINISHED'", max_results=50000),
-        "reading the sweep's runs")
+    runs = tracking.child_runs(client, parent_run.info.experiment_id, parent,
+                               status="FINISHED", max_results=50000)
     if not runs:
         raise ReportError(f"sweep run {parent} has no finished runs")
     return runs
@@ -133,7 +131,7 @@ def details_table(rows: Sequence[Row]) -> str:
         for _, metric, decimals, scale in DETAILS:
             value = row.mean(metric)
             cells.append("–" if value != value else f"{value * scale:,.{decimals}f}")
-        capped = row.values("test/hit_epoch_cap")
+        capped = row.values(names.TEST_HIT_EPOCH_CAP)
         cells.append(f"{int((capped == 1).sum())} of {len(row.records)}")
         lines.append(_md_row(cells))
     return "\n".join(lines)
@@ -165,7 +163,7 @@ def dev_table(rows: Sequence[Row]) -> str:
         rate = row.records[0].get("params", {}).get("solver.learning_rate", "?")
         best_epochs = []
         for record in row.records:
-            curve = record.get("curves", {}).get("val/bits_per_char") or [[0, float("nan")]]
+            curve = record.get("curves", {}).get(names.VAL_BITS_PER_CHAR) or [[0, float("nan")]]
             best_epochs.append(min(curve, key=lambda point: point[1])[0])
         lines.append(_md_row([row.label, str(rate), row.runs_label(),
                               _number(row.mean("best_dev_bits_per_char"), 4),
@@ -182,7 +180,7 @@ def _number(value: float, decimals: int) -> str:
 
 
 def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str]) -> str:
-    tested = [r for r in rows if any("test/bits_per_char" in x.get("metrics", {})
+    tested = [r for r in rows if any(names.TEST_BITS_PER_CHAR in x.get("metrics", {})
                                      for x in r.records)]
     parts = [f"# capx report: {where}", "",
              "Rows are settings; runs within a row differ only in fold and seed. Intervals are "
@@ -237,30 +235,8 @@ def make_report(out_dir: Path, uri: str | None = None, experiment: str | None = 
     if parent:
         tracker = tracking.Tracker(tracking.make_client(uri), parent, uri)
         for path in written:
-            tracker.log_artifact(path, "report")
+            tracker.log_artifact(path, names.REPORT)
     return text, written
-
-
-from hydra.experimental.callback import Callback as HydraCallback  # noqa: E402
-
-
-class ReportCallback(HydraCallback):
-    """Hydra callback: when a sweep ends, report it into ``<sweep dir>/report`` and log the
-    report to the sweep's parent run (what ``capx report --parent ...`` would do)."""
-
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        try:
-            sweep_dir = tracking.resolve_sweep_dir(config)
-            id_file = sweep_dir / tracking.PARENT_ID_FILE
-            if not config.tracking.enabled or not id_file.is_file():
-                return
-            uri = tracking.tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
-            text, _ = make_report(sweep_dir / "report", uri,
-                                  parent=id_file.read_text().strip())
-            print(text)
-            log.info("report written to %s", sweep_dir / "report")
-        except Exception as exc:  # noqa: BLE001 - a finished sweep must not fail over its report
-            log.warning("could not write the sweep's report: %s", exc)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from capx import tracking
+from capx import names, tracking
 from capx.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from capx.config import validate
 
@@ -32,11 +32,11 @@ def resolve_resume(plain: dict[str, Any], original_cwd: Path,
     uri = tracking.tracking_uri(plain["tracking"]["uri"], original_cwd)
     client = tracking.make_client(uri)
     try:
-        local = client.download_artifacts(target, "checkpoints/last.npz",
+        local = client.download_artifacts(target, names.LAST_CHECKPOINT,
                                           str(_mkdir(output_dir / "resume")))
     except Exception as exc:  # noqa: BLE001 - any MLflow failure means: cannot resume from it
-        raise CheckpointError(f"could not fetch checkpoints/last.npz of MLflow run {target} from "
-                              f"{uri}: {exc}") from exc
+        raise CheckpointError(f"could not fetch {names.LAST_CHECKPOINT} of MLflow run {target} "
+                              f"from {uri}: {exc}") from exc
     return load_checkpoint(local), target
 
 

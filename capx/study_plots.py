@@ -12,7 +12,10 @@ from typing import Callable, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from capx import names
 from capx.study_tables import Row, row_interval
+
+T = names.TEST
 
 MARKERS = {"char": "o", "bpe": "s", "word": "^"}
 COLOURS = {"rnn": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
@@ -39,7 +42,7 @@ def _scatter(ax, rows: Sequence[Row], x_metric: str, y_metric: str, log_x: bool 
 
 
 def _tested(rows: Sequence[Row]) -> list[Row]:
-    return [r for r in rows if np.isfinite(r.mean("test/bits_per_char"))]
+    return [r for r in rows if np.isfinite(r.mean(names.TEST_BITS_PER_CHAR))]
 
 
 def bits_vs_params(rows: Sequence[Row]) -> Figure | None:
@@ -48,7 +51,7 @@ def bits_vs_params(rows: Sequence[Row]) -> Figure | None:
         return None
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    _scatter(ax, rows, "test/total", "bits_per_char")
+    _scatter(ax, rows, f"{T}total", "bits_per_char")
     ax.set(xlabel="parameters", ylabel="test bits/char (open vocabulary)",
            title="Bits per character against model size (95% CI)")
     ax.legend(fontsize=7, loc="best")
@@ -61,9 +64,9 @@ def bits_vs_compute(rows: Sequence[Row]) -> Figure | None:
         return None
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     left, right = fig.subplots(1, 2)
-    _scatter(left, rows, "test/flops_per_caption", "bits_per_char")
+    _scatter(left, rows, f"{T}flops_per_caption", "bits_per_char")
     left.set(xlabel="forward FLOPs per caption", ylabel="test bits/char (open)")
-    _scatter(right, rows, "test/train_seconds", "bits_per_char")
+    _scatter(right, rows, f"{T}train_seconds", "bits_per_char")
     right.set(xlabel="training wall-clock seconds (2 cores, to the selected stop)",
               ylabel="test bits/char (open)")
     right.legend(fontsize=7, loc="best")
@@ -77,7 +80,7 @@ def cider_vs_params(rows: Sequence[Row]) -> Figure | None:
         return None
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    _scatter(ax, rows, "test/total", "cider")
+    _scatter(ax, rows, f"{T}total", "cider")
     ax.set(xlabel="parameters", ylabel="test CIDEr-D (greedy)", ylim=(0, None),
            title="CIDEr-D against model size (95% CI, clipped at 0)")
     ax.legend(fontsize=7, loc="best")
@@ -111,7 +114,7 @@ def bits_vs_train_size(rows: Sequence[Row]) -> Figure | None:
 
 
 def frequency_bins(rows: Sequence[Row]) -> Figure | None:
-    rows = [r for r in _tested(rows) if np.isfinite(r.mean("test/bpc_frequent"))]
+    rows = [r for r in _tested(rows) if np.isfinite(r.mean(f"{T}bpc_frequent"))]
     if not rows:
         return None
     bins = ["unseen", "rare", "frequent"]
@@ -119,7 +122,7 @@ def frequency_bins(rows: Sequence[Row]) -> Figure | None:
     ax = fig.add_subplot()
     width = 0.8 / len(rows)
     for i, row in enumerate(rows):
-        values = [row.mean(f"test/bpc_{name}") for name in bins]
+        values = [row.mean(f"{T}bpc_{name}") for name in bins]
         ax.bar(np.arange(3) + i * width, values, width, label=row.label,
                color=_style(row)["color"], alpha=0.4 + 0.6 * (i % 2))
     ax.set_xticks(np.arange(3) + 0.4 - width / 2, [f"{b} words" for b in bins])

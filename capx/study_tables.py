@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from capx import stats
+from capx import names, stats
 
 #: params that vary between the runs of one row, or say nothing about the model
 NOT_SETTINGS = ("seed", "split.fold", "resume", "progress", "plugins", "tracking.",
@@ -64,7 +64,7 @@ class Row:
 
 def _metric(record: dict[str, Any], metric: str) -> float:
     if metric == "best_dev_bits_per_char":
-        curve = record.get("curves", {}).get("val/bits_per_char") or []
+        curve = record.get("curves", {}).get(names.VAL_BITS_PER_CHAR) or []
         return min((v for _, v in curve), default=math.nan)
     value = record.get("metrics", {}).get(metric)
     return math.nan if value is None else float(value)
@@ -172,7 +172,7 @@ def row_interval(row: Row, metric: str, n_boot: int = 2000, seed: int = 0
         if runs and all(run is not None and needed <= set(run) for run in runs):
             statistic, clip = PER_IMAGE_METRICS[metric]
             return stats.two_level_interval(runs, statistic, n_boot=n_boot, seed=seed, clip=clip)
-    values = row.values(f"test/{metric}")
+    values = row.values(f"{names.TEST}{metric}")
     values = values[np.isfinite(values)]
     if not len(values):
         return math.nan, math.nan, math.nan

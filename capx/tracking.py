@@ -1,9 +1,11 @@
-"""MLflow bookkeeping: where runs go, one run per job, a parent run per multirun sweep.
+"""MLflow's store, for every part of capx that writes or reads runs: where runs go, retries,
+experiments, searches, the parent run of a multirun sweep, and :class:`Tracker`, a run's writer.
 
-All writes go through :class:`Tracker`, which retries the transient "database is locked" errors
-SQLite gives when several jobs write at once. A sweep's parent run is created once per sweep
-folder (by :class:`SweepCallback` in the launching process, or by the first job under a file lock)
-and found by its ``capx.sweep_id`` tag, so jobs in other processes nest under the same parent.
+Every store call goes through :func:`retry`, which waits out the transient "database is locked"
+errors SQLite gives when several jobs write at once. :func:`sweep_parent_run` is the one way a
+sweep's parent run is made (by the launching process's Hydra callback, or by the first job when
+that did not), under a file lock in the sweep folder. What a job records is
+:mod:`capx.recorder`'s business; the names are :mod:`capx.names`.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ import os
 import random
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from omegaconf import DictConfig
+import yaml
+
+from capx import names
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DEFAULT_DB = "mlflow.db"
-SWEEP_TAG = "capx.sweep_id"
 PARENT_ID_FILE = "mlflow_parent_run_id.txt"
 RETRY_SECONDS = 120.0
 # SQLite's answers to concurrent writers. Network errors are not retried here: MLflow's HTTP
@@ -93,7 +97,7 @@ def retry(call: Callable[[], T], what: str, seconds: float = RETRY_SECONDS) -> T
             delay = min(delay * 2, 2.0)
 
 
-# -- client, experiment, runs -----------------------------------------------------------------
+# -- client, experiment, searches -------------------------------------------------------------
 
 
 def make_client(uri: str):
@@ -130,6 +134,62 @@ def _artifact_location(uri: str, name: str) -> str | None:
     return Path(root, safe).as_uri()
 
 
+def search_runs(client: Any, experiment_ids: Iterable[str], what: str, *,
+                tags: dict[str, str] | None = None, status: str | None = None,
+                **options: Any) -> list[Any]:
+    """Runs whose ``tags`` have these values (and whose status is ``status``), with retries;
+    ``options`` go to MLflow's ``search_runs`` (``max_results``, ``order_by``)."""
+    clauses = [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
+    if status:
+        clauses.append(f"attributes.status = '{status}'")
+    return retry(lambda: client.search_runs(list(experiment_ids), filter_string=" and ".join(
+        clauses), **options), what)
+
+
+def child_runs(client: Any, experiment_id: str, parent: str, status: str | None = None,
+               **options: Any) -> list[Any]:
+    """The runs nested under run ``parent`` (a sweep's jobs)."""
+    return search_runs(client, [experiment_id], "reading the sweep's runs",
+                       tags={names.PARENT_RUN: parent}, status=status, **options)
+
+
+# -- a sweep's parent run ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A multirun sweep: its folder (absolute) and the overrides it was launched with; make
+    one with :meth:`in_folder`."""
+
+    folder: Path
+    overrides: tuple[str, ...] = ()
+
+    @classmethod
+    def in_folder(cls, folder: str | os.PathLike,
+                  overrides: Sequence[str] | None = None) -> "Sweep":
+        """The sweep of ``folder``; without ``overrides``, those of the ``multirun.yaml`` that
+        Hydra writes there before any job starts (so a job sees what the launcher was given)."""
+        folder = Path(folder).resolve()
+        if overrides is None:
+            try:
+                saved = yaml.safe_load((folder / "multirun.yaml").read_text()) or {}
+                overrides = saved["hydra"]["overrides"]["task"] or []
+            except (OSError, KeyError, TypeError, yaml.YAMLError):
+                overrides = []
+        return cls(folder, tuple(str(o) for o in overrides))
+
+    @property
+    def run_name(self) -> str:
+        """``sweep tokenizer=char,word (<folder name>)``: the overrides that vary and the folder."""
+        varies = [o for o in self.overrides if "," in o or "(" in o]
+        return " ".join(["sweep", *varies, f"({self.folder.name})"])
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {names.SWEEP_ID: str(self.folder), names.SWEEP_DIR: str(self.folder),
+                names.SWEEP_OVERRIDES: " ".join(self.overrides)}
+
+
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,41 +201,38 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def sweep_parent_run(client: Any, exp_id: str, sweep_dir: str | os.PathLike, run_name: str,
-                     tags: dict[str, str] | None = None) -> str:
-    """The parent run of the sweep in ``sweep_dir``: read from its id file, found by tag, or made.
+def sweep_parent_run(client: Any, exp_id: str, sweep: Sweep) -> str:
+    """The parent run of ``sweep``: read from its id file, found by tag, or made (named
+    :attr:`Sweep.run_name`, tagged :attr:`Sweep.tags`). The one way a parent run is made.
 
     A file lock in the sweep folder makes jobs that start together agree on one parent.
     """
-    sweep_dir = Path(sweep_dir).resolve()
-    sweep_id = str(sweep_dir)
-    id_file = sweep_dir / PARENT_ID_FILE
-    with _file_lock(sweep_dir / ".mlflow_parent.lock"):
+    id_file = sweep.folder / PARENT_ID_FILE
+    with _file_lock(sweep.folder / ".mlflow_parent.lock"):
         if id_file.is_file() and id_file.read_text().strip():
             return id_file.read_text().strip()
-        found = retry(lambda: client.search_runs(
-            [exp_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}'", max_results=1),
-            "searching for the sweep's parent run")
+        found = search_runs(client, [exp_id], "searching for the sweep's parent run",
+                            tags={names.SWEEP_ID: str(sweep.folder)}, max_results=1)
         if found:
             run_id = found[0].info.run_id
         else:
-            all_tags = {SWEEP_TAG: sweep_id, "capx.sweep_dir": sweep_id, **(tags or {})}
-            run = retry(lambda: client.create_run(exp_id, tags=all_tags, run_name=run_name),
+            run = retry(lambda: client.create_run(exp_id, tags=sweep.tags,
+                                                  run_name=sweep.run_name),
                         "creating the sweep's parent run")
             run_id = run.info.run_id
         id_file.write_text(run_id + "\n")
         return run_id
 
 
+# -- one run's writer -------------------------------------------------------------------------
+
+
 class Tracker:
-    """One MLflow run; every write retries transient store errors. ``None`` client: no-op."""
+    """Writes to one MLflow run; every write retries transient store errors."""
 
     def __init__(self, client: Any, run_id: str, uri: str):
         self.client, self.run_id, self.uri = client, run_id, uri
         self.status_before_reopen: str | None = None  # set when a resumed run is reopened
-
-    def _do(self, what: str, call: Callable[[], T]) -> T:
-        return retry(call, what)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -183,46 +240,49 @@ class Tracker:
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         for start in range(0, len(items), 100):
             chunk = items[start:start + 100]
-            self._do("logging params", lambda: self.client.log_batch(self.run_id, params=chunk))
+            retry(lambda: self.client.log_batch(self.run_id, params=chunk), "logging params")
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
-        self.log_metric_batch(items)
+        self.log_metric_batch([metric(k, v, int(step), now) for k, v in metrics.items()])
 
-    def log_metric_batch(self, items: list[Any]) -> None:
+    def log_metric_batch(self, items: Sequence[Any]) -> None:
         for start in range(0, len(items), 1000):
-            chunk = items[start:start + 1000]
-            self._do("logging metrics", lambda: self.client.log_batch(self.run_id, metrics=chunk))
+            chunk = list(items[start:start + 1000])
+            retry(lambda: self.client.log_batch(self.run_id, metrics=chunk), "logging metrics")
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         items = [RunTag(k, str(v)[:5000]) for k, v in tags.items() if v is not None]
-        self._do("setting tags", lambda: self.client.log_batch(self.run_id, tags=items))
+        retry(lambda: self.client.log_batch(self.run_id, tags=items), "setting tags")
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self._do(f"logging {artifact_file}",
-                 lambda: self.client.log_text(self.run_id, text, artifact_file))
+        retry(lambda: self.client.log_text(self.run_id, text, artifact_file),
+              f"logging {artifact_file}")
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        self._do(f"logging {path}",
-                 lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+        retry(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path),
+              f"logging {path}")
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
-        self._do(f"logging {artifact_file}",
-                 lambda: self.client.log_figure(self.run_id, figure, artifact_file))
+        retry(lambda: self.client.log_figure(self.run_id, figure, artifact_file),
+              f"logging {artifact_file}")
 
     def end(self, status: str) -> None:
-        self._do("ending the run", lambda: self.client.set_terminated(self.run_id, status=status))
+        retry(lambda: self.client.set_terminated(self.run_id, status=status), "ending the run")
 
     def reopen(self, previous_status: str) -> None:
         """Mark an earlier run RUNNING again, remembering its status in case the resume fails."""
         self.status_before_reopen = previous_status
-        self._do("reopening the run",
-                 lambda: self.client.update_run(self.run_id, status="RUNNING"))
+        retry(lambda: self.client.update_run(self.run_id, status="RUNNING"), "reopening the run")
+
+
+def metric(key: str, value: float, step: int, timestamp_ms: int | None = None) -> Any:
+    """One MLflow metric value (for :meth:`Tracker.log_metric_batch`)."""
+    from mlflow.entities import Metric
+
+    return Metric(key, float(value), timestamp_ms or int(time.time() * 1000), int(step))
 
 
 def _param_value(value: Any) -> str:
@@ -238,78 +298,3 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: tree if not isinstance(tree, (dict, list)) else str(tree)}
-
-
-# -- the sweep's parent run, from the launching process ---------------------------------------
-
-
-from hydra.experimental.callback import Callback as HydraCallback  # noqa: E402
-
-
-class SweepCallback(HydraCallback):
-    """Hydra callback: opens the sweep's parent run before jobs start and closes it after.
-
-    The parent's status is FINISHED when every child finished, else FAILED (KILLED if one was).
-    """
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            settings = _sweep_settings(config)
-            if settings is None:
-                return
-            client, exp_id, sweep_dir, name, tags = settings
-            sweep_parent_run(client, exp_id, sweep_dir, name, tags)
-        except Exception as exc:  # noqa: BLE001 - jobs create the parent themselves then
-            log.warning("could not open the sweep's MLflow parent run: %s", exc)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Close the parent run; exit non-zero when any job did not finish (after all ran)."""
-        status = "FINISHED"
-        try:
-            settings = _sweep_settings(config)
-            if settings is None:
-                return
-            client, exp_id, sweep_dir, name, tags = settings
-            parent = sweep_parent_run(client, exp_id, sweep_dir, name, tags)
-            children = retry(lambda: client.search_runs(
-                [exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'"),
-                "reading the sweep's runs")
-            statuses = {run.info.status for run in children}
-            status = ("KILLED" if "KILLED" in statuses else
-                      "FAILED" if statuses - {"FINISHED"} else "FINISHED")
-            if not children:
-                log.info("no job of this sweep made a run: every job was skipped as already "
-                         "FINISHED (tracking.skip_finished), or none started")
-            retry(lambda: client.set_terminated(parent, status=status), "closing the sweep run")
-            log.info("MLflow sweep run %s: %d job(s), %s", parent, len(children), status)
-        except Exception as exc:  # noqa: BLE001 - never fail a finished sweep over bookkeeping
-            log.warning("could not close the sweep's MLflow parent run: %s", exc)
-        if status != "FINISHED":
-            log.error("sweep %s: not every job finished; see the MLflow runs marked %s",
-                      Path(str(config.hydra.sweep.dir)).name, status)
-            raise SystemExit(130 if status == "KILLED" else 1)
-
-
-def resolve_sweep_dir(config: DictConfig) -> Path:
-    """The sweep folder of a Hydra config, absolute (relative ones are under the launch folder)."""
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    if not sweep_dir.is_absolute():
-        sweep_dir = Path(str(config.hydra.runtime.cwd)) / sweep_dir
-    return sweep_dir
-
-
-def sweep_run_name(config: DictConfig) -> str:
-    overrides = [o for o in config.hydra.overrides.task if "," in o or "(" in o]
-    varies = " ".join(overrides) or "sweep"
-    return f"sweep {varies} ({Path(str(config.hydra.sweep.dir)).name})"
-
-
-def _sweep_settings(config: DictConfig):
-    if not config.get("tracking", {}).get("enabled", True):
-        return None
-    uri = tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
-    client = make_client(uri)
-    exp_id = experiment_id(client, config.tracking.experiment_name, uri)
-    sweep_dir = resolve_sweep_dir(config)
-    tags = {"capx.sweep_overrides": " ".join(config.hydra.overrides.task)}
-    return client, exp_id, sweep_dir, sweep_run_name(config), tags

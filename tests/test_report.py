@@ -106,7 +106,8 @@ def sweep(tmp_path_factory) -> tuple[Path, str, str]:
     done = subprocess.run(
         [sys.executable, str(REPO / "run.py"), "-m", "experiment=smoke", "progress=false",
          "tokenizer=char,word", "tokenizer.max_length=60", "tracking.experiment_name=study",
-         "hydra.sweep.dir=sweep", "+hydra.callbacks.report._target_=capx.report.ReportCallback"],
+         "hydra.sweep.dir=sweep",
+         "+hydra.callbacks.report._target_=capx.hydra_callbacks.ReportCallback"],
         cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     parent = (folder / "sweep" / "mlflow_parent_run_id.txt").read_text().strip()

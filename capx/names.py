@@ -1,0 +1,74 @@
+"""The names capx gives things in MLflow: tags, metric names and prefixes, artifact paths.
+
+Writers (:mod:`capx.recorder`, :mod:`capx.evaluation`, :mod:`capx.tracking`) and readers
+(:mod:`capx.export`, :mod:`capx.report`, :mod:`capx.study_tables`, :mod:`capx.finished`,
+:mod:`capx.resume`) import them from here. A study export and its report depend on these
+strings: renaming one orphans every run recorded before.
+"""
+
+from __future__ import annotations
+
+# -- metric prefixes and the metrics read back by name --------------------------------------------
+
+TRAIN = "train/"   # training loss every few iterations and per epoch
+VAL = "val/"       # per epoch, on the dev split
+TEST = "test/"     # once at the end, on the test split (or val, see TEST_SPLIT)
+PARAMS = "params/"  # parameter counts (per name and per group), logged at step 0
+DATA = "data/"     # vocabulary and caption statistics, logged at step 0
+TIME = "time/"
+SPEED = "speed/"
+
+TRAIN_LOSS = TRAIN + "loss"
+TRAIN_LOSS_EPOCH = TRAIN + "loss_epoch"
+VAL_LOSS = VAL + "loss"
+VAL_BEST_LOSS = VAL + "best_loss"
+VAL_BEST_EPOCH = VAL + "best_epoch"
+VAL_BITS_PER_CHAR = VAL + "bits_per_char"
+VAL_BITS_PER_CHAR_CLOSED = VAL + "bits_per_char_closed"
+TEST_BITS_PER_CHAR = TEST + "bits_per_char"
+TEST_HIT_EPOCH_CAP = TEST + "hit_epoch_cap"
+EPOCH_SECONDS = TIME + "epoch_seconds"
+TRAIN_SECONDS = TIME + "train_seconds"
+TOKENS_PER_SECOND = SPEED + "tokens_per_second"
+LEARNING_RATE = "learning_rate"
+EPOCH = "epoch"
+
+# -- tags ---------------------------------------------------------------------------------------
+
+PARENT_RUN = "mlflow.parentRunId"       # MLflow's own: nests a job's run under its sweep's
+SOURCE_COMMIT = "mlflow.source.git.commit"
+SOURCE_NAME = "mlflow.source.name"
+FINGERPRINT = "capx.fingerprint"        # a config hash (capx.finished): same job, same value
+TEST_SPLIT = "capx.test_split"          # "test", or "val" when the split scheme made no test set
+SWEEP_ID = "capx.sweep_id"              # on a sweep's parent run: its folder (absolute)
+SWEEP_CHILD = SWEEP_ID + ".child"       # on a job's run: the folder of the sweep it belongs to
+SWEEP_DIR = "capx.sweep_dir"
+SWEEP_OVERRIDES = "capx.sweep_overrides"
+RESUMED = "capx.resumed"
+RESUMED_FROM = "capx.resumed_from"
+RESUME_ERROR = "capx.resume_error"      # a resume that could not start (the run keeps its status)
+STOPPED_BY = "capx.stopped_by"          # the signal or interrupt that stopped training
+ERROR = "error"
+ERROR_TYPE = "error_type"
+#: the tags that label a run in an export (which setting, fold and seed it is)
+LABELS = ("dataset", "tokenizer", "cell", "seed", "split", "fold", "preset", "experiment",
+          TEST_SPLIT)
+
+# -- artifact paths -----------------------------------------------------------------------------
+
+CONFIG_YAML = "config/config.yaml"
+OVERRIDES_TXT = "config/overrides.txt"
+HYDRA_CONFIG = "config/hydra"
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = CHECKPOINTS + "/last.npz"
+LOSS_CURVE = "plots/loss_curve.png"
+SAMPLE_GRID = "samples/grid.png"
+EVALUATION_CAPTIONS = "evaluation/captions.txt"
+PER_IMAGE = "evaluation/per_image.json"  # per-image test scores: what the bootstrap resamples
+ERROR_TXT = "error.txt"
+REPORT = "report"                        # a sweep's report, on its parent run
+
+
+def epoch_samples(epoch: int) -> str:
+    """The artifact with an epoch's sample captions."""
+    return f"samples/epoch_{epoch:03d}.txt"
