@@ -213,6 +213,7 @@ class Job:
         self.solver: Any = None
         self.checkpointer: Checkpointer | None = None
         self.signal_received: int | None = None
+        self.images_for: Any = None  # the dataset's pictures, when its plugin draws them
 
     # .. outcome handling ..................................................................
 
@@ -355,11 +356,14 @@ class Job:
 
     def load_data(self) -> Any:
         """The dataset plugin's data, re-split into train / dev (val) / test by ``split``."""
+        from capx.datasets.base import pictures_of
         from capx.datasets.splits import SplitSettings, make_splits
         from capx.registry import DATASETS
 
         options = dict(self.plain["dataset"])
-        data = DATASETS.get(options.pop("name"))(**options)
+        plugin = DATASETS.get(options.pop("name"))
+        data = plugin(**options)
+        self.images_for = pictures_of(plugin, options)
         return make_splits(data, SplitSettings(**self.plain["split"]))
 
     def make_tokenizer(self) -> Any:
@@ -548,13 +552,11 @@ class Job:
         self._log_sample_grid()
 
     def _log_sample_grid(self) -> None:
-        if self.plain["dataset"]["name"] != "shapes" or not self.state.samples:
+        if self.images_for is None or not self.state.samples:
             return
         from capx.plots import sample_grid_figure
-        from capx.datasets.shapes import shapes_images
 
-        options = {k: v for k, v in self.plain["dataset"].items() if k != "name"}
-        images = shapes_images("val", [x.image for x in self.state.samples], **options)
+        images = self.images_for("val", [x.image for x in self.state.samples])
         figure = sample_grid_figure(images, [x.sampled for x in self.state.samples])
         self.tracker.log_figure(figure, "samples/grid.png")
         import matplotlib.pyplot as plt

@@ -6,8 +6,9 @@ one float32 row per image and each caption points at its image's row.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -85,3 +86,13 @@ class CaptionData:
             if split.urls is not None:
                 data[f"{split_name}_urls"] = np.asarray(split.urls, dtype=object)
         return data
+
+
+def pictures_of(plugin: Any, options: dict[str, Any]
+                ) -> Callable[[str, Sequence[int]], np.ndarray] | None:
+    """``images_for(split, rows) -> uint8 (n, H, W, 3)`` for a dataset plugin that can draw its
+    images, else None. A plugin offers it as an ``images_for(split, rows, **options)``
+    attribute taking the plugin's own options (``shapes.images_for`` re-renders its scenes);
+    runs then log their sample captions beside the pictures."""
+    images_for = getattr(plugin, "images_for", None)
+    return None if images_for is None else functools.partial(images_for, **options)

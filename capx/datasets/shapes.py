@@ -228,3 +228,6 @@ def shapes_images(split: str = "train", indices: Sequence[int] | np.ndarray | No
                          f"[{rows.min()}, {rows.max()}]")
     scenes = shapes_scenes(split, int(rows.max()) + 1 if rows.size else 0, seed)
     return render_images([scenes[i] for i in rows], image_size)
+
+
+shapes.images_for = shapes_images  # the pictures beside sample captions (datasets.base.pictures_of)
