@@ -202,3 +202,14 @@ class TestEvaluate:
         assert result["bits_per_char"] == pytest.approx(expected)
         assert result["no_end_rate"] == no_end_rate(result.ids)
         assert any("meteor" in n for n in result.notes)
+
+
+def test_unk_outputs_are_not_invented_words():
+    from capx.metrics.failure_modes import invented_word_counts, invented_word_rate, invented_words
+
+    known = {"a", "dog"}
+    captions = ["a <UNK> dog", "a dgo <UNK>"]
+    assert invented_word_rate(captions, known) == 1 / 6
+    invented, words = invented_word_counts(captions, known)
+    assert invented.tolist() == [0, 1] and words.tolist() == [3, 3]
+    assert invented_words(captions, known) == ["dgo"]

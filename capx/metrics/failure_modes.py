@@ -12,21 +12,17 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from capx.metrics.text import canonical_words
-from capx.tokenizers.base import END_ID, NULL_ID, UNK_ID
+from capx.tokenizers.base import END_ID, NULL_ID, UNK, UNK_ID
 
 
 def invented_word_rate(captions: Sequence[str], known_words: set[str]) -> float:
     """Share of the words of ``captions`` that are not in ``known_words`` (0 with no words).
 
-    ``known_words``: e.g. :func:`capx.metrics.text.vocabulary` of the training captions; a
-    ``<UNK>`` output counts as known when the training text contains ``<UNK>`` literals.
+    ``known_words``: e.g. :func:`capx.metrics.text.vocabulary` of the training captions. A
+    ``<UNK>`` output is never an invented word: it is counted apart, by :func:`unk_rate`.
     """
-    total = invented = 0
-    for caption in captions:
-        words = canonical_words(caption)
-        total += len(words)
-        invented += sum(w not in known_words for w in words)
-    return invented / total if total else 0.0
+    invented, words = invented_word_counts(captions, known_words)
+    return float(invented.sum() / words.sum()) if words.sum() else 0.0
 
 
 def invented_word_counts(captions: Sequence[str], known_words: set[str]
@@ -37,7 +33,7 @@ def invented_word_counts(captions: Sequence[str], known_words: set[str]
     for i, caption in enumerate(captions):
         caption_words = canonical_words(caption)
         words[i] = len(caption_words)
-        invented[i] = sum(w not in known_words for w in caption_words)
+        invented[i] = sum(w not in known_words and w != UNK for w in caption_words)
     return invented, words
 
 
@@ -46,7 +42,7 @@ def invented_words(captions: Iterable[str], known_words: set[str]) -> list[str]:
     counts: dict[str, int] = {}
     for caption in captions:
         for word in canonical_words(caption):
-            if word not in known_words:
+            if word not in known_words and word != UNK:
                 counts[word] = counts.get(word, 0) + 1
     return sorted(counts, key=lambda w: (-counts[w], w))
 
