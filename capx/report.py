@@ -150,7 +150,8 @@ def comparisons_table(rows: Sequence[Row]) -> str:
     header = ["difference", "metric", "paired runs", "estimate [95% CI]"]
     lines = [_md_row(header), _md_row(["---"] * len(header))]
     for c in preregistered(rows):
-        lines.append(_md_row([f"{c.a.label} − {c.b.tokenizer}", c.metric, str(c.pairs),
+        other = " ".join(x for x in (c.b.tokenizer, c.b.extra) if x)
+        lines.append(_md_row([f"{c.a.label} − {other}", c.metric, str(c.pairs),
                               format_interval(c.estimate, c.low, c.high, 3)]))
     return "\n".join(lines)
 

@@ -212,19 +212,29 @@ def compare(a: Row, b: Row, metric: str, n_boot: int = 2000, seed: int = 0) -> C
 
 def preregistered(rows: Sequence[Row], metrics: Sequence[str] = ("bits_per_char", "cider")
                   ) -> list[Comparison]:
-    """char - word and each bpe - word, within every cell x size (x other setting)."""
+    """char - word and each bpe - word, within every cell x size (x other setting).
+
+    A word row that differs only in tokenizer options (e.g. ``tokenizer.min_count``, a
+    robustness run) is compared too, each such row on its own.
+    """
     out = []
     for row in rows:
         if row.tokenizer.startswith("word"):
             continue
         words = [w for w in rows if w.tokenizer.startswith("word") and w.cell == row.cell
-                 and w.size == row.size and w.extra == row.extra]
+                 and w.size == row.size
+                 and _without_tokenizer_options(w.extra) == _without_tokenizer_options(row.extra)]
         for word in words:
             for metric in metrics:
                 found = compare(row, word, metric)
                 if found is not None:
                     out.append(found)
     return out
+
+
+def _without_tokenizer_options(extra: str) -> str:
+    items = [item for item in extra.strip("[]").split(", ") if item]
+    return ", ".join(item for item in items if not item.startswith("tokenizer."))
 
 
 def format_interval(estimate: float, low: float, high: float, decimals: int,
