@@ -1,13 +1,14 @@
-"""Solver callbacks for experiments: progress bar, validation and samples, checkpoints, MLflow.
+"""Solver callbacks for experiments: progress bar, validation and samples, early stopping,
+checkpoints. (The MLflow one, :class:`capx.recorder.EpochRecorder`, comes from the recorder.)
 
 They share one :class:`RunState` (latest validation loss, best so far, checkpoint paths), and run
-in the order the experiment lists them: validation first, then checkpoints, then tracking.
+in the order :func:`capx.build.make_callbacks` lists them: validation first, then early
+stopping, checkpoints, recording, the progress bar.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -197,54 +198,3 @@ class Checkpointer(Callback):
         if (solver.epoch % self.every_epochs == 0 or solver.epoch >= solver.num_epochs
                 or solver.stop_training):
             self.save(solver)
-
-
-class TrackingCallback(Callback):
-    """Logs to MLflow: training loss every ``log_every`` iterations, epoch metrics and samples."""
-
-    def __init__(self, state: RunState, tracker: Any, log_every: int, tokens_per_caption: float,
-                 batch_size: int):
-        self.state, self.tracker, self.log_every = state, tracker, log_every
-        self.tokens_per_caption, self.batch_size = tokens_per_caption, batch_size
-        self.pending: list[Any] = []
-
-    def on_iteration_end(self, solver: Any, loss: float) -> None:
-        if solver.iteration % self.log_every == 0 or solver.iteration == 1:
-            from mlflow.entities import Metric
-
-            self.pending.append(Metric("train/loss", float(loss), int(time.time() * 1000),
-                                       solver.iteration))
-        if len(self.pending) >= 50:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            self.tracker.log_metric_batch(self.pending)
-            self.pending = []
-
-    def on_epoch_end(self, solver: Any) -> None:
-        self.flush()
-        seconds = self.state.epoch_seconds[-1] if self.state.epoch_seconds else 0.0
-        epoch_losses = solver.loss_history[-solver.iterations_per_epoch:]
-        metrics = {
-            "train/loss_epoch": float(np.mean(epoch_losses)),
-            "learning_rate": float(solver.epoch_learning_rate or 0.0),  # before this epoch's decay
-            "time/epoch_seconds": seconds,
-            "time/train_seconds": float(sum(self.state.epoch_seconds)),
-            "speed/tokens_per_second": (solver.iterations_per_epoch * self.batch_size
-                                        * self.tokens_per_caption / seconds if seconds else 0.0),
-            "epoch": solver.epoch,
-        }
-        if self.state.val_loss is not None:
-            metrics["val/loss"] = self.state.val_loss
-            metrics["val/best_loss"] = self.state.best_val_loss
-        if self.state.best_epoch is not None:
-            metrics["val/best_epoch"] = self.state.best_epoch
-        metrics.update({f"val/{k}": v for k, v in self.state.val_metrics.items()})
-        self.tracker.log_metrics(metrics, step=solver.epoch)
-        if self.state.samples:
-            self.tracker.log_text("\n".join(x.line() for x in self.state.samples) + "\n",
-                                  f"samples/epoch_{solver.epoch:03d}.txt")
-
-    def on_train_end(self, solver: Any) -> None:
-        self.flush()

@@ -61,3 +61,20 @@ def finished_in_export(path: str | Path | None, key: str) -> str | None:
                     return record.get("run_id") or "(exported)"
     return None
 
+
+def already_finished(plain: dict[str, Any], base_dir: Path) -> str | None:
+    """A FINISHED run with this job's fingerprint: in the study export (``tracking.export``,
+    relative to ``base_dir``), else in the job's MLflow experiment. Its run id, or None."""
+    from capx import tracking
+
+    key = fingerprint(plain)
+    export = plain["tracking"]["export"]
+    if export and not Path(export).is_absolute():
+        export = Path(base_dir) / export
+    found = finished_in_export(export, key)
+    if found or not plain["tracking"]["enabled"]:
+        return found
+    uri = tracking.tracking_uri(plain["tracking"]["uri"], base_dir)
+    client = tracking.make_client(uri)
+    exp_id = tracking.experiment_id(client, plain["tracking"]["experiment_name"], uri)
+    return finished_in_store(client, exp_id, key)

@@ -1,19 +1,27 @@
 """MLflow bookkeeping against a real local SQLite store in a temporary folder (no mocks).
 
 Covers :mod:`capx.tracking` (where runs go, experiments, retries, searches, the one way a
-sweep's parent run is made) and the Hydra side of sweeps (:mod:`capx.hydra_callbacks`).
+sweep's parent run is made), :mod:`capx.recorder` (what a job writes, and the null recorder)
+and the Hydra side of sweeps (:mod:`capx.hydra_callbacks`).
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
 from capx import names, tracking
+from capx.callbacks import RunState, SampleCaption
+from capx.experiment import JobContext
+from capx.recorder import NullRecorder, Recorder, RunRecorder, open_recorder
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +30,13 @@ def store(tmp_path_factory) -> tuple[str, object]:
     folder = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     return uri, tracking.make_client(uri)
+
+
+def _artifacts(client, run_id: str, path: str = "") -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
 
 
 # -- where runs go ------------------------------------------------------------------------------
@@ -92,6 +107,163 @@ def test_flatten_joins_nested_keys_and_keeps_lists_and_empty_sections_as_text():
         "model.sizes.hidden_dim": 128, "model.dtype": "float32", "resume": None}
 
 
+# -- the recorder -------------------------------------------------------------------------------
+
+
+def _plain(uri: str, experiment: str, enabled: bool = True) -> dict:
+    return {"seed": 3, "tokenizer": {"name": "word", "max_length": 8}, "cell": {"name": "rnn"},
+            "dataset": {"name": "tiny"}, "model": {"hidden_dim": 5, "wordvec_dim": 3},
+            "split": {"scheme": "kfold", "folds": 3, "fold": 1},
+            "solver": {"batch_size": 2}, "resume": None,
+            "tracking": {"enabled": enabled, "uri": uri, "experiment_name": experiment,
+                         "log_every": 1}}
+
+
+def _parts(tmp_path: Path):
+    """Real (tiny) parts: data, a fitted tokenizer, a model and a solver that trained 1 epoch."""
+    from capx.captioner import CaptioningRNN
+    from capx.datasets.base import CaptionData, CaptionSplit
+    from capx.solver import CaptioningSolver
+    from capx.tokenizers import make_tokenizer
+
+    rng = np.random.default_rng(0)
+    captions = ["a red circle", "a blue square", "two red squares", "a green circle"]
+    split = CaptionSplit(rng.normal(size=(4, 4)).astype(np.float32), captions, np.arange(4),
+                         image_ids=np.arange(4))
+    data = CaptionData("tiny", split, split)
+    tokenizer = make_tokenizer("word", max_length=8).fit(captions)
+    solver_data = data.to_solver_data(tokenizer)
+    model = CaptioningRNN(tokenizer.word_to_idx, input_dim=4, wordvec_dim=3, hidden_dim=5,
+                          cell_type="rnn", seed=0)
+    solver = CaptioningSolver(model, solver_data, batch_size=2, num_epochs=1, verbose=False,
+                              seed=0)
+    checkpoint = tmp_path / "last.npz"
+    checkpoint.write_bytes(b"not really a checkpoint")
+    return SimpleNamespace(data=data, tokenizer=tokenizer, solver_data=solver_data, model=model,
+                           solver=solver, truncated=0.0, images_for=None), checkpoint
+
+
+def test_run_recorder_writes_params_metrics_tags_and_texts_and_ends_with_a_status(
+        store, tmp_path):
+    uri, client = store
+    plain = _plain(uri, "recorder")
+    context = JobContext(original_cwd=tmp_path, output_dir=tmp_path / "out",
+                         overrides=["cell=rnn", "seed=3"], choices={"experiment": "quick"})
+    recorder = open_recorder(plain, context, None, "word-rnn-s3")
+    assert isinstance(recorder, RunRecorder) and recorder.status_before_reopen is None
+    assert recorder.start_lines() == [f"MLflow run {recorder.run_id} in {uri}"]
+    parts, checkpoint = _parts(tmp_path)
+    recorder.log_start(plain, context, parts, resumed=False)
+    state = RunState(samples=[SampleCaption(0, "a red circle", "a red circle")])
+    parts.solver.callbacks = [recorder.epoch_callback(state, plain, parts.solver_data)]
+    state.val_metrics = {"bits_per_char": 2.5}
+    parts.solver.train()  # one epoch of two iterations: the epoch recorder logs as it goes
+    result = SimpleNamespace(captions=["a red circle"] * 4, notes=["a note"],
+                             per_image={"nll_open": [1.0, float("nan"), 2.0, 3.0]})
+    recorder.log_evaluation({names.TEST_BITS_PER_CHAR: 2.75}, 1, result, parts.data.val, "val",
+                            parts.data.train.captions)
+    state.last_checkpoint = checkpoint
+    recorder.log_outputs(state, parts)
+    recorder.stopped("signal SIGTERM")
+    recorder.end("KILLED")
+
+    run = client.get_run(recorder.run_id)
+    assert run.info.status == "KILLED" and run.info.run_name == "word-rnn-s3"
+    assert run.data.params["model.hidden_dim"] == "5" and run.data.params["resume"] == "null"
+    tags = run.data.tags
+    assert tags["tokenizer"] == "word" and tags["split"] == "kfold3" and tags["fold"] == "1"
+    assert tags["experiment"] == "quick" and "preset" not in tags  # empty tags are left out
+    assert tags[names.TEST_SPLIT] == "val" and tags[names.STOPPED_BY] == "signal SIGTERM"
+    assert len(tags[names.FINGERPRINT]) == 16 and names.PARENT_RUN not in tags
+    metrics = run.data.metrics
+    assert metrics["params/total"] == parts.model.param_counts()["total"]
+    assert metrics["data/vocab_size"] == parts.tokenizer.vocab_size
+    assert metrics[names.VAL_BITS_PER_CHAR] == 2.5 and metrics[names.TEST_BITS_PER_CHAR] == 2.75
+    assert [m.step for m in client.get_metric_history(run.info.run_id, names.TRAIN_LOSS)] == [1, 2]
+    artifacts = _artifacts(client, run.info.run_id)
+    assert {names.CONFIG_YAML, names.OVERRIDES_TXT, names.PER_IMAGE, names.EVALUATION_CAPTIONS,
+            names.epoch_samples(1), names.LOSS_CURVE, "checkpoints/last.npz"} <= artifacts
+    folder = tmp_path / "download"
+    config = client.download_artifacts(run.info.run_id, names.CONFIG_YAML, str(folder))
+    assert yaml.safe_load(Path(config).read_text()) == plain
+    per_image = client.download_artifacts(run.info.run_id, names.PER_IMAGE, str(folder))
+    assert json.loads(Path(per_image).read_text()) == {"nll_open": [1.0, None, 2.0, 3.0],
+                                                       "image_id": [0, 1, 2, 3]}
+
+
+def test_a_failed_run_records_its_error_and_a_resume_reopens_the_same_run(store, tmp_path):
+    uri, client = store
+    plain = _plain(uri, "reopen")
+    context = JobContext(original_cwd=tmp_path, output_dir=tmp_path / "out")
+    first = open_recorder(plain, context, None, "first")
+    try:
+        raise ValueError("the learning rate is far too high")
+    except ValueError as exc:
+        first.log_error(exc)
+    first.end("FAILED")
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FAILED" and run.data.tags[names.ERROR_TYPE] == "ValueError"
+    assert "far too high" in run.data.tags[names.ERROR]
+    assert names.ERROR_TXT in _artifacts(client, first.run_id)
+
+    again = open_recorder(plain, context, first.run_id, "ignored: the run keeps its name")
+    assert again.run_id == first.run_id and again.status_before_reopen == "FAILED"
+    reopened = client.get_run(first.run_id)
+    assert reopened.info.status == "RUNNING" and reopened.data.tags[names.RESUMED] == "true"
+    again.resume_failed(RuntimeError("another vocabulary"))
+    again.end(again.status_before_reopen)  # the resume did not start: the old status stays
+    back = client.get_run(first.run_id)
+    assert back.info.status == "FAILED" and back.info.run_name == "first"
+    assert "another vocabulary" in back.data.tags[names.RESUME_ERROR]
+    # a run id this store does not know starts a new run
+    other = open_recorder(plain, context, "0" * 32, "new")
+    assert other.run_id != first.run_id and other.status_before_reopen is None
+
+
+def test_the_sample_grid_comes_from_the_dataset_plugins_pictures(store, tmp_path):
+    from capx.datasets.base import pictures_of
+    from capx.registry import DATASETS
+
+    uri, client = store
+    images_for = pictures_of(DATASETS.get("shapes"), {"num_train": 4, "num_val": 4, "seed": 0})
+    assert images_for("val", [0, 2]).shape == (2, 48, 48, 3)
+    assert pictures_of(DATASETS.get("coco"), {}) is None
+    plain = _plain(uri, "grid")
+    recorder = open_recorder(plain, JobContext(tmp_path, tmp_path / "out"), None, "grid")
+    state = RunState(samples=[SampleCaption(0, "a circle", "a red circle"),
+                              SampleCaption(2, "a square", "a blue square")])
+    recorder.log_outputs(state, SimpleNamespace(solver=None, images_for=images_for))
+    recorder.log_outputs(state, None)  # nothing built: nothing to draw, nothing raised
+    assert _artifacts(client, recorder.run_id) == {names.SAMPLE_GRID}
+
+
+def test_the_null_recorder_has_the_same_methods_does_nothing_and_raises_nothing(tmp_path):
+    plain = _plain(f"sqlite:///{tmp_path / 'never.db'}", "off", enabled=False)
+    context = JobContext(original_cwd=tmp_path, output_dir=tmp_path / "out")
+    recorder = open_recorder(plain, context, "0" * 32, "off")
+    assert isinstance(recorder, NullRecorder)
+    for name in (n for n in vars(Recorder) if not n.startswith("_")):
+        if callable(getattr(Recorder, name)):  # the run recorder overrides every method alike
+            assert name in vars(RunRecorder), name
+            assert (list(inspect.signature(getattr(Recorder, name)).parameters)
+                    == list(inspect.signature(getattr(RunRecorder, name)).parameters)), name
+    assert recorder.run_id is None and recorder.status_before_reopen is None
+    assert recorder.start_lines() == [] and recorder.end_lines() == []
+    callback = recorder.epoch_callback(RunState(), plain, {})
+    solver = SimpleNamespace()
+    for hook in (callback.on_train_begin, callback.on_epoch_end, callback.on_train_end):
+        hook(solver)
+    callback.on_iteration_end(solver, 1.0)
+    recorder.log_start(plain, context, None, resumed=False)
+    recorder.log_evaluation({}, 0, None, None, "test", [])
+    recorder.log_outputs(RunState(), None)
+    recorder.stopped("signal SIGINT")
+    recorder.log_error(ValueError("boom"))
+    recorder.resume_failed(ValueError("boom"))
+    recorder.end("FINISHED")
+    assert list(tmp_path.iterdir()) == []  # no store, no folder, no file
+
+
 # -- a sweep's parent run -----------------------------------------------------------------------
 
 
@@ -160,3 +332,32 @@ def test_a_sweep_without_multirun_yaml_is_named_after_its_folder(tmp_path):
     sweep = tracking.Sweep.in_folder(tmp_path / "2024-01-01" / "12-00-00")
     assert sweep.overrides == () and sweep.run_name == "sweep (12-00-00)"
     assert sweep.folder.is_absolute()
+
+
+def test_jobs_nest_under_the_parent_and_the_sweep_callback_closes_it(store, tmp_path):
+    from capx.hydra_callbacks import SweepCallback
+
+    uri, client = store
+    overrides = ["seed=0,1"]
+    config = _hydra_config(tmp_path, str(tmp_path / "sweep"), overrides)
+    config.tracking.uri = uri
+    config.tracking.experiment_name = "nested"
+    SweepCallback().on_multirun_start(config)
+    folder = tmp_path / "sweep"
+    parent = (folder / tracking.PARENT_ID_FILE).read_text().strip()
+    jobs = []
+    for seed in (0, 1):
+        plain = _plain(uri, "nested")
+        plain["seed"] = seed
+        context = JobContext(tmp_path, folder / str(seed), multirun=True, sweep_dir=folder,
+                             overrides=[f"seed={seed}"])
+        jobs.append(open_recorder(plain, context, None, f"job-{seed}"))
+    for recorder in jobs:
+        recorder.end("FINISHED")
+    exp_id = client.get_run(parent).info.experiment_id
+    children = tracking.child_runs(client, exp_id, parent)
+    assert {c.info.run_id for c in children} == {r.run_id for r in jobs}
+    assert {c.data.tags[names.SWEEP_CHILD] for c in children} == {str(folder.resolve())}
+    SweepCallback().on_multirun_end(config)  # every job finished: no SystemExit
+    closed = client.get_run(parent)
+    assert closed.info.status == "FINISHED" and closed.info.run_name == "sweep seed=0,1 (sweep)"

@@ -1,0 +1,161 @@
+"""The parts of one job, built from its validated config: data with its splits, tokenizer,
+speller, model, and the solver with its callbacks.
+
+:func:`build` makes them in that order (each needs the ones before); :class:`capx.job.Job` trains
+them and handles the outcome, and a recorder (:mod:`capx.recorder`) writes them to MLflow.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import yaml
+
+from capx.callbacks import Checkpointer, EarlyStopping, ProgressBar, RunState, Validation
+from capx.checkpoint import Checkpoint, CheckpointError, check_compatible, load_checkpoint
+from capx.evaluation import text_validation
+
+if TYPE_CHECKING:
+    from capx.experiment import JobContext
+    from capx.recorder import Recorder
+
+
+@dataclass
+class Parts:
+    """What a job trains and evaluates; ``images_for(split, rows)`` draws a split's pictures
+    when the dataset plugin can (see :func:`capx.datasets.base.pictures_of`), else None."""
+
+    data: Any            # CaptionData: train, val (the dev split) and test (None: score val)
+    tokenizer: Any
+    speller: Any
+    solver_data: dict[str, Any]
+    truncated: float     # the share of train captions the tokenizer cut
+    data_seconds: float  # loading, splitting, fitting the tokenizer and encoding
+    model: Any
+    solver: Any
+    checkpointer: Checkpointer
+    images_for: Callable[[str, Any], np.ndarray] | None = None
+
+
+def build(plain: dict[str, Any], context: "JobContext", checkpoint: Checkpoint | None,
+          state: RunState, recorder: "Recorder") -> Parts:
+    """Every part of the job; a resumed job gets the checkpoint's state and selection."""
+    from capx.captioner import CaptioningRNN
+    from capx.metrics.spelling import CharNgramSpeller
+    from capx.solver import CaptioningSolver
+
+    started = time.perf_counter()
+    data, images_for = load_data(plain)
+    tokenizer = make_tokenizer(plain, data, checkpoint)
+    speller = CharNgramSpeller().fit(data.train.captions)
+    solver_data = data.to_solver_data(tokenizer)
+    truncated = solver_data["train_truncated_fraction"]
+    data_seconds = time.perf_counter() - started
+    model_cfg, solver_cfg = plain["model"], plain["solver"]
+    model = CaptioningRNN(
+        tokenizer.word_to_idx, input_dim=data.feature_dim,
+        wordvec_dim=model_cfg["wordvec_dim"], hidden_dim=hidden_dim(plain, tokenizer, data),
+        cell_type=plain["cell"]["name"], dtype=np.dtype(model_cfg["dtype"]), seed=plain["seed"])
+    optim_config = {"learning_rate": float(solver_cfg["learning_rate"]),
+                    **solver_cfg["options"]}
+    solver = CaptioningSolver(
+        model, solver_data, update_rule=solver_cfg["update_rule"],
+        optim_config=optim_config, lr_decay=solver_cfg["lr_decay"],
+        batch_size=solver_cfg["batch_size"], num_epochs=solver_cfg["num_epochs"],
+        verbose=False, grad_clip=solver_cfg["grad_clip"], seed=plain["seed"])
+    if checkpoint is not None:
+        check_compatible(checkpoint, model.params, tokenizer.idx_to_word)
+        solver.load_state_dict(checkpoint.state)
+        restore_selection(state, model, checkpoint.meta)
+    checkpointer = Checkpointer(state, context.output_dir / "checkpoints", tokenizer.to_dict(),
+                                yaml.safe_dump(plain, sort_keys=False),
+                                {"run_id": recorder.run_id, "output_dir": str(context.output_dir)},
+                                plain["checkpoint"]["every_epochs"])
+    parts = Parts(data, tokenizer, speller, solver_data, truncated, data_seconds, model, solver,
+                  checkpointer, images_for)
+    solver.callbacks = make_callbacks(plain, state, parts, recorder)
+    return parts
+
+
+def load_data(plain: dict[str, Any]) -> tuple[Any, Callable[[str, Any], np.ndarray] | None]:
+    """The dataset plugin's data, re-split into train / dev (val) / test by ``split``, and its
+    pictures (None when the plugin draws none)."""
+    from capx.datasets.base import pictures_of
+    from capx.datasets.splits import SplitSettings, make_splits
+    from capx.registry import DATASETS
+
+    options = dict(plain["dataset"])
+    plugin = DATASETS.get(options.pop("name"))
+    data = plugin(**options)
+    return make_splits(data, SplitSettings(**plain["split"])), pictures_of(plugin, options)
+
+
+def make_tokenizer(plain: dict[str, Any], data: Any, checkpoint: Checkpoint | None) -> Any:
+    """Fitted on the train captions, or restored from the checkpoint when resuming (which must
+    have been trained with the same tokenizer settings)."""
+    from capx.tokenizers import Tokenizer, make_tokenizer as make
+
+    options = dict(plain["tokenizer"])
+    fresh = make(options.pop("name"), **options)
+    saved = checkpoint.tokenizer if checkpoint is not None else {}
+    if not saved.get("name"):
+        return fresh.fit(data.train.captions)
+    wanted = {"name": fresh.name, "options": fresh.options()}
+    if wanted != {"name": saved["name"], "options": saved.get("options")}:
+        raise CheckpointError(
+            f"{checkpoint.path} was trained with another tokenizer and vocabulary "
+            f"({saved['name']} {saved.get('options')}); this run asks for {wanted['name']} "
+            f"{wanted['options']}. Resume with the tokenizer settings it was trained with.")
+    return Tokenizer.from_dict(saved)
+
+
+def hidden_dim(plain: dict[str, Any], tokenizer: Any, data: Any) -> int:
+    """``model.hidden_dim``, or the size that meets ``model.param_budget`` for this vocabulary."""
+    model_cfg = plain["model"]
+    if not model_cfg.get("param_budget"):
+        return int(model_cfg["hidden_dim"])
+    from capx.budget import hidden_for_budget
+
+    return hidden_for_budget(int(model_cfg["param_budget"]), plain["cell"]["name"],
+                             tokenizer.vocab_size, data.feature_dim,
+                             int(model_cfg["wordvec_dim"]))
+
+
+def restore_selection(state: RunState, model: Any, meta: dict[str, Any]) -> None:
+    """The best-so-far epoch, score and parameters of the run being resumed."""
+    state.best_val_loss = meta.get("best_val_loss")
+    state.best_score = meta.get("best_score")
+    state.best_epoch = meta.get("best_epoch")
+    best = meta.get("best_checkpoint")
+    if best and Path(best).is_file():
+        saved = load_checkpoint(best).state["params"]
+        flat = model.params.flat.copy()
+        state.best_params = np.concatenate(
+            [np.asarray(saved[name], dtype=flat.dtype).ravel() for name in model.params])
+        state.best_checkpoint = Path(best)
+
+
+def make_callbacks(plain: dict[str, Any], state: RunState, parts: Parts,
+                   recorder: "Recorder") -> list[Any]:
+    """Validation, early stopping, checkpoints, the recorder's epoch metrics, the progress bar:
+    in this order, since each reads what the ones before left in ``state``."""
+    evaluation, tokenizer = plain["evaluation"], parts.tokenizer
+    text_metrics = text_validation(parts.data.val, tokenizer, evaluation["max_val_captions"],
+                                   evaluation["val_batch_size"], speller=parts.speller)
+    callbacks: list[Any] = [
+        Validation(state, parts.solver_data, tokenizer.decode,
+                   max_length=tokenizer.max_length + 1, batch_size=evaluation["val_batch_size"],
+                   max_captions=evaluation["max_val_captions"],
+                   num_samples=evaluation["num_samples"], text_metrics=text_metrics),
+    ]
+    if plain["solver"]["patience"]:
+        callbacks.append(EarlyStopping(state, plain["solver"]["patience"]))
+    callbacks.append(parts.checkpointer)
+    callbacks.append(recorder.epoch_callback(state, plain, parts.solver_data))
+    progress = plain["progress"]
+    callbacks.append(ProgressBar(state, None if progress == "auto" else bool(progress)))
+    return callbacks

@@ -1,0 +1,196 @@
+"""One job's training and its outcome: FINISHED, KILLED (a signal) or FAILED.
+
+:class:`Job` builds the parts (:mod:`capx.build`), trains, and on the way out saves a
+checkpoint, scores the selected parameters on the test split, records through its recorder
+(:mod:`capx.recorder`) and prints the summary (:mod:`capx.console`). SIGINT/SIGTERM during
+training stop after the current iteration; a second SIGINT aborts.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
+
+from capx import console, names
+from capx.build import Parts, build
+from capx.callbacks import RunState
+from capx.checkpoint import Checkpoint, CheckpointError
+from capx.data import DataError
+from capx.recorder import Recorder, safely
+from capx.registry import PluginError, UnknownNameError
+
+if TYPE_CHECKING:
+    from capx.experiment import JobContext
+
+log = logging.getLogger(__name__)
+
+# Errors that say what to fix in their message: logged without a traceback.
+USER_ERRORS = (DataError, CheckpointError, PluginError, UnknownNameError)
+T = names.TEST
+
+
+class Job:
+    """Trains the job the validated config describes, recording into ``recorder``."""
+
+    def __init__(self, plain: dict[str, Any], context: "JobContext", recorder: Recorder,
+                 checkpoint: Checkpoint | None):
+        self.plain, self.context, self.recorder, self.checkpoint = (plain, context, recorder,
+                                                                    checkpoint)
+        self.state = RunState()
+        self.parts: Parts | None = None
+        self.signal_received: int | None = None
+
+    @property
+    def solver(self) -> Any:
+        return None if self.parts is None else self.parts.solver
+
+    def execute(self) -> str:
+        """Build, train and finish; returns the run's status instead of raising."""
+        try:
+            self.parts = build(self.plain, self.context, self.checkpoint, self.state,
+                               self.recorder)
+        except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
+            return self.failed_to_start(exc)
+        try:
+            resumed = self.checkpoint is not None
+            console.starting(self.plain, self.context, self.parts, self.recorder, resumed)
+            self.recorder.log_start(self.plain, self.context, self.parts, resumed)
+            with stop_on_signals(self):
+                self.parts.solver.train()
+            if self.signal_received is not None:
+                return self.interrupted(f"signal {signal.Signals(self.signal_received).name}")
+            return self.finished()
+        except KeyboardInterrupt:
+            return self.interrupted("KeyboardInterrupt")
+        except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
+            from capx.solver import NonFiniteLossError
+
+            if isinstance(exc, NonFiniteLossError):
+                log.error("training stopped: %s", exc)
+            else:
+                log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+            return self.failed(exc)
+
+    def finished(self) -> str:
+        self.parts.checkpointer.save(self.parts.solver)
+        if self.plain["evaluation"].get("final", True):
+            self.evaluate_at_end()
+        self.recorder.log_outputs(self.state, self.parts)
+        console.summary("FINISHED", self.state, self.solver, self.recorder)
+        return self._end("FINISHED")
+
+    def interrupted(self, why: str) -> str:
+        log.warning("interrupted (%s): saving a checkpoint", why)
+        if self.parts is not None:
+            self.parts.checkpointer.save(self.parts.solver)
+        safely(lambda: self.recorder.log_outputs(self.state, self.parts))
+        safely(lambda: self.recorder.stopped(why))
+        console.summary("KILLED", self.state, self.solver, self.recorder)
+        return self._end("KILLED")
+
+    def failed_to_start(self, exc: BaseException) -> str:
+        """Building data, tokenizer or model failed: nothing trained. A user error (missing
+        data, incompatible checkpoint, unknown plugin) is reported without a traceback, and a
+        resumed run that could not even start keeps the status it had."""
+        if isinstance(exc, USER_ERRORS):
+            log.error("run failed: %s", exc)
+        else:
+            log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+        previous = self.recorder.status_before_reopen
+        if previous is None:
+            return self.failed(exc)
+        safely(lambda: self.recorder.resume_failed(exc))
+        log.error("run %s keeps its status %s: the resume did not start",
+                  self.recorder.run_id, previous)
+        self._end(previous)
+        return "FAILED"
+
+    def failed(self, exc: BaseException) -> str:
+        self.recorder.log_error(exc)
+        safely(lambda: self.recorder.log_outputs(self.state, self.parts))  # the last checkpoint
+        console.summary("FAILED", self.state, self.solver, self.recorder,
+                        f"{type(exc).__name__}: {exc}")
+        return self._end("FAILED")
+
+    def _end(self, status: str) -> str:
+        safely(lambda: self.recorder.end(status))
+        return status
+
+    def evaluate_at_end(self) -> None:
+        """Score the selected model once on the test split (``test/...``) and record it."""
+        parts = self.parts
+        metrics, result, test, test_split = score_on_test(self.plain, parts, self.state)
+        console.evaluated(self.plain, metrics, test_split, self.state.best_epoch)
+        self.recorder.log_evaluation(metrics, parts.solver.epoch, result, test, test_split,
+                                     parts.data.train.captions)
+
+
+@contextmanager
+def stop_on_signals(job: Job) -> Iterator[None]:
+    """SIGINT/SIGTERM finish the current iteration, then stop; a second SIGINT aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        if job.signal_received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        job.signal_received = signum
+        if job.solver is not None:
+            job.solver.stop_training = True
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def score_on_test(plain: dict[str, Any], parts: Parts, state: RunState
+                  ) -> tuple[dict[str, float], Any, Any, str]:
+    """The end-of-run metrics of the best dev epoch's parameters, the raw evaluation, the split
+    scored, and its name: the split scheme's test set, or ``val`` when it made none."""
+    from capx.budget import flops_per_caption
+    from capx.evaluation import (data_statistics, final_evaluation, timing_summary,
+                                 train_step_peak_memory_mb)
+
+    started = time.perf_counter()
+    model, solver, data = parts.model, parts.solver, parts.data
+    if state.best_params is not None:
+        model.params.flat[...] = state.best_params
+    test = data.test if data.test is not None else data.val
+    metrics, result = final_evaluation(model, parts.tokenizer, test, data.train.captions, plain,
+                                       speller=parts.speller)
+    stats = data_statistics(parts.solver_data)
+    metrics.update(timing_summary(state.epoch_seconds, solver.iterations_per_epoch,
+                                  solver.batch_size,
+                                  stats.get(f"{names.DATA}train_tokens_per_caption", 0.0)))
+    counts = model.param_counts()
+    metrics.update({f"{T}{k}": float(v) for k, v in counts.items()
+                    if k == "total" or k.startswith("group/")})
+    metrics.update(selection_metrics(state, solver))
+    groups = {k[len("group/"):]: v for k, v in counts.items() if k.startswith("group/")}
+    metrics[f"{T}flops_per_caption"] = flops_per_caption(
+        groups, metrics.get(f"{T}tokens_per_reference", 0.0))
+    metrics[f"{T}hidden_dim"] = float(model.hidden_dim)
+    if plain["evaluation"].get("measure_memory", True):
+        metrics[f"{T}train_step_peak_memory_mb"] = train_step_peak_memory_mb(
+            model, parts.solver_data, solver.batch_size)
+    metrics[f"{T}evaluation_seconds"] = time.perf_counter() - started
+    return metrics, result, test, "test" if data.test is not None else "val"
+
+
+def selection_metrics(state: RunState, solver: Any) -> dict[str, float]:
+    """Which epoch was selected on dev, and whether training stopped early or at the cap."""
+    out = {f"{T}selected_epoch": float(state.best_epoch or solver.epoch),
+           f"{T}epochs_trained": float(solver.epoch),
+           names.TEST_HIT_EPOCH_CAP: float(state.stopped_early_at is None
+                                           and solver.epoch >= solver.num_epochs)}
+    if state.best_score is not None:
+        out[f"{T}dev_score"] = float(state.best_score)
+    return out
