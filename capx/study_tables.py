@@ -201,8 +201,14 @@ def compare(a: Row, b: Row, metric: str, n_boot: int = 2000, seed: int = 0) -> C
     for record in a.records:
         other = b_by_key.get(a.pair_key(record))
         left, right = per_image(record), per_image(other) if other else None
-        if left is not None and right is not None and len(left["chars"]) == len(right["chars"]):
-            pairs.append((left, right))
+        if left is None or right is None:
+            continue
+        same_images = (record["per_image"].get("image_id") == other["per_image"].get("image_id")
+                       and len(left["chars"]) == len(right["chars"]))
+        if not same_images:
+            raise ValueError(f"runs {record['run_id']} and {other['run_id']} share fold and seed "
+                             "but scored different test images: they cannot be paired")
+        pairs.append((left, right))
     if not pairs:
         return None
     estimate, low, high = stats.paired_two_level_interval(pairs, statistic, n_boot=n_boot,
