@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Parts:
-    """What a job trains and evaluates; ``images_for(split, rows)`` draws a split's pictures
+    """What a job trains and evaluates; ``images_for(image_ids)`` draws images' pictures
     when the dataset plugin can (see :func:`capx.datasets.base.pictures_of`), else None."""
 
     data: Any            # CaptionData: train, val (the dev split) and test (None: score val)
@@ -38,7 +38,7 @@ class Parts:
     model: Any
     solver: Any
     checkpointer: Checkpointer
-    images_for: Callable[[str, Any], np.ndarray] | None = None
+    images_for: Callable[[Any], np.ndarray] | None = None
 
 
 def build(plain: dict[str, Any], context: "JobContext", checkpoint: Checkpoint | None,

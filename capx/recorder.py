@@ -191,7 +191,8 @@ class RunRecorder(Recorder):
         if parts is not None and parts.images_for is not None and state.samples:
             from capx.plots import sample_grid_figure
 
-            images = parts.images_for("val", [x.image for x in state.samples])
+            ids = parts.data.val.image_ids[[x.image for x in state.samples]]
+            images = parts.images_for(ids)
             self._figure(sample_grid_figure(images, [x.sampled for x in state.samples]),
                          names.SAMPLE_GRID)
 

@@ -70,11 +70,11 @@ def test_registered_and_defaults(default_data: tuple[CaptionData, float, Path]) 
     assert DATASETS.get("shapes") is shapes
     assert data.name == "shapes"
     assert data.train.features.shape == (2000, FIXED_DIM) and data.val.features.shape == (300, FIXED_DIM)
-    for split in (data.train, data.val):
+    for split, first_id in ((data.train, 0), (data.val, data.train.num_images)):
         assert split.features.dtype == np.float32
         assert len(split.captions) == CAPTIONS_PER_IMAGE * split.num_images
         assert np.array_equal(np.bincount(split.image_idxs), np.full(split.num_images, 5))
-        assert np.array_equal(split.image_ids, np.arange(split.num_images))
+        assert np.array_equal(split.image_ids, first_id + np.arange(split.num_images))
         assert split.urls is None
     info = data.info
     assert info["options"]["seed"] == 0 and info["format_version"] >= 1
@@ -303,3 +303,13 @@ def test_scene_sampling_covers_the_long_tail() -> None:
     assert kinds.most_common(1)[0][1] > 10 * min(kinds.values())
     counts = Counter(len(scene.shapes) for scene in scenes)
     assert set(counts) == {1, 2, 3}
+
+
+def test_pictures_by_image_id_match_the_split_renders():
+    from capx.datasets.shapes import shapes_pictures
+
+    train = shapes_images("train", **SMALL)
+    val = shapes_images("val", **SMALL)
+    first_val = SMALL["num_train"]
+    both = shapes_pictures([first_val + 1, 0], **SMALL)
+    assert np.array_equal(both[0], val[1]) and np.array_equal(both[1], train[0])

@@ -226,13 +226,15 @@ def test_the_sample_grid_comes_from_the_dataset_plugins_pictures(store, tmp_path
 
     uri, client = store
     images_for = pictures_of(DATASETS.get("shapes"), {"num_train": 4, "num_val": 4, "seed": 0})
-    assert images_for("val", [0, 2]).shape == (2, 48, 48, 3)
+    assert images_for([4, 6]).shape == (2, 48, 48, 3)  # val ids follow the 4 train ids
     assert pictures_of(DATASETS.get("coco"), {}) is None
     plain = _plain(uri, "grid")
     recorder = open_recorder(plain, JobContext(tmp_path, tmp_path / "out"), None, "grid")
     state = RunState(samples=[SampleCaption(0, "a circle", "a red circle"),
                               SampleCaption(2, "a square", "a blue square")])
-    recorder.log_outputs(state, SimpleNamespace(solver=None, images_for=images_for))
+    dev = SimpleNamespace(image_ids=np.array([5, 7, 4]))  # dev rows 0 and 2: images 5 and 4
+    recorder.log_outputs(state, SimpleNamespace(solver=None, images_for=images_for,
+                                                data=SimpleNamespace(val=dev)))
     recorder.log_outputs(state, None)  # nothing built: nothing to draw, nothing raised
     assert _artifacts(client, recorder.run_id) == {names.SAMPLE_GRID}
 

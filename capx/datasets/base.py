@@ -90,8 +90,8 @@ class CaptionData:
 
 def pictures_of(plugin: Any, options: dict[str, Any]
                 ) -> Callable[[str, Sequence[int]], np.ndarray] | None:
-    """``images_for(split, rows) -> uint8 (n, H, W, 3)`` for a dataset plugin that can draw its
-    images, else None. A plugin offers it as an ``images_for(split, rows, **options)``
+    """``images_for(image_ids) -> uint8 (n, H, W, 3)`` for a dataset plugin that can draw its
+    images, else None. A plugin offers it as an ``images_for(image_ids, **options)``
     attribute taking the plugin's own options (``shapes.images_for`` re-renders its scenes);
     runs then log their sample captions beside the pictures."""
     images_for = getattr(plugin, "images_for", None)

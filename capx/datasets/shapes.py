@@ -194,17 +194,18 @@ def shapes(
         "cache_path": str(path) if use_cache else None,
         "captions_per_image": CAPTIONS_PER_IMAGE,
     }
-    splits = {split: _split(arrays, split) for split in SPLITS}
+    first_id = {"train": 0, "val": num_train}  # image ids unique across splits (kfold pools them)
+    splits = {split: _split(arrays, split, first_id[split]) for split in SPLITS}
     return CaptionData(name="shapes", train=splits["train"], val=splits["val"], info=info)
 
 
-def _split(arrays: dict[str, np.ndarray], split: str) -> CaptionSplit:
+def _split(arrays: dict[str, np.ndarray], split: str, first_id: int) -> CaptionSplit:
     features = arrays[f"{split}_features"]
     return CaptionSplit(
         features=features,
         captions=arrays[f"{split}_captions"].tolist(),
         image_idxs=arrays[f"{split}_image_idxs"],
-        image_ids=np.arange(len(features), dtype=np.int64),
+        image_ids=first_id + np.arange(len(features), dtype=np.int64),
         urls=None,
     )
 
@@ -230,4 +231,18 @@ def shapes_images(split: str = "train", indices: Sequence[int] | np.ndarray | No
     return render_images([scenes[i] for i in rows], image_size)
 
 
-shapes.images_for = shapes_images  # the pictures beside sample captions (datasets.base.pictures_of)
+def shapes_pictures(image_ids: Sequence[int] | np.ndarray, *, num_train: int = 2000,
+                    **options: Any) -> np.ndarray:
+    """The pictures of images by id (train ids first, then val ids from ``num_train``), for the
+    sample-caption grid whatever split scheme put them in the dev split."""
+    ids = np.asarray(image_ids, dtype=np.int64).ravel()
+    out = np.empty((len(ids), options.get("image_size", 48), options.get("image_size", 48), 3),
+                   dtype=np.uint8)
+    is_val = ids >= num_train
+    for split, mask, rows in (("train", ~is_val, ids), ("val", is_val, ids - num_train)):
+        if mask.any():
+            out[mask] = shapes_images(split, rows[mask], num_train=num_train, **options)
+    return out
+
+
+shapes.images_for = shapes_pictures  # the pictures beside sample captions (datasets.base.pictures_of)
