@@ -146,14 +146,21 @@ def frequency_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def comparisons_table(rows: Sequence[Row]) -> str:
-    header = ["difference", "metric", "paired runs", "estimate [95% CI]"]
+def comparisons_table(comparisons: Sequence[Any]) -> str:
+    header = ["difference", "metric", "paired runs", "estimate [95% t CI]", "p (t test)",
+              "p (Holm)", "two-level bootstrap CI"]
     lines = [_md_row(header), _md_row(["---"] * len(header))]
-    for c in preregistered(rows):
+    for c in comparisons:
         other = " ".join(x for x in (c.b.tokenizer, c.b.extra) if x)
-        lines.append(_md_row([f"{c.a.label} − {other}", c.metric, str(c.pairs),
-                              format_interval(c.estimate, c.low, c.high, 3)]))
+        lines.append(_md_row([
+            f"{c.a.label} − {other}", c.metric, str(c.pairs),
+            format_interval(c.estimate, c.low, c.high, 3), _p(c.p_value), _p(c.p_holm),
+            format_interval(c.estimate, c.boot_low, c.boot_high, 3).split(" ", 1)[-1]]))
     return "\n".join(lines)
+
+
+def _p(value: float) -> str:
+    return "–" if value != value else ("<0.001" if value < 0.001 else f"{value:.3f}")
 
 
 def dev_table(rows: Sequence[Row]) -> str:
@@ -183,15 +190,19 @@ def _number(value: float, decimals: int) -> str:
 def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str]) -> str:
     tested = [r for r in rows if any(names.TEST_BITS_PER_CHAR in x.get("metrics", {})
                                      for x in r.records)]
+    comparisons = preregistered(tested)
     parts = [f"# capx report: {where}", "",
-             "Rows are settings; runs within a row differ only in fold and seed. Intervals are "
-             "95% two-level bootstrap CIs (runs, then test images), clipped to the metric's "
-             "range. bits/char is open-vocabulary (every model pays for every character); the "
+             "Rows are settings; runs within a row differ only in fold and seed. Estimates pool "
+             "the test images of a row's runs; intervals are 95% t intervals over its runs "
+             "(folds x seeds), clipped to the metric's range; comparisons pair runs by fold "
+             "and seed. bits/char is open-vocabulary (every model pays for every character); the "
              "closed number charges an unknown word only P(<UNK>).", ""]
     if tested:
         parts += ["## Headline (test)", "", headline_table(tested), "",
                   "## Pre-registered comparisons (paired by fold and seed)", "",
-                  comparisons_table(tested), "",
+                  comparisons_table([c for c in comparisons if c.preregistered]), "",
+                  "## Exploratory comparisons (not pre-registered)", "",
+                  comparisons_table([c for c in comparisons if not c.preregistered]), "",
                   "## Cost, selection and failure modes", "", details_table(tested), "",
                   "## Bits/char by how often the reference word occurs in training", "",
                   frequency_table(tested), ""]

@@ -206,6 +206,31 @@ def mean_ci(values: Any, *, level: float = 0.95, method: str = "t",
     return Interval(mean, float(low), float(high), std, level, k, method)
 
 
+def t_test_p(values: Any) -> float:
+    """Two-sided p of a one-sample t test that the mean of ``values`` is 0 (NaN for < 2 values)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    k = len(values)
+    if k < 2:
+        return math.nan
+    std = float(values.std(ddof=1))
+    if std == 0:
+        return 0.0 if values.mean() != 0 else 1.0
+    t = abs(float(values.mean())) / (std / math.sqrt(k))
+    return 1.0 - _t_central(t, k - 1)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given; NaN stays NaN)."""
+    finite = [(p, i) for i, p in enumerate(p_values) if p == p]
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(finite)):
+        running = max(running, min(1.0, (len(finite) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
 def t_quantile(p: float, df: int) -> float:
     """The p-quantile of Student's t with integer ``df`` degrees of freedom (bisection on the
     closed-form distribution function, Abramowitz & Stegun 26.7.3-4)."""

@@ -246,3 +246,14 @@ def stats_paired(a, b, statistic):
     from capx.stats import paired_two_level_interval
 
     return paired_two_level_interval(list(zip(a, b)), statistic, n_boot=2000, seed=4)
+
+
+def test_t_test_p_and_holm_by_hand():
+    from capx.stats import holm, t_test_p
+
+    sample = np.array([2.5, 1.5, 3.0, 1.0])  # mean 2, sd 0.9129, t = 4.382, df 3
+    assert t_test_p(sample) == pytest.approx(0.022006, abs=1e-5)  # scipy.stats.ttest_1samp
+    assert t_test_p([0.0, 0.0]) == 1.0 and np.isnan(t_test_p([1.0]))
+    # Holm: sorted p 0.01, 0.02, 0.04 -> 0.03, 0.04, 0.04 (running maximum), original order kept
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert np.isnan(holm([float("nan"), 0.5])[0]) and holm([float("nan"), 0.5])[1] == 0.5
