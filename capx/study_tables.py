@@ -253,8 +253,7 @@ def preregistered(rows: Sequence[Row], metrics: Sequence[str] = ("bits_per_char"
         if row.tokenizer.startswith("word"):
             continue
         words = [w for w in rows if w.tokenizer.startswith("word") and w.cell == row.cell
-                 and w.size == row.size
-                 and _without_tokenizer_options(w.extra) == _without_tokenizer_options(row.extra)]
+                 and w.size == row.size and _shared_settings(w) == _shared_settings(row)]
         first = min(words, key=_first_start, default=None)
         for word in words:
             for metric in metrics:
@@ -272,9 +271,13 @@ def _first_start(row: Row) -> float:
     return min((r.get("start_time") or math.inf for r in row.records), default=math.inf)
 
 
-def _without_tokenizer_options(extra: str) -> str:
-    items = [item for item in extra.strip("[]").split(", ") if item]
-    return ", ".join(item for item in items if not item.startswith("tokenizer."))
+#: settings a tokenizer brings or a study chooses per tokenizer (lr on dev): not part of what
+#: two compared rows must share
+PER_TOKENIZER = ("tokenizer.", "solver.learning_rate", "model.wordvec_dim", "study.")
+
+
+def _shared_settings(row: Row) -> dict[str, str]:
+    return {k: v for k, v in settings(row.records[0]).items() if not k.startswith(PER_TOKENIZER)}
 
 
 def format_interval(estimate: float, low: float, high: float, decimals: int,
