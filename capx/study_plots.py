@@ -22,14 +22,27 @@ COLOURS = {"rnn": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
 
 
 def _style(row: Row) -> dict:
-    family = "char" if row.tokenizer.startswith("char") else (
+    filled = "1000" not in row.tokenizer
+    return {"marker": MARKERS[_family(row)], "color": COLOURS.get(row.cell, "tab:gray"),
+            "markerfacecolor": None if filled else "white"}
+
+
+def _jitter(row: Row) -> float:
+    """A small multiplicative x offset per tokenizer and cell, so rows at one budget separate."""
+    family = ["char", "bpe", "word"].index(_family(row))
+    size = "".join(c for c in row.tokenizer if c.isdigit())
+    slot = family * 2 + (1 if size == "1000" else 0) + (0.5 if row.cell == "lstm" else 0)
+    return 1 + 0.008 * (slot - 2.5)
+
+
+def _family(row: Row) -> str:
+    return "char" if row.tokenizer.startswith("char") else (
         "word" if row.tokenizer.startswith("word") else "bpe")
-    return {"marker": MARKERS[family], "color": COLOURS.get(row.cell, "tab:gray")}
 
 
 def _scatter(ax, rows: Sequence[Row], x_metric: str, y_metric: str, log_x: bool = True) -> None:
     for row in rows:
-        x = row.mean(x_metric)
+        x = row.mean(x_metric) * (_jitter(row) if log_x else 1)
         y, low, high = row_interval(row, y_metric)
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
@@ -41,8 +54,15 @@ def _scatter(ax, rows: Sequence[Row], x_metric: str, y_metric: str, log_x: bool 
     ax.grid(alpha=0.3)
 
 
-def _tested(rows: Sequence[Row]) -> list[Row]:
-    return [r for r in rows if np.isfinite(r.mean(names.TEST_BITS_PER_CHAR))]
+def _tested(rows: Sequence[Row], full_data: bool = True) -> list[Row]:
+    """Rows with test scores; with ``full_data`` only those trained on all their train images."""
+    return [r for r in rows if np.isfinite(r.mean(names.TEST_BITS_PER_CHAR))
+            and (not full_data or "split.train_percent=" not in r.extra
+                 or "split.train_percent=100" in r.extra)]
+
+
+def _legend(fig, ax) -> None:
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
 
 
 def bits_vs_params(rows: Sequence[Row]) -> Figure | None:
@@ -54,7 +74,7 @@ def bits_vs_params(rows: Sequence[Row]) -> Figure | None:
     _scatter(ax, rows, f"{T}total", "bits_per_char")
     ax.set(xlabel="parameters", ylabel="test bits/char (open vocabulary)",
            title="Bits per character against model size (95% CI)")
-    ax.legend(fontsize=7, loc="best")
+    _legend(fig, ax)
     return fig
 
 
@@ -62,14 +82,14 @@ def bits_vs_compute(rows: Sequence[Row]) -> Figure | None:
     rows = _tested(rows)
     if not rows:
         return None
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    fig = Figure(figsize=(13, 4.8), layout="constrained")
     left, right = fig.subplots(1, 2)
     _scatter(left, rows, f"{T}flops_per_caption", "bits_per_char")
     left.set(xlabel="forward FLOPs per caption", ylabel="test bits/char (open)")
     _scatter(right, rows, f"{T}train_seconds", "bits_per_char")
     right.set(xlabel="training wall-clock seconds (2 cores, to the selected stop)",
               ylabel="test bits/char (open)")
-    right.legend(fontsize=7, loc="best")
+    _legend(fig, right)
     fig.suptitle("Bits per character against compute (95% CI)")
     return fig
 
@@ -83,13 +103,13 @@ def cider_vs_params(rows: Sequence[Row]) -> Figure | None:
     _scatter(ax, rows, f"{T}total", "cider")
     ax.set(xlabel="parameters", ylabel="test CIDEr-D (greedy)", ylim=(0, None),
            title="CIDEr-D against model size (95% CI, clipped at 0)")
-    ax.legend(fontsize=7, loc="best")
+    _legend(fig, ax)
     return fig
 
 
 def bits_vs_train_size(rows: Sequence[Row]) -> Figure | None:
     """Learning curves: needs rows that differ in split.train_percent or dataset.max_train."""
-    rows = _tested(rows)
+    rows = _tested(rows, full_data=False)
     sizes = {r.mean("data/train_captions") for r in rows}
     if len(sizes) < 2:
         return None
@@ -113,22 +133,29 @@ def bits_vs_train_size(rows: Sequence[Row]) -> Figure | None:
     return fig
 
 
+TOKENIZER_COLOURS = {"char": "tab:red", "bpe250": "tab:olive", "bpe1000": "tab:green",
+                     "word": "tab:blue"}
+
+
 def frequency_bins(rows: Sequence[Row]) -> Figure | None:
+    """Grouped bars: one group per frequency bin, one bar per row (colour: tokenizer, hatched:
+    rnn), so the reader sees where each model's bits go."""
     rows = [r for r in _tested(rows) if np.isfinite(r.mean(f"{T}bpc_frequent"))]
     if not rows:
         return None
     bins = ["unseen", "rare", "frequent"]
-    fig = Figure(figsize=(max(7, 0.6 * len(rows) * 3), 4.5), layout="constrained")
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / len(rows)
     for i, row in enumerate(rows):
         values = [row.mean(f"{T}bpc_{name}") for name in bins]
         ax.bar(np.arange(3) + i * width, values, width, label=row.label,
-               color=_style(row)["color"], alpha=0.4 + 0.6 * (i % 2))
+               color=TOKENIZER_COLOURS.get(row.tokenizer, "tab:gray"),
+               hatch="//" if row.cell == "rnn" else None, edgecolor="white", linewidth=0.3)
     ax.set_xticks(np.arange(3) + 0.4 - width / 2, [f"{b} words" for b in bins])
-    ax.set(ylabel="test bits/char (open)", title="Where the bits go: by training frequency of "
-                                                  "the reference word")
-    ax.legend(fontsize=6, ncols=2)
+    ax.set(ylabel="test bits/char (open)",
+           title="Where the bits go: by training frequency of the reference word")
+    _legend(fig, ax)
     return fig
 
 
