@@ -133,8 +133,9 @@ def register_plugin_options(conf_dir: str | Path | None = None) -> list[str]:
     For each name in the cell and tokenizer registries (built-ins, installed entry points and
     modules imported so far) that has no ``conf/<group>/<name>.yaml``, a node is stored in the
     ConfigStore: ``cell/<name>`` is ``{name: <name>}``; ``tokenizer/<name>`` is
-    ``{tokenizer: {name: <name>}}`` in the global package, like the tokenizer YAMLs (whose model
-    sizes it leaves at config.yaml's). A name that has a YAML file, or that its plugin stored in
+    ``{tokenizer: {name: <name>, <option>: <default>, ...}}`` in the global package, like the
+    tokenizer YAMLs (its keyword options with their defaults, so ``tokenizer.max_length=80``
+    overrides without ``+``; model sizes left at config.yaml's). A name that has a YAML file, or that its plugin stored in
     the ConfigStore itself (a node with the plugin's options), is left as it is. Raises
     :class:`capx.registry.PluginError` when an installed plugin cannot be imported.
     """
@@ -151,10 +152,23 @@ def register_plugin_options(conf_dir: str | Path | None = None) -> list[str]:
             if group == "cell":
                 store.store(group="cell", name=name, node={"name": name})
             else:
-                store.store(group="tokenizer", name=name, node={"tokenizer": {"name": name}},
+                node = {"name": name, **_keyword_defaults(registry.get(name))}
+                store.store(group="tokenizer", name=name, node={"tokenizer": node},
                             package="_global_")
             stored.append(f"{group}/{name}")
     return stored
+
+
+def _keyword_defaults(cls: Any) -> dict[str, Any]:
+    """A plugin class's keyword-only options and their (plain) defaults."""
+    import inspect
+
+    out = {}
+    for p in inspect.signature(cls).parameters.values():
+        plain = p.default is None or isinstance(p.default, (bool, int, float, str))
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not p.empty and plain:
+            out[p.name] = p.default
+    return out
 
 
 def _has_file(conf_dir: str | Path | None, group: str, name: str) -> bool:

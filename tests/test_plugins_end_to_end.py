@@ -1,0 +1,76 @@
+"""Two plugins added through ``plugins=[...]`` with no edit to capx, trained through run.py: a
+cell with a parameter of its own (plugins/gain_rnn.py) and a tokenizer with learned state
+(plugins/pair_tokenizer.py) whose state survives save, resume and reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from capx.checkpoint import load_checkpoint
+from capx.registry import load_plugins
+from capx.tokenizers import Tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+BOTH = ["plugins=[plugins.gain_rnn,plugins.pair_tokenizer]", "cell=gain_rnn", "tokenizer=pairs",
+        "tokenizer.max_length=80", "tokenizer.num_pairs=30", "experiment=smoke",
+        "progress=false", "tracking.enabled=false"]
+
+
+def run_py(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_pair_tokenizer_round_trips_and_keeps_its_pairs():
+    load_plugins(["plugins.pair_tokenizer"])
+    from plugins.pair_tokenizer import PairTokenizer
+
+    texts = ["a red circle beside a red square", "the red <UNK> is here"]
+    tokenizer = PairTokenizer(num_pairs=5).fit(texts)
+    assert tokenizer.name == "pairs" and len(tokenizer.pairs) == 5
+    assert "re" in tokenizer.pairs  # "re" occurs 4 times, more than any other pair
+    ids = tokenizer.encode(texts)
+    assert tokenizer.decode(ids) == [tokenizer.normalize(t) for t in texts]
+    restored = Tokenizer.from_dict(json.loads(json.dumps(tokenizer.to_dict())))
+    assert restored.pairs == tokenizer.pairs and np.array_equal(restored.encode(texts), ids)
+
+
+def test_both_plugins_train_resume_and_reload_through_run_py(tmp_path):
+    run_py(tmp_path / "first", *BOTH)
+    last = next((tmp_path / "first").rglob("last.npz"))
+    saved = load_checkpoint(last)
+    assert saved.tokenizer["name"] == "pairs" and len(saved.tokenizer["state"]["pairs"]) == 30
+    assert saved.state["params"]["g"].shape == (16,)
+
+    # Resume on other training images: a refitted tokenizer would learn other pairs and another
+    # vocabulary (and the resume would fail); the restored one continues the same run.
+    run_py(tmp_path / "resumed", *BOTH, "solver.num_epochs=2", "dataset.seed=1", f"resume={last}")
+    resumed = load_checkpoint(next((tmp_path / "resumed").rglob("last.npz")))
+    assert resumed.state["iteration"] == 2 * saved.state["iteration"]
+    assert resumed.tokenizer == saved.tokenizer
+
+    reloaded = Tokenizer.from_dict(resumed.tokenizer)
+    assert reloaded.pairs == saved.tokenizer["state"]["pairs"]
+    text = ["a small red circle"]
+    assert reloaded.decode(reloaded.encode(text)) == text
+
+
+@pytest.mark.parametrize("bad", [-1, True])
+def test_pair_tokenizer_rejects_bad_options(bad):
+    load_plugins(["plugins.pair_tokenizer"])
+    from plugins.pair_tokenizer import PairTokenizer
+
+    with pytest.raises(ValueError, match="num_pairs"):
+        PairTokenizer(num_pairs=bad)
