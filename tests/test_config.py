@@ -70,6 +70,15 @@ def test_model_preset_picks_its_tokenizer():
     assert _compose("model=char", "tokenizer=word").tokenizer.name == "word"  # command line wins
 
 
+@pytest.mark.parametrize("name", ["char", "bpe", "word"])
+def test_a_tokenizer_brings_the_sizes_its_preset_gives(name):
+    """`-m tokenizer=char,word` and `-m model=char,word` give the same runs."""
+    by_tokenizer = OmegaConf.to_container(_compose(f"tokenizer={name}"))
+    by_preset = OmegaConf.to_container(_compose(f"model={name}"))
+    assert by_tokenizer == by_preset
+    assert by_tokenizer["tokenizer"]["name"] == name
+
+
 def test_unknown_group_option_lists_the_choices():
     with pytest.raises(MissingConfigException, match="(?s)cell/gruu.*lstm.*rnn"):
         _compose("cell=gruu")
