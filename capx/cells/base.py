@@ -97,9 +97,9 @@ class Cell:
 class CarriedGradient:
     """d(loss)/d(h_{t-1}) passed back through time, kept transposed as (H, n).
 
-    OpenBLAS computes ``Wh @ da.T`` into an (H, n) array 25-30% faster than ``da @ Wh.T`` into
-    (n, H) for the few dozen rows of one timestep, and the backward loops do one such product
-    per step.
+    OpenBLAS computes ``Wh @ da.T`` into an (H, n) array faster than ``da @ Wh.T`` into (n, H)
+    for the few dozen rows of one timestep (measured in benchmarks/README.md), and the backward
+    loops do one such product per step.
     """
 
     def __init__(self, h0: np.ndarray):
