@@ -33,22 +33,28 @@ def loss_curve_figure(loss_history: Sequence[float], iterations_per_epoch: int) 
     return fig
 
 
-def sample_grid_figure(images: np.ndarray, captions: Sequence[str], columns: int = 4) -> Figure:
-    """Images (n, H, W, 3) uint8 in a grid, each titled with its caption."""
+def sample_grid_figure(images: np.ndarray, captions: Sequence[str], columns: int = 4,
+                       max_lines: int = 4) -> Figure:
+    """Images (n, H, W, 3) uint8 in a grid, each titled with its caption.
+
+    Captions are wrapped and cut to ``max_lines`` lines (a caption that never ends would
+    otherwise run into the row above); the layout engine leaves each row room for its titles.
+    """
     n = len(images)
     rows = max(1, -(-n // columns))
-    fig = Figure(figsize=(3 * columns, 3.2 * rows))
+    titles = [_wrap(caption, max_lines=max_lines) for caption in captions]
+    lines = max((t.count("\n") + 1 for t in titles), default=1)
+    fig = Figure(figsize=(3 * columns, (2.6 + 0.16 * lines) * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, image, caption in zip(axes.ravel(), images, captions):
+    for ax, image, title in zip(axes.ravel(), images, titles):
         ax.imshow(image, interpolation="nearest")
-        ax.set_title(_wrap(caption), fontsize=8)
-    fig.tight_layout()
+        ax.set_title(title, fontsize=8)
     return fig
 
 
-def _wrap(text: str, width: int = 32) -> str:
+def _wrap(text: str, width: int = 32, max_lines: int | None = None) -> str:
     lines, line = [], ""
     for word in text.split():
         if line and len(line) + 1 + len(word) > width:
@@ -56,4 +62,8 @@ def _wrap(text: str, width: int = 32) -> str:
             line = word
         else:
             line = f"{line} {word}".strip()
-    return "\n".join(lines + [line])
+    lines.append(line)
+    if max_lines is not None and len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: width - 1] + "…"
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""Figures: the sample grid keeps every caption clear of the row above, whatever its length."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from capx.plots import sample_grid_figure
+
+
+def test_sample_grid_titles_never_overlap_the_images_above():
+    images = np.zeros((8, 48, 48, 3), dtype=np.uint8)
+    captions = ["a red circle " * 12] * 4 + ["short"] * 4  # a looping char model, then short
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = sample_grid_figure(images, captions)
+    canvas = FigureCanvasAgg(fig)  # a canvas of its own: the global backend stays untouched
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    axes = np.array(fig.axes).reshape(2, 4)
+    for column in range(4):
+        image_above = axes[0, column].get_window_extent(renderer)
+        title_below = axes[1, column].title.get_window_extent(renderer)
+        assert title_below.y1 <= image_above.y0 + 1e-6
+    for ax in axes[0]:
+        assert ax.get_title().count("\n") <= 3 and ax.get_title().endswith("…")
+
+
+def test_sample_grid_does_not_touch_the_pyplot_backend():
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    sample_grid_figure(np.zeros((1, 8, 8, 3), dtype=np.uint8), ["a"])
+    assert matplotlib.get_backend() == before
