@@ -45,6 +45,7 @@ def run_to_record(client: Any, run: Any) -> dict[str, Any]:
         "experiment_id": run.info.experiment_id,
         "parent_run_id": tags.get(names.PARENT_RUN),
         "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
         "labels": {k: tags[k] for k in names.LABELS if k in tags},
         "params": dict(run.data.params),
         "metrics": {k: _finite(v) for k, v in run.data.metrics.items()},

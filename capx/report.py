@@ -179,6 +179,17 @@ def dev_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def wall_time_line(rows: Sequence[Row]) -> str:
+    """How long the runs took, start to end (one job at a time, so the sum is the wall time)."""
+    seconds = [(r["end_time"] - r["start_time"]) / 1000 for row in rows for r in row.records
+               if r.get("end_time") and r.get("start_time")]
+    total = sum(len(row.records) for row in rows)
+    if not seconds:
+        return f"{total} runs."
+    return (f"{total} runs; {len(seconds)} with recorded times took {sum(seconds) / 3600:.2f} h "
+            f"of job wall time in all (median {sorted(seconds)[len(seconds) // 2]:.0f} s a job).")
+
+
 def _md_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -191,7 +202,7 @@ def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str]) -> 
     tested = [r for r in rows if any(names.TEST_BITS_PER_CHAR in x.get("metrics", {})
                                      for x in r.records)]
     comparisons = preregistered(tested)
-    parts = [f"# capx report: {where}", "",
+    parts = [f"# capx report: {where}", "", wall_time_line(rows), "",
              "Rows are settings; runs within a row differ only in fold and seed. Estimates pool "
              "the test images of a row's runs; intervals are 95% t intervals over its runs "
              "(folds x seeds), clipped to the metric's range; comparisons pair runs by fold "
