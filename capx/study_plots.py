@@ -50,7 +50,10 @@ def _scatter(ax, rows: Sequence[Row], x_metric: str, y_metric: str, log_x: bool 
         ax.errorbar([x], [y], yerr=yerr, capsize=3, linestyle="none", label=row.label,
                     **_style(row))
     if log_x:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short ranges
     ax.grid(alpha=0.3)
 
 
@@ -87,7 +90,7 @@ def bits_vs_compute(rows: Sequence[Row]) -> Figure | None:
     _scatter(left, rows, f"{T}flops_per_caption", "bits_per_char")
     left.set(xlabel="forward FLOPs per caption", ylabel="test bits/char (open)")
     _scatter(right, rows, f"{T}train_seconds", "bits_per_char")
-    right.set(xlabel="training wall-clock seconds (2 cores, to the selected stop)",
+    right.set(xlabel="training wall-clock seconds (2 shared cores, to the early stop)",
               ylabel="test bits/char (open)")
     _legend(fig, right)
     fig.suptitle("Bits per character against compute (95% CI)")
