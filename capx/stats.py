@@ -18,8 +18,8 @@ system's per-run metric (Student t by default: a bootstrap of 3-5 values is too 
 
 Intervals are percentile intervals of the bootstrap differences. The same two-level
 resampling takes any statistic of per-image column dicts (an Evaluation's ``per_image``) in
-:func:`two_level_interval` and :func:`paired_two_level_interval` (slower: one call per
-resample). NumPy only.
+:func:`paired_two_level_interval` (slower: one call per resample). Student t (the quantile, the
+one-sample test) and Holm's adjustment are :mod:`capx.student_t`. NumPy only.
 """
 
 from __future__ import annotations
@@ -29,6 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from capx.student_t import holm, t_quantile, t_test_p
+
+__all__ = ["Bootstrap", "Columns", "Interval", "Statistic", "as_statistic", "holm", "mean_ci",
+           "paired_bootstrap", "paired_bootstrap_runs", "paired_two_level_interval", "ratio",
+           "resample_counts", "t_quantile", "t_test_p"]
 
 MAX_DRAWS_PER_CHUNK = 2_000_000  # bootstrap samples are drawn in chunks of about this many picks
 
@@ -206,83 +212,9 @@ def mean_ci(values: Any, *, level: float = 0.95, method: str = "t",
     return Interval(mean, float(low), float(high), std, level, k, method)
 
 
-def t_test_p(values: Any) -> float:
-    """Two-sided p of a one-sample t test that the mean of ``values`` is 0 (NaN for < 2 values)."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    k = len(values)
-    if k < 2:
-        return math.nan
-    std = float(values.std(ddof=1))
-    if std == 0:
-        return 0.0 if values.mean() != 0 else 1.0
-    t = abs(float(values.mean())) / (std / math.sqrt(k))
-    return 1.0 - _t_central(t, k - 1)
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (same order as given; NaN stays NaN)."""
-    finite = [(p, i) for i, p in enumerate(p_values) if p == p]
-    adjusted = [math.nan] * len(p_values)
-    running = 0.0
-    for rank, (p, i) in enumerate(sorted(finite)):
-        running = max(running, min(1.0, (len(finite) - rank) * p))
-        adjusted[i] = running
-    return adjusted
-
-
-def t_quantile(p: float, df: int) -> float:
-    """The p-quantile of Student's t with integer ``df`` degrees of freedom (bisection on the
-    closed-form distribution function, Abramowitz & Stegun 26.7.3-4)."""
-    if isinstance(df, bool) or int(df) != df or df < 1:
-        raise ValueError(f"t_quantile needs an integer df >= 1, got {df!r}")
-    if not 0 < p < 1:
-        raise ValueError(f"t_quantile needs 0 < p < 1, got {p!r}")
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    target = 2 * p - 1  # P(|T| <= t)
-    low, high = 0.0, 1.0
-    while _t_central(high, int(df)) < target:
-        high *= 2
-    for _ in range(200):
-        middle = (low + high) / 2
-        low, high = (middle, high) if _t_central(middle, int(df)) < target else (low, middle)
-    return (low + high) / 2
-
-
-def _t_central(t: float, df: int) -> float:
-    """P(|T| <= t) for t >= 0 and integer df."""
-    theta = math.atan(t / math.sqrt(df))
-    sin, cos2 = math.sin(theta), math.cos(theta) ** 2
-    total, term = 0.0, math.cos(theta) if df % 2 else 1.0
-    for k in range(1, (df - 1) // 2 + 1 if df % 2 else df // 2 + 1):
-        total += term
-        term *= cos2 * ((2 * k) / (2 * k + 1) if df % 2 else (2 * k - 1) / (2 * k))
-    return 2 / math.pi * (theta + sin * total) if df % 2 else sin * total
-
-
 # -- the same bootstraps for any statistic of per-image column dicts -------------------------------
 
 Columns = dict  # {column name: (images,) array}, e.g. an Evaluation's per_image
-
-
-def two_level_interval(runs: Sequence[Columns], statistic: Callable[[Columns], float], *,
-                       n_boot: int = 2000, seed: int = 0, level: float = 0.95,
-                       clip: tuple[float, float] | None = None) -> tuple[float, float, float]:
-    """(estimate, low, high) of one system's pooled metric over its runs (folds x seeds).
-
-    ``runs``: per-image columns of each run; ``statistic`` maps columns (all runs concatenated,
-    or a resample of them: runs drawn with replacement, then images within each drawn run) to
-    the metric, e.g. ``lambda c: c["nll_open"].sum() / c["chars"].sum() / math.log(2)`` or
-    ``lambda c: np.nanmean(c["cider"])``. ``clip``: the metric's range, applied to the bounds.
-    Slower than :func:`paired_bootstrap_runs` (one call per resample) but takes any statistic.
-    """
-    pairs = [(run, run) for run in runs]
-    estimate, samples = _resampled_statistics(pairs, lambda a, b: statistic(a), n_boot, seed)
-    low, high = _percentiles(samples, level)
-    if clip is not None:
-        low, high = np.clip([low, high], *clip)
-    return float(estimate), float(low), float(high)
 
 
 def paired_two_level_interval(pairs: Sequence[tuple[Columns, Columns]],
@@ -290,19 +222,14 @@ def paired_two_level_interval(pairs: Sequence[tuple[Columns, Columns]],
                               seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
     """(estimate, low, high) of ``statistic(a) - statistic(b)`` over runs paired by (fold,
     seed): pairs drawn with replacement, then images within each drawn pair, the same images
-    for both systems; see :func:`two_level_interval`."""
+    for both systems. ``statistic`` maps per-image columns (all runs concatenated, or a resample
+    of them) to the metric, e.g. ``lambda c: c["nll_open"].sum() / c["chars"].sum() / math.log(2)``
+    or ``lambda c: np.nanmean(c["cider"])``. Slower than :func:`paired_bootstrap_runs` (one call
+    per resample) but takes any statistic."""
     estimate, samples = _resampled_statistics(
         pairs, lambda a, b: statistic(a) - statistic(b), n_boot, seed)
     low, high = _percentiles(samples, level)
     return float(estimate), float(low), float(high)
-
-
-def mean_interval(values: Any, *, n_boot: int = 2000, seed: int = 0,
-                  level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of per-run values, percentile bootstrap over runs (see :func:`mean_ci`
-    for the t interval, better for a few runs)."""
-    result = mean_ci(values, level=level, method="bootstrap", n_boot=n_boot, seed=seed)
-    return result.mean, result.low, result.high
 
 
 def _resampled_statistics(pairs: Sequence[tuple[Columns, Columns]],
