@@ -15,11 +15,12 @@ row at once, and the cell gets its result.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from capx.cells.base import INPUT_PROJECTION, projects_input, select_state
+from capx.captioner_decoding import DecodingMixin
+from capx.cells.base import INPUT_PROJECTION, projects_input
 from capx.ops import scatter_add_rows, softmax_cross_entropy_
 from capx.packing import make_packing
 from capx.params import GradDict, ParamDict
@@ -38,7 +39,7 @@ RECURRENT = "recurrent"
 HEAD_PARAMS, TAIL_PARAMS = ("W_proj", "b_proj", "W_embed"), ("W_vocab", "b_vocab")
 
 
-class CaptioningRNN:
+class CaptioningRNN(DecodingMixin):
     """A recurrent captioner over a fixed vocabulary; any registered cell (rnn, lstm, ...)."""
 
     def __init__(self, word_to_idx: dict[str, int], input_dim: int = 512, wordvec_dim: int = 128,
@@ -71,31 +72,11 @@ class CaptioningRNN:
         return len(self.word_to_idx)
 
     def _init_params(self, seed: int | None) -> dict[str, np.ndarray]:
-        """All parameters: the captioner's, the cell's in its own order between W_embed and W_vocab.
-
-        Sets ``cell_param_names`` and ``projects_input``.
-        """
-        # Same draws in the same order as CS231n, so np.random.seed(231) gives its model.
-        rng = np.random if seed is None else np.random.RandomState(seed)
-        V, D, W, H = self.vocab_size, self.input_dim, self.wordvec_dim, self.hidden_dim
-        raw = {"W_embed": rng.randn(V, W) / 100, "W_proj": rng.randn(D, H) / np.sqrt(D),
-               "b_proj": np.zeros(H)}
-        cell_params = dict(self.cell.init_params(W, H, rng, np.float64))
-        clash = sorted(set(cell_params) & set(HEAD_PARAMS + TAIL_PARAMS))
-        if clash:
-            raise ValueError(f"cell {self.cell_type!r} declares parameter(s) {clash}, which the "
-                             f"captioner owns; rename them in its init_params")
-        raw["W_vocab"] = rng.randn(H, V) / np.sqrt(H)
-        raw["b_vocab"] = np.zeros(V)
-        self.cell_param_names = tuple(cell_params)
-        self.projects_input = projects_input(cell_params)
-        if self.projects_input:
-            wx, b = (np.shape(cell_params[k]) for k in INPUT_PROJECTION)
-            if len(wx) != 2 or wx[0] != W or b != (wx[1],):
-                raise ValueError(f"cell {self.cell_type!r}: Wx must be (wordvec_dim={W}, K) and b "
-                                 f"(K,), got Wx {wx} and b {b}")
-        raw.update(cell_params)
-        return {name: raw[name] for name in HEAD_PARAMS + self.cell_param_names + TAIL_PARAMS}
+        """All parameters (:func:`init_params`); sets ``cell_param_names``, ``projects_input``."""
+        params, self.cell_param_names, self.projects_input = init_params(
+            self.cell, self.cell_type, self.vocab_size, self.input_dim, self.wordvec_dim,
+            self.hidden_dim, seed)
+        return params
 
     def cell_params(self) -> dict[str, np.ndarray]:
         """The cell's parameters by name (views into ``params``), as the cell receives them."""
@@ -143,7 +124,8 @@ class CaptioningRNN:
         np.matmul(h.T, dscores, out=g["W_vocab"])
         np.sum(dscores, axis=0, out=g["b_vocab"])
         dxw, dh0, cell_grads = self.cell.backward(dscores @ p["W_vocab"].T, cache)
-        self._store_cell_grads(cell_grads, g)
+        store_cell_grads(self.cell_type, self.cell_param_names, self.projects_input,
+                         cell_grads, g)
         if not self.projects_input:
             g["W_embed"][...] = scatter_add_rows(ids, dxw, self.vocab_size)
         elif fold:
@@ -159,97 +141,12 @@ class CaptioningRNN:
         np.sum(dh0, axis=0, out=g["b_proj"])
         return loss, g
 
-    def _store_cell_grads(self, cell_grads: dict[str, np.ndarray], g: GradDict) -> None:
-        """Copy the cell's gradients into ``g``, checking their names and shapes."""
-        expected = [n for n in self.cell_param_names
-                    if not (self.projects_input and n in INPUT_PROJECTION)]
-        if len(cell_grads) != len(expected) or not all(n in cell_grads for n in expected):
-            raise ValueError(f"cell {self.cell_type!r}: backward returned gradients for "
-                             f"{sorted(cell_grads)}, expected {sorted(expected)}")
-        for name in expected:
-            grad, target = cell_grads[name], g[name]
-            if np.shape(grad) != target.shape:
-                raise ValueError(f"cell {self.cell_type!r}: gradient of {name!r} has shape "
-                                 f"{np.shape(grad)}, the parameter {target.shape}")
-            target[...] = grad
-
     def _fold(self, num_tokens: int) -> bool:
         if not self.projects_input:
             return False
         if self.fold_embedding == "auto":
             return self.vocab_size < num_tokens
         return bool(self.fold_embedding)
-
-    # -- decoding ---------------------------------------------------------------------------
-
-    def initial_state(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Decoding state for a batch of image features."""
-        p = self.params
-        h0 = np.asarray(features, dtype=self.dtype) @ p["W_proj"] + p["b_proj"]
-        return self.cell.initial_state(h0)
-
-    def step_scores(self, words: np.ndarray, state: tuple[np.ndarray, ...],
-                    input_table: np.ndarray | None = None):
-        """Feed one token per row; returns (vocabulary scores, next state).
-
-        ``input_table`` (from :meth:`input_table`) replaces the embedding and input projection
-        by a row lookup.
-        """
-        p = self.params
-        if input_table is not None:
-            xw = input_table[words]
-        elif self.projects_input:
-            xw = p["W_embed"][words] @ p["Wx"] + p["b"]
-        else:
-            xw = p["W_embed"][words]
-        state = self.cell.step(xw, state, self.cell_params())
-        scores = state[0] @ p["W_vocab"]
-        scores += p["b_vocab"]
-        return scores, state
-
-    def input_table(self) -> np.ndarray:
-        """``W_embed @ Wx + b``: the projected input of every token (worth it for small vocabularies).
-
-        For a cell without ``Wx`` and ``b``, a copy of ``W_embed`` (its input is the word vector).
-        """
-        p = self.params
-        if not self.projects_input:
-            return p["W_embed"].copy()
-        return p["W_embed"] @ p["Wx"] + p["b"]
-
-    def sample(self, features: np.ndarray, max_length: int = 30) -> np.ndarray:
-        """Greedy decoding from ``<START>``; rows stop after emitting ``<END>``.
-
-        Returns int32 (N, max_length): generated ids, ``<END>`` included, ``<NULL>`` after it.
-        """
-        return self.generate(features, max_length, lambda scores: scores.argmax(axis=1))
-
-    def generate(self, features: np.ndarray, max_length: int,
-                 choose: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """Decode token by token, ``choose`` picking each row's next id from its scores.
-
-        Rows that emit ``<END>`` drop out of the batch, so finished captions cost nothing.
-        Same output convention as :meth:`sample`.
-        """
-        if self._start is None or self._end is None:
-            raise ValueError("decoding needs '<START>' and '<END>' in word_to_idx")
-        n = features.shape[0]
-        captions = np.full((n, max_length), self._null, dtype=np.int32)
-        table = self.input_table() if self.vocab_size <= n * max_length else None
-        state = self.initial_state(features)
-        words = np.full(n, self._start, dtype=np.intp)
-        active = np.arange(n)
-        for t in range(max_length):
-            scores, state = self.step_scores(words, state, table)
-            words = choose(scores)
-            captions[active, t] = words
-            going = words != self._end
-            if not going.all():
-                active, words = active[going], words[going]
-                state = select_state(state, going)
-                if active.size == 0:
-                    break
-        return captions
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -261,3 +158,46 @@ class CaptioningRNN:
             counts[key] = counts.get(key, 0) + counts[name]
         counts["total"] = int(self.params.flat.size)
         return counts
+
+
+def init_params(cell: Any, cell_type: str, V: int, D: int, W: int, H: int, seed: int | None
+                ) -> tuple[dict[str, np.ndarray], tuple[str, ...], bool]:
+    """(parameters in ``params`` order, the cell's parameter names, whether the captioner
+    computes the cell's input projection) for vocabulary V, features D, word vectors W, hidden H.
+    """
+    # Same draws in the same order as CS231n, so np.random.seed(231) gives its model.
+    rng = np.random if seed is None else np.random.RandomState(seed)
+    raw = {"W_embed": rng.randn(V, W) / 100, "W_proj": rng.randn(D, H) / np.sqrt(D),
+           "b_proj": np.zeros(H)}
+    cell_params = dict(cell.init_params(W, H, rng, np.float64))
+    clash = sorted(set(cell_params) & set(HEAD_PARAMS + TAIL_PARAMS))
+    if clash:
+        raise ValueError(f"cell {cell_type!r} declares parameter(s) {clash}, which the "
+                         f"captioner owns; rename them in its init_params")
+    raw["W_vocab"] = rng.randn(H, V) / np.sqrt(H)
+    raw["b_vocab"] = np.zeros(V)
+    names = tuple(cell_params)
+    projects = projects_input(cell_params)
+    if projects:
+        wx, b = (np.shape(cell_params[k]) for k in INPUT_PROJECTION)
+        if len(wx) != 2 or wx[0] != W or b != (wx[1],):
+            raise ValueError(f"cell {cell_type!r}: Wx must be (wordvec_dim={W}, K) and b "
+                             f"(K,), got Wx {wx} and b {b}")
+    raw.update(cell_params)
+    return {name: raw[name] for name in HEAD_PARAMS + names + TAIL_PARAMS}, names, projects
+
+
+def store_cell_grads(cell_type: str, cell_param_names: tuple[str, ...], projects: bool,
+                     cell_grads: dict[str, np.ndarray], g: GradDict) -> None:
+    """Copy the cell's gradients into ``g``, checking their names and shapes (the input
+    projection's, when the captioner computes it, are not the cell's to return)."""
+    expected = [n for n in cell_param_names if not (projects and n in INPUT_PROJECTION)]
+    if len(cell_grads) != len(expected) or not all(n in cell_grads for n in expected):
+        raise ValueError(f"cell {cell_type!r}: backward returned gradients for "
+                         f"{sorted(cell_grads)}, expected {sorted(expected)}")
+    for name in expected:
+        grad, target = cell_grads[name], g[name]
+        if np.shape(grad) != target.shape:
+            raise ValueError(f"cell {cell_type!r}: gradient of {name!r} has shape "
+                             f"{np.shape(grad)}, the parameter {target.shape}")
+        target[...] = grad
