@@ -3,17 +3,13 @@
 Between char (a few dozen symbols, ~50 per caption) and word (thousands of symbols, ~10 per
 caption): ``vocab_size`` sets where. The pieces are learned from the training captions by
 `sentencepiece <https://github.com/google/sentencepiece>`_ (``model_type="bpe"``), trained in
-memory; the trained model is the tokenizer's learned state, stored in checkpoints with it.
+memory; the trained model is the tokenizer's learned state, stored in checkpoints with it. The
+sentencepiece calls and the text it is given are :mod:`capx.tokenizers.spm_model`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import logging
-import re
-from collections import Counter
 from itertools import chain
 from typing import Any, Iterable, Sequence
 
@@ -21,25 +17,16 @@ import numpy as np
 
 from capx.registry import TOKENIZERS
 from capx.tokenizers.base import (
-    SPECIAL_TOKENS, UNK, UNK_ID, Tokenizer, _check_int, _check_text, clean_text, split_unk,
+    SPECIAL_TOKENS, Tokenizer, _check_int, _check_text, clean_text,
+)
+from capx.tokenizers.spm_model import (  # noqa: F401  (SPACE_MARK: the word-start mark)
+    SPACE_MARK, _piece_surface, _to_sentencepiece, decode_model, encode_model, keep_characters,
+    load_processor, lookup_tables, model_pieces, train_model,
 )
 
 logger = logging.getLogger(__name__)
 
 PUNCTUATION_MODES = ("keep", "strip")
-
-# sentencepiece writes a space as this marker and starts every word with it; the capx symbols are
-# the pieces as sentencepiece spells them ("▁dog", "s"), so a vocabulary reads as usual.
-SPACE_MARK = "\u2581"
-# A literal SPACE_MARK in a caption would read as a space: it reaches sentencepiece as this
-# private-use character instead (learned like any other) and comes back as itself.
-_MARK_ESCAPE = "\U0010fffd"
-# Characters sentencepiece cannot be given or learn (lone surrogates, NUL), and the escape above
-# when it is literally in the text, reach sentencepiece as this noncharacter, which fit() never
-# lets it learn: they always become <UNK>.
-_NEVER_SEEN = "\uffff"
-_UNREPRESENTABLE = re.compile("[\x00\ud800-\udfff\uffff\U0010fffd]")
-_META_PIECES = 2  # sentencepiece's own <unk> and the user-defined <UNK> literal
 
 
 @TOKENIZERS.register("bpe")
@@ -137,35 +124,15 @@ class BPETokenizer(Tokenizer):
     # ----- learning ----------------------------------------------------------------------------
     def fit(self, train_texts: Iterable[str]) -> "BPETokenizer":
         """Learn the pieces from the training captions with sentencepiece; returns ``self``."""
-        import sentencepiece as spm
-
         if isinstance(train_texts, str):
             raise TypeError("fit() takes a list of caption strings, not one string")
         sentences = [_to_sentencepiece(self.normalize(_check_text(t))) for t in train_texts]
-        counts = Counter(" ".join(sentences).replace(UNK, "").replace(" ", ""))
-        counts.pop(_NEVER_SEEN, None)
-        kept = sorted((c for c, n in counts.items() if n >= self.min_count),
-                      key=lambda c: (-counts[c], c))[: self.num_pieces - 1]  # and the ▁ mark
-        dropped = set(counts) - set(kept)  # not learned: they become <UNK>
-        table = str.maketrans(dict.fromkeys(dropped | {_NEVER_SEEN}, " "))
-        sentences = [_translate_outside_unk(s, table) if dropped or _NEVER_SEEN in s else s
-                     for s in sentences]
+        sentences, counts, kept = keep_characters(sentences, self.min_count, self.num_pieces)
         if not any(s.strip() for s in sentences):
             raise ValueError(f"the bpe tokenizer has nothing to learn from: the training text "
                              f"holds no characters seen at least min_count={self.min_count} "
                              f"times (besides <UNK> literals)")
-        model = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences), model_writer=model, model_type="bpe",
-            vocab_size=self.num_pieces + _META_PIECES, hard_vocab_limit=False,
-            character_coverage=1.0, byte_fallback=False, normalization_rule_name="identity",
-            add_dummy_prefix=True, remove_extra_whitespaces=False, split_by_whitespace=True,
-            split_by_unicode_script=True,  # "<" never joins letters: no piece spells "<END>"
-            user_defined_symbols=[UNK], unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
-            unk_piece=_NEVER_SEEN,  # not "<unk>": sentencepiece would drop that text as its own
-            input_sentence_size=0, shuffle_input_sentence=False, max_sentence_length=1 << 20,
-            num_threads=1, minloglevel=2)
-        self._load_model(model.getvalue())
+        self._load_model(train_model(sentences, self.num_pieces))
         self._set_vocabulary(self._vocabulary_from_model())
         logger.info("%s tokenizer: %d characters seen, %d kept, vocabulary of %d "
                     "(vocab_size=%d, min_count=%d, max_vocab=%s)", self.name, len(counts),
@@ -174,30 +141,11 @@ class BPETokenizer(Tokenizer):
         return self
 
     def _load_model(self, model: bytes) -> None:
-        import sentencepiece as spm
-
-        if not model:
-            raise ValueError("the bpe tokenizer state holds an empty sentencepiece model")
-        try:  # one encoding thread: the machine's cores are the experiments'
-            processor = spm.SentencePieceProcessor(model_proto=model, num_threads=1)
-        except (RuntimeError, OSError) as error:
-            raise ValueError(f"the bpe tokenizer state holds no valid sentencepiece model: "
-                             f"{error}") from error
-        if processor.get_piece_size() == 0 or processor.piece_to_id(UNK) == processor.unk_id():
-            raise ValueError("the sentencepiece model in the bpe tokenizer state does not keep "
-                             f"{UNK} literals whole: was it trained by this tokenizer?")
-        self._model, self._sp = model, processor
+        self._model, self._sp = model, load_processor(model)
         self._idx_to_word = self._word_to_idx = None  # a vocabulary must match this model
 
-    def _pieces(self) -> list[tuple[int, str]]:
-        """The model's (id, piece) pairs that are capx symbols: all but unknown/control/<UNK>."""
-        sp = self._sp
-        unk_literal = sp.piece_to_id(UNK)
-        return [(i, sp.id_to_piece(i)) for i in range(sp.get_piece_size())
-                if i != unk_literal and not (sp.is_unknown(i) or sp.is_control(i))]
-
     def _vocabulary_from_model(self) -> list[str]:
-        return list(SPECIAL_TOKENS) + [piece for _, piece in self._pieces()]
+        return list(SPECIAL_TOKENS) + [piece for _, piece in model_pieces(self._sp)]
 
     def _on_vocabulary_set(self) -> None:
         if self._sp is None:
@@ -210,45 +158,13 @@ class BPETokenizer(Tokenizer):
             raise ValueError(f"the bpe vocabulary does not match its sentencepiece model "
                              f"({len(expected)} symbols expected): were the vocabulary and the "
                              f"state saved together?")
-        table = np.full(self._sp.get_piece_size(), UNK_ID, dtype=np.int32)
-        surface = {UNK: UNK}
-        for capx_id, (sp_id, piece) in enumerate(self._pieces(), start=len(SPECIAL_TOKENS)):
-            table[sp_id] = capx_id
-            surface[piece] = _piece_surface(piece)
-        self._id_table, self._surface = table, surface
+        self._id_table, self._surface = lookup_tables(self._sp)
 
     # ----- persistence -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """``{"model": base64 of the serialized sentencepiece model}``."""
         self._require_fitted()
-        return {"model": base64.b64encode(self._model).decode("ascii")}
+        return {"model": encode_model(self._model)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if set(state) != {"model"}:
-            raise ValueError(f"the bpe tokenizer state must hold exactly the key 'model' (the "
-                             f"sentencepiece model saved by to_dict()), got keys {sorted(state)}")
-        try:
-            model = base64.b64decode(state["model"], validate=True)
-        except (TypeError, ValueError, binascii.Error) as error:
-            raise ValueError(f"the bpe tokenizer state 'model' is not base64 text: {error}") \
-                from error
-        self._load_model(model)
-
-
-def _to_sentencepiece(text: str) -> str:
-    """Normalised text as sentencepiece must read it (unchanged for ASCII text, the usual case)."""
-    if text.isascii():
-        return text.replace("\x00", _NEVER_SEEN) if "\x00" in text else text
-    return _UNREPRESENTABLE.sub(_NEVER_SEEN, text).replace(SPACE_MARK, _MARK_ESCAPE)
-
-
-def _translate_outside_unk(text: str, table: dict[int, str]) -> str:
-    """``text.translate(table)``, leaving the ``<UNK>`` literals in it alone."""
-    if UNK not in text:
-        return text.translate(table)
-    return "".join(p if i % 2 else p.translate(table) for i, p in enumerate(split_unk(text)))
-
-
-def _piece_surface(piece: str) -> str:
-    """The text a piece stands for: ``▁`` marks a space; the escaped mark is a literal ``▁``."""
-    return piece.replace(SPACE_MARK, " ").replace(_MARK_ESCAPE, SPACE_MARK)
+        self._load_model(decode_model(state))
