@@ -78,67 +78,15 @@ class CharNgramSpeller:
 
     def fit_counts(self, counts: Mapping[str, int]) -> "CharNgramSpeller":
         """Fit on ``{word: count}`` (count ignored with ``unit="types"``); returns ``self``."""
-        raw: dict[str, Counter[str]] = defaultdict(Counter)
-        alphabet: set[str] = set()
-        for word, count in counts.items():
-            if word == UNK or count <= 0:
-                continue
-            _check_word(word)
-            alphabet.update(word)
-            weight = 1 if self.unit == "types" else int(count)
-            padded = BOW + word + EOW
-            for i in range(1, len(padded)):
-                symbol = padded[i]
-                for k in range(min(i, self.order - 1) + 1):
-                    raw[padded[i - k:i]][symbol] += weight
-        smoothed = self._kneser_ney_counts(raw) if self.smoothing == "kneser-ney" else raw
-        self._tables = self._make_tables(smoothed)
+        raw, alphabet = ngram_counts(counts, self.order, self.unit)
+        smoothed = kneser_ney_counts(raw, self.order) if self.smoothing == "kneser-ney" else raw
+        self._tables = make_tables(smoothed, self.order, self.smoothing)
         self._alphabet = frozenset(alphabet)
         self._cache = {}
         self._fitted = True
         # a word is not empty: the first symbol is drawn from the characters only
         self._log_first_char_mass = math.log1p(-self._prob(BOW[: self.order - 1], EOW))
         return self
-
-    def _kneser_ney_counts(self, raw: dict[str, Counter[str]]) -> dict[str, Counter[str]]:
-        """Lower orders count distinct predecessors: N1+(. h c), except at the word's start."""
-        counts: dict[str, Counter[str]] = {}
-        for context, table in raw.items():
-            if len(context) == self.order - 1 or context.startswith(BOW):
-                counts[context] = table  # highest order here: nothing can precede it
-        for context, table in raw.items():
-            if 1 <= len(context) <= self.order - 1:  # (x + h, c) seen: one more predecessor
-                shorter = context[1:]
-                if not shorter.startswith(BOW):
-                    target = counts.setdefault(shorter, Counter())
-                    for symbol in table:
-                        target[symbol] += 1
-        return counts
-
-    def _make_tables(self, counts: Mapping[str, Mapping[str, float]]
-                     ) -> dict[str, tuple[dict[str, float], float]]:
-        discounts = self._discounts(counts) if self.smoothing == "kneser-ney" else {}
-        tables = {}
-        for context, table in counts.items():
-            total, types = float(sum(table.values())), len(table)
-            if self.smoothing == "kneser-ney":
-                d = discounts[len(context)]
-                tables[context] = ({s: max(c - d, 0.0) / total for s, c in table.items()},
-                                   d * types / total)
-            else:  # Witten-Bell: P = (c + types * P_lower) / (total + types)
-                tables[context] = ({s: c / (total + types) for s, c in table.items()},
-                                   types / (total + types))
-        return tables
-
-    def _discounts(self, counts: Mapping[str, Mapping[str, float]]) -> dict[int, float]:
-        """One discount per context length: n1 / (n1 + 2 n2) of that order's counts of counts."""
-        n1: Counter[int] = Counter()
-        n2: Counter[int] = Counter()
-        for context, table in counts.items():
-            for c in table.values():
-                n1[len(context)] += c == 1
-                n2[len(context)] += c == 2
-        return {k: n1[k] / (n1[k] + 2 * n2[k]) if n1[k] else 0.5 for k in range(self.order)}
 
     # ----- scoring -----------------------------------------------------------------------------
     @property
@@ -194,6 +142,70 @@ class CharNgramSpeller:
         state = f"{len(self._alphabet)} characters" if self.is_fitted else "not fitted"
         return (f"CharNgramSpeller(order={self.order}, smoothing={self.smoothing!r}, "
                 f"unit={self.unit!r}; {state})")
+
+
+def ngram_counts(counts: Mapping[str, int], order: int, unit: str
+                 ) -> tuple[dict[str, Counter[str]], set[str]]:
+    """(context -> {next symbol: count} for every context of up to ``order - 1`` symbols, the
+    training alphabet) of ``{word: count}`` (each word once with ``unit="types"``)."""
+    raw: dict[str, Counter[str]] = defaultdict(Counter)
+    alphabet: set[str] = set()
+    for word, count in counts.items():
+        if word == UNK or count <= 0:
+            continue
+        _check_word(word)
+        alphabet.update(word)
+        weight = 1 if unit == "types" else int(count)
+        padded = BOW + word + EOW
+        for i in range(1, len(padded)):
+            symbol = padded[i]
+            for k in range(min(i, order - 1) + 1):
+                raw[padded[i - k:i]][symbol] += weight
+    return raw, alphabet
+
+
+def kneser_ney_counts(raw: dict[str, Counter[str]], order: int) -> dict[str, Counter[str]]:
+    """Lower orders count distinct predecessors: N1+(. h c), except at the word's start."""
+    counts: dict[str, Counter[str]] = {}
+    for context, table in raw.items():
+        if len(context) == order - 1 or context.startswith(BOW):
+            counts[context] = table  # highest order here: nothing can precede it
+    for context, table in raw.items():
+        if 1 <= len(context) <= order - 1:  # (x + h, c) seen: one more predecessor
+            shorter = context[1:]
+            if not shorter.startswith(BOW):
+                target = counts.setdefault(shorter, Counter())
+                for symbol in table:
+                    target[symbol] += 1
+    return counts
+
+
+def make_tables(counts: Mapping[str, Mapping[str, float]], order: int, smoothing: str
+                ) -> dict[str, tuple[dict[str, float], float]]:
+    """context -> ({symbol: discounted probability}, mass passed on to the shorter context)."""
+    discounts = count_discounts(counts, order) if smoothing == "kneser-ney" else {}
+    tables = {}
+    for context, table in counts.items():
+        total, types = float(sum(table.values())), len(table)
+        if smoothing == "kneser-ney":
+            d = discounts[len(context)]
+            tables[context] = ({s: max(c - d, 0.0) / total for s, c in table.items()},
+                               d * types / total)
+        else:  # Witten-Bell: P = (c + types * P_lower) / (total + types)
+            tables[context] = ({s: c / (total + types) for s, c in table.items()},
+                               types / (total + types))
+    return tables
+
+
+def count_discounts(counts: Mapping[str, Mapping[str, float]], order: int) -> dict[int, float]:
+    """One discount per context length: n1 / (n1 + 2 n2) of that order's counts of counts."""
+    n1: Counter[int] = Counter()
+    n2: Counter[int] = Counter()
+    for context, table in counts.items():
+        for c in table.values():
+            n1[len(context)] += c == 1
+            n2[len(context)] += c == 2
+    return {k: n1[k] / (n1[k] + 2 * n2[k]) if n1[k] else 0.5 for k in range(order)}
 
 
 def _check_word(word: str) -> None:
