@@ -27,7 +27,8 @@ import numpy as np
 from capx.datasets.base import CaptionData, CaptionSplit
 from capx.io import atomic_savez
 from capx.datasets.shapes_features import FIXED_DIM, image_features, standardize
-from capx.datasets.shapes_grammar import Scene, captions_for, sample_scenes
+from capx.datasets.shapes_grammar import captions_for
+from capx.datasets.shapes_scene import Scene, sample_scenes
 from capx.datasets.shapes_render import render_images, save_png
 from capx.registry import DATASETS
 

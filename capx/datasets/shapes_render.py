@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from capx.datasets.shapes_grammar import BACKGROUND_LEVEL, Scene, Shape
+from capx.datasets.shapes_scene import BACKGROUND_LEVEL, Scene, Shape
 
 SUPERSAMPLE = 2
 NOISE_STD = 3.0  # grey levels
