@@ -107,30 +107,9 @@ class CaptioningSolver:
                 f"loss became {loss} at iteration {self.iteration + 1} (epoch {self.epoch}); "
                 "lower the learning rate or enable gradient clipping (solver.grad_clip)"
             )
-        self._clip(grads)
-        flat_w = getattr(self.model.params, "flat", None)
-        flat_dw = getattr(grads, "flat", None)
-        if flat_w is not None and flat_dw is not None:
-            next_w, self.optim_configs["flat"] = self.update_rule(
-                flat_w, flat_dw, self.optim_configs["flat"])
-            if next_w is not flat_w:
-                flat_w[...] = next_w
-        else:
-            for name, w in self.model.params.items():
-                next_w, self.optim_configs[name] = self.update_rule(
-                    w, grads[name], self.optim_configs[name])
-                self.model.params[name] = next_w
+        clip_global_norm(grads, self.grad_clip)
+        apply_update(self.update_rule, self.model.params, grads, self.optim_configs)
         return loss
-
-    def _clip(self, grads: dict[str, np.ndarray]) -> None:
-        if not self.grad_clip:
-            return
-        flat = getattr(grads, "flat", None)
-        arrays = [flat] if flat is not None else list(grads.values())
-        norm = math.sqrt(sum(float(np.vdot(g, g)) for g in arrays))
-        if norm > self.grad_clip:
-            for g in arrays:
-                g *= self.grad_clip / norm
 
     def train(self) -> None:
         """Run (or continue, after :meth:`load_state_dict`) until ``num_epochs`` are done."""
@@ -179,3 +158,31 @@ class CaptioningSolver:
         self.epoch = int(state["epoch"])
         self.iteration = int(state["iteration"])
         self.loss_history = list(state["loss_history"])
+
+
+def clip_global_norm(grads: dict[str, np.ndarray], max_norm: float | None) -> None:
+    """Scale ``grads`` in place so their global L2 norm is at most ``max_norm`` (None/0: off)."""
+    if not max_norm:
+        return
+    flat = getattr(grads, "flat", None)
+    arrays = [flat] if flat is not None else list(grads.values())
+    norm = math.sqrt(sum(float(np.vdot(g, g)) for g in arrays))
+    if norm > max_norm:
+        for g in arrays:
+            g *= max_norm / norm
+
+
+def apply_update(update_rule: Any, params: Any, grads: Any, optim_configs: dict[str, Any]
+                 ) -> None:
+    """One optimiser step: over the flat parameter buffer when params and grads both have one
+    (``optim_configs["flat"]``), else tensor by tensor; ``optim_configs`` is updated in place."""
+    flat_w = getattr(params, "flat", None)
+    flat_dw = getattr(grads, "flat", None)
+    if flat_w is not None and flat_dw is not None:
+        next_w, optim_configs["flat"] = update_rule(flat_w, flat_dw, optim_configs["flat"])
+        if next_w is not flat_w:
+            flat_w[...] = next_w
+    else:
+        for name, w in params.items():
+            next_w, optim_configs[name] = update_rule(w, grads[name], optim_configs[name])
+            params[name] = next_w
