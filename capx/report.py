@@ -179,6 +179,13 @@ def dev_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def _exploratory(comparisons: Sequence[Any]) -> list[str]:
+    extra = [c for c in comparisons if not c.preregistered]
+    if not extra:
+        return []
+    return ["## Exploratory comparisons (not pre-registered)", "", comparisons_table(extra), ""]
+
+
 def wall_time_line(rows: Sequence[Row]) -> str:
     """How long the runs took, start to end (one job at a time, so the sum is the wall time)."""
     seconds = [(r["end_time"] - r["start_time"]) / 1000 for row in rows for r in row.records
@@ -208,12 +215,16 @@ def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str]) -> 
              "(folds x seeds), clipped to the metric's range; comparisons pair runs by fold "
              "and seed. bits/char is open-vocabulary (every model pays for every character); the "
              "closed number charges an unknown word only P(<UNK>).", ""]
+    on_val = sum(r.get("labels", {}).get(names.TEST_SPLIT) == "val"
+                 for row in tested for r in row.records)
+    if on_val:
+        parts += [f"Note: {on_val} of these runs had no test split (split.scheme=given): their "
+                  "'test' scores are on the val split, which also chose their checkpoint.", ""]
     if tested:
         parts += ["## Headline (test)", "", headline_table(tested), "",
                   "## Pre-registered comparisons (paired by fold and seed)", "",
                   comparisons_table([c for c in comparisons if c.preregistered]), "",
-                  "## Exploratory comparisons (not pre-registered)", "",
-                  comparisons_table([c for c in comparisons if not c.preregistered]), "",
+                  *_exploratory(comparisons),
                   "## Cost, selection and failure modes", "", details_table(tested), "",
                   "## Bits/char by how often the reference word occurs in training", "",
                   frequency_table(tested), ""]

@@ -116,23 +116,33 @@ def bits_vs_train_size(rows: Sequence[Row]) -> Figure | None:
     sizes = {r.mean("data/train_captions") for r in rows}
     if len(sizes) < 2:
         return None
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    fig = Figure(figsize=(9.5, 4.8), layout="constrained")
     ax = fig.add_subplot()
-    lines: dict[tuple[str, str, str], list[tuple[float, float, float, float]]] = {}
+    lines: dict[tuple[str, str, str, str], list[tuple[float, float, float, float]]] = {}
     for row in rows:
         y, low, high = row_interval(row, "bits_per_char")
-        lines.setdefault((row.tokenizer, row.cell, row.size), []).append(
+        others = ", ".join(item for item in row.extra.strip("[]").split(", ")
+                           if item and not item.startswith("split.train_percent="))
+        lines.setdefault((row.tokenizer, row.cell, row.size, others), []).append(
             (row.mean("data/train_captions"), y, low, high))
-    for (tokenizer, cell, size), points in sorted(lines.items()):
+    for (tokenizer, cell, size, others), points in sorted(lines.items()):
+        if len(points) < 2:  # a setting run at one size only is not a learning curve
+            continue
         points.sort()
         x, y, low, high = map(np.array, zip(*points))
         style = _style(Row(tokenizer, cell, size, ""))
+        label = " ".join(part for part in (tokenizer, cell, size, others) if part)
         ax.errorbar(x, y, yerr=[np.maximum(y - low, 0), np.maximum(high - y, 0)], capsize=3,
-                    label=f"{tokenizer} {cell} {size}", **style)
+                    label=label, **style)
     ax.set(xscale="log", xlabel="training captions", ylabel="test bits/char (open)",
            title="Bits per character against training-set size (95% CI)")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(sorted(sizes))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(fig, ax)
     return fig
 
 
