@@ -5,7 +5,7 @@
 # again, on this machine or a fresh clone, and each chunk's export committed as it lands:
 #
 #   bash examples/study.sh            # all chunks, in order (about 4-5 hours on 2 cores)
-#   bash examples/study.sh main       # one chunk: lr, main, hidden128, budget1m, min_count, size, blind
+#   bash examples/study.sh main       # one chunk: lr, main, hidden128, budget1m, min_count, size, blind, blind_word128
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OPENBLAS_NUM_THREADS=1        # one job at a time, one BLAS thread: fastest on shared cores
@@ -36,12 +36,17 @@ chunk() {
     blind)     # caption-only language models on the val2017 captions, 2.5k -> 20k captions
       sweep experiment=study_blind
       capx export --experiment study_blind --out $BLIND/runs.jsonl ;;
+    blind_word128) # robustness: at 250k parameters the word model's hidden size shrinks as its
+                   # vocabulary grows (4 units at 4k images); the word LSTM at hidden 128 instead
+      sweep experiment=study_blind tokenizer=word model.param_budget=null model.hidden_dim=128 \
+        dataset.max_train=2000,4000
+      capx export --experiment study_blind --out $BLIND/runs.jsonl ;;
     *) echo "unknown chunk $1" >&2; exit 2 ;;
   esac
 }
 
 if [ $# -eq 0 ]; then
-  set -- lr main hidden128 budget1m min_count size blind
+  set -- lr main hidden128 budget1m min_count size blind blind_word128
 fi
 for name in "$@"; do
   chunk "$name"
