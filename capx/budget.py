@@ -43,6 +43,20 @@ def hidden_for_budget(budget: int, cell_type: str, vocab_size: int, input_dim: i
     return min((low, high), key=lambda h: abs(count(h) - budget))
 
 
+SMALL_HIDDEN = 32  # below this the recurrent state is a bottleneck, not a size choice
+
+
+def budget_squeeze_warning(budget: int, cell_type: str, vocab_size: int, hidden: int) -> str | None:
+    """A warning when a budget leaves the cell a tiny hidden state: a large vocabulary's embedding
+    and output layers then take nearly all the parameters, and the comparison measures that
+    squeeze rather than the tokenizer (the caption-only study's word LSTM got 4 units at 250k)."""
+    if hidden >= SMALL_HIDDEN:
+        return None
+    return (f"model.param_budget={budget:,} leaves the {cell_type} only {hidden} hidden units for a "
+            f"vocabulary of {vocab_size:,}: the embedding and output layers take the budget. "
+            f"Compare at a fixed model.hidden_dim as well, or raise the budget.")
+
+
 class _ShapeOnly:
     """A stand-in RNG whose draws are zeros: parameter shapes without random numbers."""
 

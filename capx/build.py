@@ -7,6 +7,7 @@ them and handles the outcome, and a recorder (:mod:`capx.recorder`) writes them 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from capx.experiment import JobContext
     from capx.recorder import Recorder
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class Parts:
@@ -118,11 +120,15 @@ def hidden_dim(plain: dict[str, Any], tokenizer: Any, data: Any) -> int:
     model_cfg = plain["model"]
     if not model_cfg.get("param_budget"):
         return int(model_cfg["hidden_dim"])
-    from capx.budget import hidden_for_budget
+    from capx.budget import budget_squeeze_warning, hidden_for_budget
 
-    return hidden_for_budget(int(model_cfg["param_budget"]), plain["cell"]["name"],
-                             tokenizer.vocab_size, data.feature_dim,
-                             int(model_cfg["wordvec_dim"]))
+    budget, cell = int(model_cfg["param_budget"]), plain["cell"]["name"]
+    hidden = hidden_for_budget(budget, cell, tokenizer.vocab_size, data.feature_dim,
+                               int(model_cfg["wordvec_dim"]))
+    warning = budget_squeeze_warning(budget, cell, tokenizer.vocab_size, hidden)
+    if warning:
+        log.warning(warning)
+    return hidden
 
 
 def restore_selection(state: RunState, model: Any, meta: dict[str, Any]) -> None:

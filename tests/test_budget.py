@@ -41,3 +41,17 @@ def test_flops_per_caption_by_hand():
     groups = {"image projection": 10, "embedding": 999, "recurrent": 100, "output": 50}
     assert flops_per_caption(groups, tokens_per_caption=4) == 2 * (10 + 4 * 150)
     assert np.isfinite(flops_per_caption({}, 3.0))
+
+
+def test_a_budget_that_squeezes_the_hidden_state_is_warned_about():
+    """At 250k parameters a 3,626-word vocabulary leaves the LSTM a handful of hidden units (the
+    caption-only study's word model got 4); a char vocabulary leaves it hundreds."""
+    from capx.budget import budget_squeeze_warning
+
+    word = hidden_for_budget(250_000, "lstm", 3626, 512, 32)
+    char = hidden_for_budget(250_000, "lstm", 41, 512, 32)
+    message = budget_squeeze_warning(250_000, "lstm", 3626, word)
+    assert word < 32 <= char
+    assert message is not None and f"only {word} hidden units" in message
+    assert "model.hidden_dim" in message
+    assert budget_squeeze_warning(250_000, "lstm", 41, char) is None
