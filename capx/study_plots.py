@@ -110,6 +110,9 @@ def cider_vs_params(rows: Sequence[Row]) -> Figure | None:
     return fig
 
 
+TRAIN_SIZE_KEYS = ("split.train_percent=", "dataset.max_train=")  # what a learning curve varies
+
+
 def bits_vs_train_size(rows: Sequence[Row]) -> Figure | None:
     """Learning curves: needs rows that differ in split.train_percent or dataset.max_train."""
     rows = _tested(rows, full_data=False)
@@ -122,7 +125,7 @@ def bits_vs_train_size(rows: Sequence[Row]) -> Figure | None:
     for row in rows:
         y, low, high = row_interval(row, "bits_per_char")
         others = ", ".join(item for item in row.extra.strip("[]").split(", ")
-                           if item and not item.startswith("split.train_percent="))
+                           if item and not item.startswith(TRAIN_SIZE_KEYS))
         lines.setdefault((row.tokenizer, row.cell, row.size, others), []).append(
             (row.mean("data/train_captions"), y, low, high))
     for (tokenizer, cell, size, others), points in sorted(lines.items()):
@@ -131,6 +134,7 @@ def bits_vs_train_size(rows: Sequence[Row]) -> Figure | None:
         points.sort()
         x, y, low, high = map(np.array, zip(*points))
         style = _style(Row(tokenizer, cell, size, ""))
+        style["linestyle"] = "--" if size.startswith("H=") else "-"  # fixed size vs budget
         label = " ".join(part for part in (tokenizer, cell, size, others) if part)
         ax.errorbar(x, y, yerr=[np.maximum(y - low, 0), np.maximum(high - y, 0)], capsize=3,
                     label=label, **style)

@@ -31,3 +31,23 @@ def test_sample_grid_does_not_touch_the_pyplot_backend():
     before = matplotlib.get_backend()
     sample_grid_figure(np.zeros((1, 8, 8, 3), dtype=np.uint8), ["a"])
     assert matplotlib.get_backend() == before
+
+
+def test_learning_curves_join_one_setting_across_max_train_sizes():
+    """The caption-only study varies dataset.max_train, which labels each size as its own row;
+    the learning-curve figure must still join them into one line per setting."""
+    from capx.study_plots import bits_vs_train_size
+    from capx.study_tables import Row
+
+    def record(captions: int, bits: float, seed: str) -> dict:
+        return {"labels": {"seed": seed},
+                "metrics": {"data/train_captions": captions, "test/bits_per_char": bits}}
+
+    rows = [Row("char", "lstm", "~250k params", f"[dataset.max_train={n}]",
+                [record(5 * n, 2.0 - n / 1000, "0"), record(5 * n, 2.01 - n / 1000, "1")])
+            for n in (500, 1000, 2000)]
+    rows.append(Row("word", "lstm", "H=128", "[dataset.max_train=4000]", [record(20000, 1.2, "0")]))
+    figure = bits_vs_train_size(rows)
+    curves = figure.axes[0].containers  # one errorbar container per curve drawn
+    assert len(curves) == 1  # char joined across its three sizes; one word point is no curve
+    assert list(curves[0].lines[0].get_xdata()) == [2500, 5000, 10000]
