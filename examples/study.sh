@@ -5,7 +5,8 @@
 # again, on this machine or a fresh clone, and each chunk's export committed as it lands:
 #
 #   bash examples/study.sh            # all chunks, in order (about 4-5 hours on 2 cores)
-#   bash examples/study.sh main       # one chunk: lr, main, hidden128, budget1m, min_count, size, blind, blind_word128
+#   bash examples/study.sh main       # one chunk: lr, main, hidden128, budget1m, min_count, size, blind, blind_word128,
+#                                     blind_seeds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OPENBLAS_NUM_THREADS=1        # one job at a time, one BLAS thread: fastest on shared cores
@@ -41,12 +42,17 @@ chunk() {
       sweep experiment=study_blind tokenizer=word model.param_budget=null model.hidden_dim=128 \
         dataset.max_train=2000,4000
       capx export --experiment study_blind --out $BLIND/runs.jsonl ;;
+    blind_seeds)   # 5 seeds at the largest size for char, bpe1000 and the hidden-128 word LSTM
+      sweep experiment=study_blind dataset.max_train=4000 tokenizer=char,bpe1000 seed=2,3,4
+      sweep experiment=study_blind dataset.max_train=4000 tokenizer=word model.param_budget=null \
+        model.hidden_dim=128 seed=2,3,4
+      capx export --experiment study_blind --out $BLIND/runs.jsonl ;;
     *) echo "unknown chunk $1" >&2; exit 2 ;;
   esac
 }
 
 if [ $# -eq 0 ]; then
-  set -- lr main hidden128 budget1m min_count size blind blind_word128
+  set -- lr main hidden128 budget1m min_count size blind blind_word128 blind_seeds
 fi
 for name in "$@"; do
   chunk "$name"
