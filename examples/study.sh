@@ -5,8 +5,8 @@
 # again, on this machine or a fresh clone, and each chunk's export committed as it lands:
 #
 #   bash examples/study.sh            # all chunks, in order (about 4-5 hours on 2 cores)
-#   bash examples/study.sh main       # one chunk: lr, main, hidden128, budget1m, min_count, size, blind, blind_word128,
-#                                     blind_seeds
+#   bash examples/study.sh main       # one chunk: lr, main, hidden128, budget1m, min_count,
+#                                     # size, blind, blind_word128, blind_seeds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OPENBLAS_NUM_THREADS=1        # one job at a time, one BLAS thread: fastest on shared cores
