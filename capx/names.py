@@ -60,6 +60,7 @@ CONFIG_YAML = "config/config.yaml"
 OVERRIDES_TXT = "config/overrides.txt"
 HYDRA_CONFIG = "config/hydra"
 CHECKPOINTS = "checkpoints"
+MODEL = "model"  # the pyfunc model folder: mlflow.pyfunc.load_model("runs:/<id>/model")
 LAST_CHECKPOINT = CHECKPOINTS + "/last.npz"
 LOSS_CURVE = "plots/loss_curve.png"
 SAMPLE_GRID = "samples/grid.png"

@@ -55,7 +55,7 @@ def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str 
             tracker = tracking.Tracker(client, source_run, uri)
             tracker.reopen(existing.info.status)
             tracker.set_tags({names.RESUMED: "true"})
-            return RunRecorder(tracker)
+            return RunRecorder(tracker, settings["log_model"])
     tags = run_tags(plain, context)
     if context.multirun and context.sweep_dir is not None:
         sweep = tracking.Sweep.in_folder(context.sweep_dir)
@@ -64,7 +64,7 @@ def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str 
     tags = {k: str(v) for k, v in tags.items() if v not in (None, "")}
     run = tracking.retry(lambda: client.create_run(exp_id, tags=tags, run_name=run_name),
                          "creating the run")
-    return RunRecorder(tracking.Tracker(client, run.info.run_id, uri))
+    return RunRecorder(tracking.Tracker(client, run.info.run_id, uri), settings["log_model"])
 
 
 def run_tags(plain: dict[str, Any], context: "JobContext") -> dict[str, Any]:
@@ -134,8 +134,9 @@ class NullRecorder(Recorder):
 class RunRecorder(Recorder):
     """Records one job into its MLflow run through a :class:`capx.tracking.Tracker`."""
 
-    def __init__(self, tracker: tracking.Tracker):
+    def __init__(self, tracker: tracking.Tracker, log_model: bool = True):
         self.tracker, self.run_id, self.uri = tracker, tracker.run_id, tracker.uri
+        self.log_model = log_model
         self.status_before_reopen = tracker.status_before_reopen
 
     def start_lines(self) -> list[str]:
@@ -182,6 +183,9 @@ class RunRecorder(Recorder):
         for path in (state.last_checkpoint, state.best_checkpoint):
             if path is not None and Path(path).is_file():
                 self.tracker.log_artifact(path, names.CHECKPOINTS)
+        best = state.best_checkpoint or state.last_checkpoint
+        if self.log_model and parts is not None and best is not None and Path(best).is_file():
+            safely(lambda: self._model(best, parts.data.val.features))
         solver = parts.solver if parts is not None else None
         if solver is not None and solver.loss_history:
             from capx.plots import loss_curve_figure
@@ -195,6 +199,16 @@ class RunRecorder(Recorder):
             images = parts.images_for(ids)
             self._figure(sample_grid_figure(images, [x.sampled for x in state.samples]),
                          names.SAMPLE_GRID)
+
+    def _model(self, checkpoint: Path, example_features: np.ndarray) -> None:
+        """The checkpoint as a pyfunc model in the run's ``model/`` (see capx.mlflow_model)."""
+        import tempfile
+
+        from capx.mlflow_model import save_model
+
+        with tempfile.TemporaryDirectory() as folder:
+            save_model(checkpoint, example_features, Path(folder) / names.MODEL)
+            self.tracker.log_artifact(Path(folder) / names.MODEL)
 
     def _figure(self, figure: Any, artifact_file: str) -> None:
         self.tracker.log_figure(figure, artifact_file)

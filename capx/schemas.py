@@ -60,6 +60,7 @@ class TrackingConfig:
     run_name: Optional[str] = MISSING
     log_every: int = MISSING
     skip_finished: bool = MISSING
+    log_model: bool = MISSING
     export: Optional[str] = MISSING
 
 
