@@ -55,7 +55,7 @@ def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str 
             tracker = tracking.Tracker(client, source_run, uri)
             tracker.reopen(existing.info.status)
             tracker.set_tags({names.RESUMED: "true"})
-            return RunRecorder(tracker, settings["log_model"])
+            return RunRecorder(tracker, settings.get("log_model", True))
     tags = run_tags(plain, context)
     if context.multirun and context.sweep_dir is not None:
         sweep = tracking.Sweep.in_folder(context.sweep_dir)
@@ -64,7 +64,8 @@ def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str 
     tags = {k: str(v) for k, v in tags.items() if v not in (None, "")}
     run = tracking.retry(lambda: client.create_run(exp_id, tags=tags, run_name=run_name),
                          "creating the run")
-    return RunRecorder(tracking.Tracker(client, run.info.run_id, uri), settings["log_model"])
+    tracker = tracking.Tracker(client, run.info.run_id, uri)
+    return RunRecorder(tracker, settings.get("log_model", True))
 
 
 def run_tags(plain: dict[str, Any], context: "JobContext") -> dict[str, Any]:
