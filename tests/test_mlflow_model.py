@@ -1,8 +1,15 @@
 """A run's captioner as an MLflow pyfunc model: it loads, predicts what the model samples, and
-is scored from Python."""
+is scored from Python, and serves over HTTP."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +58,43 @@ def test_features_of_the_wrong_size_are_a_clear_error(workdir):
     captioner = Captioner.from_checkpoint(next(workdir.glob("outputs/job/checkpoints/best.npz")))
     with pytest.raises(ValueError, match=f"N x {captioner.feature_dim}"):
         captioner.caption(np.zeros((2, captioner.feature_dim + 1)))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_invocations(workdir):
+    """``mlflow models serve --env-manager local`` runs uvicorn from the venv: its bin on PATH."""
+    import mlflow
+
+    run_id, uri = _trained(workdir)
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    features = _features(loaded, n=1)
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"runs:/{run_id}/model",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        body = json.dumps({"inputs": features.tolist()}).encode()
+        deadline, answer = time.monotonic() + 120, None
+        while time.monotonic() < deadline and answer is None and server.poll() is None:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
+                                                 {"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answer = json.loads(response.read())
+            except OSError:
+                time.sleep(1)
+        assert answer is not None, f"the model server never answered (exit {server.poll()})"
+        assert answer["predictions"] == list(loaded.predict(features))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
