@@ -18,6 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from capx import interrupts
 from capx.checkpoint import CheckpointError
 from capx.config import ConfigError, validate
 from capx.finished import already_finished
@@ -69,10 +70,15 @@ def main(cfg: DictConfig) -> int:
     it returns the status so the other jobs go on."""
     context = JobContext.current()
     try:
-        status = run(cfg, context)
+        with interrupts.handled_by(interrupts.Signals()):  # the job installs its own
+            status = run(cfg, context)
     except (ConfigError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = "INVALID"
+    except interrupts.Interrupted as exc:
+        print(f"interrupted ({exc}) before the run started: nothing was trained",
+              file=sys.stderr)
+        status = "KILLED"
     if context.multirun:
         return 0
     return EXIT_CODES.get(status, 1)

@@ -2,20 +2,19 @@
 
 :class:`Job` builds the parts (:mod:`capx.build`), trains, and on the way out saves a
 checkpoint, scores the selected parameters on the test split, records through its recorder
-(:mod:`capx.recorder`) and prints the summary (:mod:`capx.console`). SIGINT/SIGTERM during
-training stop after the current iteration; a second SIGINT aborts.
+(:mod:`capx.recorder`) and prints the summary (:mod:`capx.console`). SIGINT/SIGTERM are handled
+for the whole job (:mod:`capx.interrupts`): during training they stop after the current
+iteration (a second SIGINT aborts), in any other phase at once; the run ends KILLED, with a
+checkpoint when there is state.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-from capx import console, names
+from capx import console, interrupts, names
 from capx.build import Parts, build
 from capx.callbacks import RunState
 from capx.checkpoint import Checkpoint, CheckpointError
@@ -42,14 +41,24 @@ class Job:
                                                                     checkpoint)
         self.state = RunState()
         self.parts: Parts | None = None
-        self.signal_received: int | None = None
+        self.signals = interrupts.Signals()
+        self.saved_final = False  # last.npz holds the trained state (the evaluation then
+        #                           swaps the selected epoch's parameters into the model)
 
     @property
     def solver(self) -> Any:
         return None if self.parts is None else self.parts.solver
 
     def execute(self) -> str:
-        """Build, train and finish; returns the run's status instead of raising."""
+        """Build, train and finish; returns the run's status instead of raising. A signal in
+        any phase ends the run KILLED (see :mod:`capx.interrupts`)."""
+        with interrupts.handled_by(self.signals):
+            try:
+                return self._build_train_finish()
+            except (KeyboardInterrupt, interrupts.Interrupted):
+                return self.interrupted(self.signals.why or "KeyboardInterrupt")
+
+    def _build_train_finish(self) -> str:
         try:
             self.parts = build(self.plain, self.context, self.checkpoint, self.state,
                                self.recorder)
@@ -59,13 +68,14 @@ class Job:
             resumed = self.checkpoint is not None
             console.starting(self.plain, self.context, self.parts, self.recorder, resumed)
             self.recorder.log_start(self.plain, self.context, self.parts, resumed)
-            with stop_on_signals(self):
+            self.signals.training = self.parts.solver
+            try:
                 self.parts.solver.train()
-            if self.signal_received is not None:
-                return self.interrupted(f"signal {signal.Signals(self.signal_received).name}")
+            finally:
+                self.signals.training = None
+            if self.signals.received is not None:
+                return self.interrupted(self.signals.why)
             return self.finished()
-        except KeyboardInterrupt:
-            return self.interrupted("KeyboardInterrupt")
         except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
             from capx.solver import NonFiniteLossError
 
@@ -77,15 +87,28 @@ class Job:
 
     def finished(self) -> str:
         self.parts.checkpointer.save(self.parts.solver)
+        self.saved_final = True
         if self.plain["evaluation"].get("final", True):
             self.evaluate_at_end()
+        self.signals.closing = True
         self.recorder.log_outputs(self.state, self.parts)
         console.summary("FINISHED", self.state, self.solver, self.recorder)
         return self._end("FINISHED")
 
     def interrupted(self, why: str) -> str:
-        log.warning("interrupted (%s): saving a checkpoint", why)
-        if self.parts is not None:
+        self.signals.closing = True
+        previous = self.recorder.status_before_reopen
+        if self.parts is None and previous is not None:
+            log.warning("interrupted (%s) before the resume trained: run %s keeps its status "
+                        "%s", why, self.recorder.run_id, previous)
+            self._end(previous)
+            return "KILLED"
+        if self.parts is None:
+            log.warning("interrupted (%s) before training started: nothing to save", why)
+        elif self.saved_final:
+            log.warning("interrupted (%s) after training: its checkpoint is saved", why)
+        else:
+            log.warning("interrupted (%s): saving a checkpoint", why)
             self.parts.checkpointer.save(self.parts.solver)
         safely(lambda: self.recorder.log_outputs(self.state, self.parts))
         safely(lambda: self.recorder.stopped(why))
@@ -96,6 +119,7 @@ class Job:
         """Building data, tokenizer or model failed: nothing trained. A user error (missing
         data, incompatible checkpoint, unknown plugin) is reported without a traceback, and a
         resumed run that could not even start keeps the status it had."""
+        self.signals.closing = True
         if isinstance(exc, USER_ERRORS):
             log.error("run failed: %s", exc)
         else:
@@ -110,6 +134,7 @@ class Job:
         return "FAILED"
 
     def failed(self, exc: BaseException) -> str:
+        self.signals.closing = True
         self.recorder.log_error(exc)
         safely(lambda: self.recorder.log_outputs(self.state, self.parts))  # the last checkpoint
         console.summary("FAILED", self.state, self.solver, self.recorder,
@@ -127,28 +152,6 @@ class Job:
         console.evaluated(self.plain, metrics, test_split, self.state.best_epoch)
         self.recorder.log_evaluation(metrics, parts.solver.epoch, result, test, test_split,
                                      parts.data.train.captions)
-
-
-@contextmanager
-def stop_on_signals(job: Job) -> Iterator[None]:
-    """SIGINT/SIGTERM finish the current iteration, then stop; a second SIGINT aborts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: Any) -> None:
-        if job.signal_received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        job.signal_received = signum
-        if job.solver is not None:
-            job.solver.stop_training = True
-
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def score_on_test(plain: dict[str, Any], parts: Parts, state: RunState

@@ -1,0 +1,193 @@
+"""SIGINT and SIGTERM in every phase of a job: the run ends KILLED, with a checkpoint when there
+is state, and without a traceback.
+
+In-process tests send the signal to this process from inside the phase (by wrapping one of the
+job's steps); the subprocess tests signal a real ``python run.py`` from outside while it waits in
+that phase.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from capx.checkpoint import load_checkpoint
+from capx.experiment import JobContext, run
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = ["experiment=smoke", "progress=false"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shapes-cache")
+
+
+@pytest.fixture
+def workdir(tmp_path, cache_dir, monkeypatch) -> Path:
+    monkeypatch.setenv("CAPX_CACHE_DIR", str(cache_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _only_run(folder: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    (run_,) = client.search_runs([client.get_experiment_by_name("capx").experiment_id])
+    return run_
+
+
+def _job(folder: Path, *overrides: str) -> str:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*SMOKE, *overrides])
+    return run(cfg, JobContext(original_cwd=folder, output_dir=folder / "out",
+                               overrides=list(overrides)))
+
+
+def _signal_inside(monkeypatch, module, name: str, signum: int) -> None:
+    """``module.name`` first signals this process, then does its work."""
+    original = getattr(module, name)
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signum)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, signalled)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_preparing_data_ends_the_run_killed(workdir, monkeypatch, caplog, signum):
+    import capx.build
+
+    _signal_inside(monkeypatch, capx.build, "load_data", signum)
+    with caplog.at_level(logging.INFO):
+        assert _job(workdir) == "KILLED"
+    recorded = _only_run(workdir)
+    assert recorded.info.status == "KILLED"
+    assert recorded.data.tags["capx.stopped_by"] == f"signal {signal.Signals(signum).name}"
+    assert "before training started" in caplog.text and "Traceback" not in caplog.text
+    assert not (workdir / "out" / "checkpoints" / "last.npz").exists()  # no state yet
+    assert signal.getsignal(signum) is not None  # the old handler is back
+
+
+def test_a_signal_while_building_the_model_ends_the_run_killed(workdir, monkeypatch):
+    import capx.build
+
+    _signal_inside(monkeypatch, capx.build, "hidden_dim", signal.SIGTERM)
+    assert _job(workdir, "evaluation.final=false") == "KILLED"
+    assert _only_run(workdir).info.status == "KILLED"
+
+
+def test_a_signal_before_the_first_iteration_saves_the_starting_state(workdir, monkeypatch):
+    import capx.console
+
+    _signal_inside(monkeypatch, capx.console, "starting", signal.SIGTERM)
+    assert _job(workdir, "evaluation.final=false") == "KILLED"
+    assert _only_run(workdir).info.status == "KILLED"
+    assert load_checkpoint(workdir / "out" / "checkpoints" / "last.npz").state["iteration"] == 0
+
+
+def test_a_signal_during_the_final_evaluation_keeps_the_trained_checkpoint(workdir,
+                                                                          monkeypatch):
+    """The evaluation swaps the selected epoch's parameters into the model; the checkpoint
+    written before it must stay the trained state (resume then only re-runs the evaluation)."""
+    import capx.job
+
+    def interrupted_evaluation(plain, parts, state):
+        parts.model.params.flat[...] = 0.0  # what a half-done evaluation may leave behind
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("the signal should have stopped the evaluation")
+
+    monkeypatch.setattr(capx.job, "score_on_test", interrupted_evaluation)
+    assert _job(workdir) == "KILLED"
+    recorded = _only_run(workdir)
+    assert recorded.info.status == "KILLED" and "test/bleu4" not in recorded.data.metrics
+    checkpoint = load_checkpoint(workdir / "out" / "checkpoints" / "last.npz")
+    assert checkpoint.state["iteration"] == 10
+    assert any(abs(w).sum() > 0 for w in checkpoint.state["params"].values())
+
+
+def test_a_signal_before_the_run_exists_exits_130_without_a_run(workdir, monkeypatch, capsys):
+    import capx.experiment
+
+    _signal_inside(monkeypatch, capx.experiment, "open_recorder", signal.SIGINT)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=SMOKE)
+    assert capx.experiment.main(cfg) == 130
+    assert "before the run started" in capsys.readouterr().err
+
+
+# -- a real process, signalled from outside ----------------------------------------------------
+
+WAIT_IN = textwrap.dedent("""
+    import runpy, sys, time
+    from pathlib import Path
+    import {module} as target
+    original = target.{name}
+    def waiting(*args, **kwargs):
+        Path("in_phase").touch()
+        time.sleep(60)
+        return original(*args, **kwargs)
+    target.{name} = waiting
+    sys.argv = ["run.py", *sys.argv[1:]]
+    runpy.run_path({run_py!r}, run_name="__main__")
+""")
+
+
+def _run_py_waiting_in(folder: Path, cache_dir: Path, module: str, name: str, *args: str):
+    """``python run.py args`` that waits 60 s in ``module.name`` (and says so with a file)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(CAPX_CACHE_DIR=str(cache_dir),
+               PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+    code = WAIT_IN.format(module=module, name=name, run_py=str(REPO / "run.py"))
+    return subprocess.Popen([sys.executable, "-c", code, *SMOKE, "hydra.run.dir=out", *args],
+                            cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _signal_when_in_phase(process, folder: Path, signum: int) -> str:
+    deadline = time.monotonic() + 120
+    while not (folder / "in_phase").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.1)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=60)
+    return output
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_preparing_data_kills_the_run_without_a_traceback(workdir, cache_dir):
+    process = _run_py_waiting_in(workdir, cache_dir, "capx.build", "load_data")
+    output = _signal_when_in_phase(process, workdir, signal.SIGINT)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "interrupted (signal SIGINT)" in output
+    assert _only_run(workdir).info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_final_evaluation_kills_the_run_and_it_resumes(workdir, cache_dir):
+    process = _run_py_waiting_in(workdir, cache_dir, "capx.job", "score_on_test")
+    output = _signal_when_in_phase(process, workdir, signal.SIGTERM)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output
+    killed = _only_run(workdir)
+    assert killed.info.status == "KILLED"
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), f"resume={killed.info.run_id}",
+         "hydra.run.dir=out2"], cwd=workdir, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "CAPX_CACHE_DIR": str(cache_dir),
+             "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    again = _only_run(workdir)
+    assert again.info.status == "FINISHED" and "test/bleu4" in again.data.metrics
