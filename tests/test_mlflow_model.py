@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,8 @@ import numpy as np
 import pytest
 
 from capx.inference import Captioner
-from tests.test_experiment import _run_in_process, _runs, cache_dir, workdir  # noqa: F401
+from tests.test_experiment import (  # noqa: F401 - fixtures
+    _free_port, _run_in_process, _runs, cache_dir, workdir)
 
 
 def _trained(folder: Path) -> tuple[str, str]:
@@ -58,12 +58,6 @@ def test_features_of_the_wrong_size_are_a_clear_error(workdir):
     captioner = Captioner.from_checkpoint(next(workdir.glob("outputs/job/checkpoints/best.npz")))
     with pytest.raises(ValueError, match=f"N x {captioner.feature_dim}"):
         captioner.caption(np.zeros((2, captioner.feature_dim + 1)))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

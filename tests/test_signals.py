@@ -22,23 +22,7 @@ from hydra import compose, initialize_config_dir
 
 from capx.checkpoint import load_checkpoint
 from capx.experiment import JobContext, run
-
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = ["experiment=smoke", "progress=false"]
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("shapes-cache")
-
-
-@pytest.fixture
-def workdir(tmp_path, cache_dir, monkeypatch) -> Path:
-    monkeypatch.setenv("CAPX_CACHE_DIR", str(cache_dir))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
+from tests.test_experiment import REPO, SMOKE, cache_dir, workdir  # noqa: F401
 
 def _only_run(folder: Path):
     from mlflow.tracking import MlflowClient
