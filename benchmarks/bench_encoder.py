@@ -7,7 +7,8 @@ pass in PyTorch (``benchmarks.torch_efficientnet``), with the same weights and p
 Each implementation runs in a fresh interpreter with ``OPENBLAS_NUM_THREADS`` /
 ``OMP_NUM_THREADS`` set and ``torch.set_num_threads``, so threads and ``ru_maxrss`` (peak
 resident memory) belong to it alone. Timed: the forward pass on preprocessed (N, 224, 224, 3)
-float32 pixels, median of the repeats after one warm-up. Also reported: the resident memory the
+float32 pixels after one warm-up; the two implementations alternate over ``--rounds`` fresh
+processes and each keeps its fastest forward (on a shared machine the least disturbed one). Also reported: the resident memory the
 forward pass adds above the loaded model, and capx's preprocessing (Pillow decode of a 640x480
 JPEG, resize, crop) per image. Needs the images extra; the torch column also the bench extra.
 """
@@ -69,7 +70,8 @@ def measure(impl: str, batch: int, repeats: int, threads: int) -> dict[str, Any]
         times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     result = {"impl": impl, "batch": batch, "threads": threads, "seconds": times,
-              "images_per_second": batch / statistics.median(times),
+              "images_per_second": batch / min(times),
+              "median_images_per_second": batch / statistics.median(times),
               "loaded_rss_mb": loaded, "peak_rss_mb": peak, "forward_extra_mb": peak - loaded}
     if impl == "numpy":
         result["preprocess_ms"] = _preprocess_ms(encoder)
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="fresh processes per implementation, alternating")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--json", default=None)
     parser.add_argument("--child", choices=("numpy", "torch"), help=argparse.SUPPRESS)
@@ -134,10 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.child, args.batch, args.repeats, args.threads)))
         return 0
     info, busy = machine_info(), check_busy()
-    rows = {"numpy": run_child("numpy", args),
-            "torch": None if args.no_torch else run_child("torch", args)}
+    rows = {}
+    for _ in range(args.rounds):  # alternate, so both see the same load; keep each one's best
+        for impl in ("numpy",) if args.no_torch else ("numpy", "torch"):
+            row = run_child(impl, args)
+            best = rows.get(impl)
+            if row and (best is None or row["images_per_second"] > best["images_per_second"]):
+                rows[impl] = row
+    rows.setdefault("torch", None)
     print(f"# EfficientNet-Lite0 forward, batch {args.batch}, {args.threads} threads, "
-          f"median of {args.repeats}\n")
+          f"best of {args.rounds} rounds x {args.repeats} repeats\n")
     print(f"- {info['date']}, {info['cpu_model']}, {info['cores_usable']} usable cores, "
           f"NumPy {info['numpy']}; {busy.describe()}")
     if rows["numpy"]:
@@ -147,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "rows": rows}, f, indent=2)
-    return 0 if rows["numpy"] else 1
+    return 0 if rows.get("numpy") else 1
 
 
 if __name__ == "__main__":

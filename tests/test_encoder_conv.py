@@ -43,9 +43,10 @@ def test_depthwise_conv_equals_reference(kernel, stride, size):
     x = rng.standard_normal((3, size, size, channels)).astype(np.float32)
     w = rng.standard_normal((channels, 1, kernel, kernel)).astype(np.float32)
     b = rng.standard_normal(channels).astype(np.float32)
-    fast = depthwise_conv2d(x, depthwise_to_hwc(w), b, stride=stride)
     reference = conv2d_reference(x, w, b, stride=stride, groups=channels)
-    np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-5)
+    for block_bytes in (1, 3 * size * channels * 4, 1 << 20):  # one row, a few rows, all
+        fast = depthwise_conv2d(x, depthwise_to_hwc(w), b, stride=stride, block_bytes=block_bytes)
+        np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-5)
 
 
 def test_folded_batch_norm_equals_conv_then_batch_norm():

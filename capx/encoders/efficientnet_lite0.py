@@ -99,7 +99,9 @@ def forward(folded: dict[str, Any], x: np.ndarray) -> np.ndarray:
             h = relu6(conv2d(h, *layers["expand"]))
         h = relu6(depthwise_conv2d(h, *layers["depthwise"], stride=spec.stride))
         h = conv2d(h, *layers["project"])
-        x = h + x if spec.residual else h
+        if spec.residual:
+            h += x
+        x = h
     x = relu6(conv2d(x, *folded["head"]))
     return x.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
 
