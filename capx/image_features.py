@@ -62,7 +62,8 @@ def image_id_for(name: str) -> int:
 
 
 class FeatureFile:
-    """An h5 features file opened for appending (created if missing); a context manager."""
+    """An h5 features file to add rows to (created if missing; an existing one is only read
+    until rows are appended, so a complete file is left as it was); a context manager."""
 
     def __init__(self, path: str | os.PathLike, feature_dim: int, dtype: Any,
                  attributes: dict[str, str]):
@@ -82,7 +83,7 @@ class FeatureFile:
 
     def _open_existing(self, h5py: Any, feature_dim: int, dtype: Any) -> Any:
         try:
-            h5 = h5py.File(self.path, "a")
+            h5 = h5py.File(self.path, "r")  # reopened for appending by the first append
         except OSError as exc:
             raise FeatureFileError(f"{self.path} exists but is not a readable h5 file ({exc}); "
                                    f"move it away or choose another --out") from exc
@@ -117,6 +118,11 @@ class FeatureFile:
 
     def append(self, names: Sequence[str], features: np.ndarray) -> None:
         """Add rows and flush, so they survive an interruption."""
+        if self._h5.mode == "r":
+            import h5py
+
+            self._h5.close()
+            self._h5 = h5py.File(self.path, "a")
         used = set(self._h5["image_ids"][()].tolist())
         ids = []
         for name in names:

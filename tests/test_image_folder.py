@@ -63,6 +63,12 @@ def test_image_folder_computes_caches_and_splits(tmp_path):
                                              cache_dir=str(tmp_path / "cache"))
     np.testing.assert_array_equal(again.train.features, data.train.features)
     assert again.train.captions == data.train.captions
+    assert cached[0].stat().st_mtime_ns == before  # nothing to add: the cache is only read
+
+    pictures = DATASETS.get("image_folder").images_for([100, 999], image_dir=str(folder),
+                                                       val_percent=30)
+    assert pictures.shape == (2, 96, 96, 3) and pictures.dtype == np.uint8
+    assert pictures[0].std() > 5 and (pictures[1] == 128).all()  # the corrupt one is grey
 
 
 def test_image_folder_without_a_folder_says_what_to_set():

@@ -147,3 +147,27 @@ def _warn(path: Path, problem: str, image_ids: list[int]) -> None:
         shown = ", ".join(map(str, image_ids[:10])) + (" ..." if len(image_ids) > 10 else "")
         warnings.warn(f"{len(image_ids)} image(s) of {path.name} {problem} and are left out: "
                       f"{shown}", DataWarning, stacklevel=3)
+
+
+def image_folder_pictures(image_ids: Any, *, image_dir: str | os.PathLike | None = None,
+                          captions_file: str = DEFAULT_CAPTIONS_FILE, size: int = 96,
+                          **_options: Any) -> np.ndarray:
+    """The pictures of images by id as uint8 (n, size, size, 3) thumbnails (centre crops), to
+    show beside sample captions; an image that cannot be read is grey."""
+    from capx.encoders.preprocess import ImageReadError, centre_crop, open_image, \
+        resize_shorter_side
+
+    folder = Path(image_dir) if image_dir is not None else Path(".")
+    file_of = _file_names(folder / captions_file)
+    ids = np.asarray(image_ids, dtype=np.int64).ravel()
+    out = np.full((len(ids), size, size, 3), 128, dtype=np.uint8)
+    for row, image_id in enumerate(ids.tolist()):
+        try:
+            image = open_image(folder / file_of[image_id])
+        except (ImageReadError, KeyError):
+            continue
+        out[row] = np.asarray(centre_crop(resize_shorter_side(image, size), size))
+    return out
+
+
+image_folder.images_for = image_folder_pictures  # the pictures beside sample captions
