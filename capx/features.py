@@ -46,9 +46,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"{len(items)} images, {len(items) - len(pending)} already in {out.path}, "
               f"{len(pending)} to encode with {args.encoder}")
         disable = {"auto": None, "true": False, "false": True}[args.progress]
-        with tqdm(total=len(pending), unit="img", disable=disable) as bar:
-            failures = encode_into(settings.encoder, pending, out, settings.transform,
-                                   args.batch_size, bar)
+        try:
+            with tqdm(total=len(pending), unit="img", disable=disable) as bar:
+                failures = encode_into(settings.encoder, pending, out, settings.transform,
+                                       args.batch_size, bar)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: {out.path} keeps its {len(out.names)} rows; run the same "
+                  f"command again to continue", file=sys.stderr)
+            return 130
         print(f"wrote {len(pending) - len(failures)} rows; {out.path} holds {len(out.names)}")
     for item, error in failures:
         print(f"unreadable, skipped: {error}", file=sys.stderr)

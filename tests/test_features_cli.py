@@ -77,6 +77,13 @@ def test_a_missing_input_is_an_error_before_any_work(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err and not out.exists()
 
 
+def test_the_projection_without_its_centre_is_an_error_before_any_work(image_dir, tmp_path,
+                                                                       capsys):
+    out = tmp_path / "feats.h5"
+    assert capx_main(["features", str(image_dir), "--out", str(out), "--project-512"]) == 2
+    assert "--centre-from" in capsys.readouterr().err and not out.exists()
+
+
 def test_projection_is_orthonormal_and_sign_fixed():
     w = projection_matrix()
     assert w.shape == (1280, 512)
