@@ -4,7 +4,8 @@ The checkpoint (a file, or the best checkpoint of an MLflow run) gives the model
 decoder (:class:`capx.inference.Captioner`); its config says which image features it was trained
 on: the ``image_folder`` dataset's encoder settings, or, for a model of coco-mini's features,
 EfficientNet-Lite0 (1280-d, ``coco_json``) or its 512-d projection (``coco``). ``--html`` also
-writes a page of the pictures with their captions.
+writes a page of the pictures with their captions; ``--save-model DIR`` an MLflow pyfunc model
+that captions image bytes (:mod:`capx.image_model`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ LAST_CHECKPOINT = "checkpoints/last.npz"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", help="image files and/or folders")
+    parser.add_argument("images", nargs="*", help="image files and/or folders")
     parser.add_argument("--run", required=True,
                         help="a checkpoint .npz, or an MLflow run id (its best checkpoint)")
     parser.add_argument("--tracking-uri", default=None,
@@ -41,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the run's dataset folder)")
     parser.add_argument("--weights", default=None, help="encoder weights (.pth or .npz)")
     parser.add_argument("--html", default=None, help="also write a page of images and captions")
+    parser.add_argument("--save-model", default=None, metavar="DIR",
+                        help="write an MLflow pyfunc model that captions image bytes")
 
 
 def load_run_checkpoint(target: str, tracking_uri: str | None, download_dir: Path) -> Any:
@@ -122,14 +125,28 @@ def main(args: argparse.Namespace) -> int:
     from capx.image_features import list_images
     from capx.inference import Captioner
 
+    if not args.images and not args.save_model:
+        print("capx caption: name images to caption (or --save-model DIR)", file=sys.stderr)
+        return 2
+    if args.save_model and Path(args.save_model).exists():
+        print(f"capx caption: --save-model {args.save_model} already exists; choose a new folder",
+              file=sys.stderr)
+        return 2
     try:
         items = list_images(args.images)
         with tempfile.TemporaryDirectory(prefix="capx-caption-") as tmp:
             checkpoint = load_run_checkpoint(args.run, args.tracking_uri, Path(tmp))
             captioner = Captioner.from_checkpoint(checkpoint)
-        config = yaml.safe_load(checkpoint.config_yaml) or {}
-        settings = features_for(config, captioner.feature_dim, args.weights, args.centre_from)
-    except (FileNotFoundError, ValueError, ImportError, CheckpointError) as exc:
+            config = yaml.safe_load(checkpoint.config_yaml) or {}
+            settings = features_for(config, captioner.feature_dim, args.weights,
+                                    args.centre_from)
+            if args.save_model:
+                from capx.image_model import save_image_model
+
+                save_image_model(checkpoint.path, settings, args.save_model)
+                print(f"wrote the image captioning model to {args.save_model}",
+                      file=sys.stderr)
+    except (FileNotFoundError, ValueError, ImportError, CheckpointError, OSError) as exc:
         print(f"capx caption: {exc}", file=sys.stderr)
         return 2
     pixels, readable, failures = [], [], []

@@ -196,13 +196,14 @@ class FeatureSettings:
     feature_dim: int
     dtype: Any
     attributes: dict[str, str]
+    centre: np.ndarray | None = None  # the 512-d projection's train mean, when projecting
 
 
 def feature_settings(encoder: str = "efficientnet_lite0", weights: str | None = None,
-                     project_512: bool = False,
-                     centre_from: str | os.PathLike | None = None) -> FeatureSettings:
+                     project_512: bool = False, centre_from: str | os.PathLike | None = None,
+                     centre: np.ndarray | None = None) -> FeatureSettings:
     """The named encoder, optionally followed by coco-mini's 512-d projection centred on its
-    train mean (``centre_from``: the coco-mini folder holding ``features_effl0.h5``)."""
+    train mean: ``centre`` itself, or computed from ``centre_from`` (the coco-mini folder)."""
     from capx.registry import ENCODERS
 
     model = ENCODERS.get(encoder)(weights=weights)
@@ -211,12 +212,15 @@ def feature_settings(encoder: str = "efficientnet_lite0", weights: str | None = 
                                {"encoder": encoder, "projection": "none"})
     from capx.encoders.projection import OUT_DIM, coco_mini_centre, project
 
-    if centre_from is None:
+    if centre is None and centre_from is None:
         raise ValueError("the 512-d projection is centred on coco-mini's train mean: name the "
                          "coco-mini folder (--centre-from ../shared/data/coco-mini)")
-    centre = coco_mini_centre(centre_from)
-    return FeatureSettings(model, lambda f: project(f, centre), OUT_DIM, np.float32,
-                           {"encoder": encoder, "projection": "coco_mini_512"})
+    mean = np.asarray(centre if centre is not None else coco_mini_centre(centre_from),
+                      dtype=np.float32)
+    settings = FeatureSettings(model, lambda f: project(f, mean), OUT_DIM, np.float32,
+                               {"encoder": encoder, "projection": "coco_mini_512"})
+    settings.centre = mean
+    return settings
 
 
 def read_features(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:

@@ -116,6 +116,16 @@ def test_features_train_and_caption_end_to_end(tmp_path, monkeypatch, capsys):
     assert all(re.fullmatch(r"[a-z<>' ]+", line.split("\t")[1]) for line in lines), lines
     assert html.read_text().count("<figure>") == 2
 
+    import mlflow.pyfunc
+    import pandas as pd
+
+    model_dir = tmp_path / "image_model"
+    assert capx_main(["caption", "--run", run_id, "--tracking-uri",
+                      f"sqlite:///{tmp_path / 'mlflow.db'}", "--save-model", str(model_dir)]) == 0
+    served = mlflow.pyfunc.load_model(str(model_dir))
+    images = pd.DataFrame({"image": [Path(p).read_bytes() for p in two]})
+    assert list(served.predict(images)) == [line.split("\t")[1] for line in lines]
+
     checkpoint = next((tmp_path / "out").rglob("best.npz"))
     assert capx_main(["caption", "--run", str(checkpoint), "--decoding", "beam", two[0],
                       str(folder / "corrupt.png")]) == 1

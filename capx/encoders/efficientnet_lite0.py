@@ -115,6 +115,7 @@ class EfficientNetLite0(ImageEncoder):
 
     def __init__(self, weights: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None, batch_size: int = 16):
+        self.weights_source = weights
         self.state = load_weights(weights, "efficientnet_lite0", cache_dir)
         self.folded = fold_state_dict(self.state)
         self.batch_size = int(batch_size)

@@ -54,29 +54,42 @@ def file_digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def load_weights(source: str | os.PathLike | None, name: str,
-                 cache_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
-    """The state dict of ``source`` (a ``.pth``, an ``.npz``, or None: the packaged file) as
-    arrays; a ``.pth`` is converted once into ``<cache>/<name>-<sha256[:16]>.npz``."""
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as stored:
+        return {key: stored[key] for key in stored.files}
+
+
+def converted_weights(source: str | os.PathLike | None, name: str,
+                      cache_dir: str | os.PathLike | None = None) -> Path:
+    """The ``.npz`` of ``source`` (a ``.pth``, an ``.npz``, or None: the packaged file); a
+    ``.pth`` is converted once into ``<cache>/<name>-<sha256[:16]>.npz``."""
     path = packaged_efficientnet_lite0() if source is None else Path(source).expanduser()
     if not path.is_file():
         raise WeightsError(f"encoder weights file {path} does not exist; {HOW_TO_INSTALL}")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as stored:
-            return {key: stored[key] for key in stored.files}
+        return path
     cached = (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / \
         f"{name}-{file_digest(path)[:16]}.npz"
     if cached.is_file():
         try:
-            with np.load(cached, allow_pickle=False) as stored:
-                return {key: stored[key] for key in stored.files}
+            _read_npz(cached)
+            return cached
         except Exception as exc:  # noqa: BLE001 - a damaged cache file is rebuilt
             warnings.warn(f"encoder weights cache {cached} is unreadable ({exc}); converting "
                           f"{path} again", RuntimeWarning, stacklevel=2)
-    arrays = load_state_dict(path)
+    atomic_savez(cached, load_state_dict(path))
+    return cached
+
+
+def load_weights(source: str | os.PathLike | None, name: str,
+                 cache_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """The state dict of ``source`` as arrays, through the cache (see :func:`converted_weights`);
+    when the cache folder is not writable the ``.pth`` is read directly, with a warning."""
     try:
-        atomic_savez(cached, arrays)
+        return _read_npz(converted_weights(source, name, cache_dir))
     except OSError as exc:
-        warnings.warn(f"could not cache the converted weights at {cached} ({exc}); set "
-                      f"CAPX_CACHE_DIR to a writable folder", RuntimeWarning, stacklevel=2)
-    return arrays
+        if isinstance(exc, WeightsError):
+            raise
+        warnings.warn(f"could not cache the converted weights ({exc}); set CAPX_CACHE_DIR to "
+                      f"a writable folder", RuntimeWarning, stacklevel=2)
+        return load_state_dict(packaged_efficientnet_lite0() if source is None else source)
