@@ -26,6 +26,7 @@ import yaml
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 BEST_CHECKPOINT = "checkpoints/best.npz"
 LAST_CHECKPOINT = "checkpoints/last.npz"
+BATCH = 32  # images decoded, encoded and captioned together
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,24 +150,27 @@ def main(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, ImportError, CheckpointError, OSError) as exc:
         print(f"capx caption: {exc}", file=sys.stderr)
         return 2
-    pixels, readable, failures = [], [], []
-    for item in items:
-        try:
-            pixels.append(settings.encoder.preprocess(open_image(item.path)))
-            readable.append(item)
-        except ImageReadError as exc:
-            failures.append(str(exc))
-    captions: list[str] = []
-    if readable:
+    options = {"beam_width": args.beam_width} if args.decoding == "beam" else {}
+    rows: list[tuple[Path, str]] = []
+    failures: list[str] = []
+    for start in range(0, len(items), BATCH):  # a batch at a time: memory stays flat
+        pixels, readable = [], []
+        for item in items[start:start + BATCH]:
+            try:
+                pixels.append(settings.encoder.preprocess(open_image(item.path)))
+                readable.append(item)
+            except ImageReadError as exc:
+                failures.append(str(exc))
+        if not readable:
+            continue
         features = settings.encoder.encode(np.stack(pixels))
         if settings.transform is not None:
             features = settings.transform(features)
-        options = {"beam_width": args.beam_width} if args.decoding == "beam" else {}
-        captions = captioner.caption(features, args.decoding, **options)
-    for item, caption in zip(readable, captions):
-        print(f"{item.path}\t{caption}")
+        for item, caption in zip(readable, captioner.caption(features, args.decoding, **options)):
+            print(f"{item.path}\t{caption}", flush=True)
+            rows.append((item.path, caption))
     if args.html:
-        write_html(Path(args.html), [(item.path, c) for item, c in zip(readable, captions)])
+        write_html(Path(args.html), rows)
         print(f"wrote {args.html}", file=sys.stderr)
     for error in failures:
         print(f"unreadable, skipped: {error}", file=sys.stderr)

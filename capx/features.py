@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="project to coco-mini's 512-d coco_captioning/ features")
     parser.add_argument("--centre-from", default=None,
                         help="coco-mini folder whose train mean centres the 512-d projection")
+    parser.add_argument("--plugins", nargs="*", default=[], metavar="MODULE",
+                        help="modules to import first (an encoder plugin, say)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     parser.add_argument("--progress", choices=("auto", "true", "false"), default="auto",
                         help="progress bar (auto: only on a terminal)")
@@ -33,7 +35,10 @@ def main(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print(f"capx features: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
         return 2
+    from capx.registry import load_plugins
+
     try:
+        load_plugins(args.plugins)
         items = list_images(args.images)
         settings = feature_settings(args.encoder, args.weights, args.project_512,
                                     args.centre_from)

@@ -145,3 +145,12 @@ def test_caption_uses_the_features_the_model_was_trained_on(coco_mini):
     assert cs231n.transform(np.zeros((1, 1280), np.float32)).shape == (1, 512)
     with pytest.raises(ValueError, match="405-d image features .*'shapes'.*no image encoder"):
         features_for({"dataset": {"name": "shapes"}}, 405, None, None)
+
+
+def test_caption_argument_errors_come_before_any_work(tmp_path, capsys):
+    assert capx_main(["caption", "--run", "whatever"]) == 2
+    assert "name images to caption" in capsys.readouterr().err
+    picture = tmp_path / "a.png"
+    save_png(picture, shapes_images("val", [0], image_size=32)[0])
+    assert capx_main(["caption", "--run", "not-a-run", str(picture)]) == 2
+    assert "neither a checkpoint file" in capsys.readouterr().err
