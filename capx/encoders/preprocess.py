@@ -26,7 +26,9 @@ def open_image(path: str | os.PathLike) -> Any:
 
 
 def resize_shorter_side(image: Any, size: int) -> Any:
-    """Scale so the shorter side is ``size`` (the longer one rounded), bicubic."""
+    """Scale so the shorter side is ``size``, bicubic. The longer side is rounded, not
+    truncated: on coco-mini's own JPEGs truncating moves the features 8-14% (relative L2) away
+    from its ``features_effl0.h5``, rounding matches it to float16 precision."""
     from PIL import Image
 
     width, height = image.size
