@@ -42,6 +42,17 @@ def _prepare() -> None:
         sys.exit(2)
 
 
+def _check_start_folder() -> None:
+    """Hydra writes its output folder under the start folder: say so if that is read-only."""
+    from capx.preflight import check_start_folder
+
+    problem = check_start_folder(Path.cwd(), sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
     _prepare()
+    _check_start_folder()
     main()

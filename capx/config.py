@@ -216,3 +216,25 @@ def _check_ranges(plain: dict[str, Any], problems: list[str]) -> None:
     if rule not in UPDATE_RULES:
         problems.append(f"solver.update_rule: unknown update rule {rule!r}; registered: "
                         f"{', '.join(UPDATE_RULES.names())}")
+    else:
+        _check_update_rule_options(rule, plain["solver"].get("options") or {}, problems)
+
+
+def _check_update_rule_options(rule: str, options: dict[str, Any], problems: list[str]) -> None:
+    """``solver.options`` against the settings the rule declares (:func:`capx.optim.
+    hyperparameters`); a rule that declares none (a third-party one) is not checked."""
+    declared = getattr(UPDATE_RULES.get(rule), "hyperparameters", None)
+    if declared is None:
+        return
+    for key, value in options.items():
+        where = f"solver.options.{key}"
+        if key == "learning_rate":
+            problems.append(f"{where}: set solver.learning_rate instead")
+        elif key not in declared:
+            known = ", ".join(declared) or "none"
+            close = difflib.get_close_matches(key, list(declared), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{where}: {rule} takes no option {key!r}{hint}; its options: "
+                            f"{known}")
+        elif not declared[key][0](value):
+            problems.append(f"{where}: {declared[key][1]}, got {value!r}")

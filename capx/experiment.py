@@ -1,10 +1,13 @@
-"""One experiment job: config -> (skip if done) -> recorder -> :class:`capx.job.Job`.
+"""One experiment job: config -> (skip if done) -> store -> parts -> run -> :class:`capx.job.Job`.
 
 :func:`main` is what ``run.py`` calls under Hydra; :func:`run` does the work and returns the run's
-status (``FINISHED``, ``FAILED`` or ``KILLED``; ``SKIPPED`` for a sweep job already done) instead
-of raising, so one failed job of a sweep does not stop the others. The parts are built in
-:mod:`capx.build`, trained and finished in :mod:`capx.job`, recorded by :mod:`capx.recorder` and
-printed by :mod:`capx.console`.
+status (``FINISHED``, ``FAILED`` or ``KILLED``; ``SKIPPED`` for a sweep job already done). Every
+check that can fail on the user's input comes before the MLflow run is created: the config
+(:mod:`capx.config`), the checkpoint to resume, the tracking store (:mod:`capx.preflight`), and
+the data, tokenizer and model (:func:`capx.build.prepare`); those errors raise, and :func:`main`
+prints them without a traceback. Once the run exists, failures end it FAILED instead of raising,
+so one failed job of a sweep does not stop the others. The parts are trained and finished in
+:mod:`capx.job`, recorded by :mod:`capx.recorder` and printed by :mod:`capx.console`.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from capx import interrupts
-from capx.checkpoint import CheckpointError
+from capx.build import PluginOptionError, prepare
+from capx.callbacks import RunState
 from capx.config import ConfigError, validate
 from capx.finished import already_finished
-from capx.job import Job
+from capx.job import USER_ERRORS, Job
+from capx.preflight import open_store
 from capx.recorder import open_recorder
 from capx.resume import config_for_resume, resolve_resume
 
@@ -72,13 +77,18 @@ def main(cfg: DictConfig) -> int:
     try:
         with interrupts.handled_by(interrupts.Signals()):  # the job installs its own
             status = run(cfg, context)
-    except (ConfigError, CheckpointError) as exc:
+    except (ConfigError, PluginOptionError, *USER_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = "INVALID"
     except interrupts.Interrupted as exc:
         print(f"interrupted ({exc}) before the run started: nothing was trained",
               file=sys.stderr)
         status = "KILLED"
+    except Exception:  # noqa: BLE001 - in a sweep, one job's bug must not stop the others
+        if not context.multirun:
+            raise
+        log.exception("job failed before its run started")
+        status = "FAILED"
     if context.multirun:
         return 0
     return EXIT_CODES.get(status, 1)
@@ -100,9 +110,12 @@ def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
             log.info("skipping %s: run %s already FINISHED with this configuration",
                      run_name(plain, context), done)
             return "SKIPPED"
+    store = open_store(plain["tracking"], context.original_cwd)
+    state = RunState()
+    parts = prepare(plain, checkpoint, state)
     context.output_dir.mkdir(parents=True, exist_ok=True)
-    recorder = open_recorder(plain, context, source_run, run_name(plain, context))
-    return Job(plain, context, recorder, checkpoint).execute()
+    recorder = open_recorder(plain, context, source_run, run_name(plain, context), store)
+    return Job(plain, context, recorder, checkpoint, parts, state).execute()
 
 
 def run_name(plain: dict[str, Any], context: JobContext) -> str:

@@ -25,6 +25,7 @@ from capx.solver import Callback
 if TYPE_CHECKING:
     from capx.build import Parts
     from capx.experiment import JobContext
+    from capx.preflight import Store
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,16 @@ def safely(call: Callable[[], Any]) -> None:
 
 
 def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str | None,
-                  run_name: str) -> "Recorder":
-    """Create (or, when resuming a run of this store, reopen) this job's MLflow run."""
+                  run_name: str, store: "Store | None" = None) -> "Recorder":
+    """Create (or, when resuming a run of this store, reopen) this job's MLflow run, in the
+    ``store`` that :func:`capx.preflight.open_store` opened (opened here if not given)."""
+    from capx.preflight import open_store
+
     settings = plain["tracking"]
-    if not settings["enabled"]:
+    store = store or open_store(settings, context.original_cwd)
+    if store is None:
         return NullRecorder()
-    uri = tracking.tracking_uri(settings["uri"], context.original_cwd)
-    client = tracking.make_client(uri)
-    exp_id = tracking.experiment_id(client, settings["experiment_name"], uri)
+    client, exp_id, uri = store.client, store.experiment_id, store.uri
     if source_run:
         try:
             existing = client.get_run(source_run)
@@ -91,6 +94,11 @@ class Recorder:
     run_id: str | None = None
     uri: str | None = None
     status_before_reopen: str | None = None  # a reopened run's status, kept if a resume fails
+
+    @property
+    def degraded(self) -> str | None:
+        """Why recording failed during the run (it went on untracked), or None."""
+        return None
 
     def start_lines(self) -> list[str]:
         """Console lines saying where the run is recorded."""
@@ -139,6 +147,10 @@ class RunRecorder(Recorder):
         self.tracker, self.run_id, self.uri = tracker, tracker.run_id, tracker.uri
         self.log_model = log_model
         self.status_before_reopen = tracker.status_before_reopen
+
+    @property
+    def degraded(self) -> str | None:
+        return self.tracker.degraded
 
     def start_lines(self) -> list[str]:
         return [f"MLflow run {self.run_id} in {self.uri}"]
