@@ -22,13 +22,14 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> int:
+def main(cfg: DictConfig) -> int | float:
+    """A single run exits with its code; a sweep's job returns its objective to the sweeper."""
     from capx.experiment import main as run_experiment
 
-    code = run_experiment(cfg)
-    if code:
-        sys.exit(code)
-    return code
+    result = run_experiment(cfg)
+    if isinstance(result, int) and result:
+        sys.exit(result)
+    return result
 
 
 def _prepare() -> None:

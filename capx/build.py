@@ -191,6 +191,7 @@ def restore_selection(state: RunState, model: Any, meta: dict[str, Any]) -> None
     state.best_val_loss = meta.get("best_val_loss")
     state.best_score = meta.get("best_score")
     state.best_epoch = meta.get("best_epoch")
+    state.selected_metrics = dict(meta.get("selected_metrics") or {})
     best = meta.get("best_checkpoint")
     if best and Path(best).is_file():
         saved = load_checkpoint(best).state["params"]

@@ -35,6 +35,7 @@ class ConfigError(ValueError):
 SPLIT_BEFORE_IT_EXISTED = {"scheme": "given", "folds": 5, "fold": 0, "dev_percent": 15,
                            "train_percent": 100, "seed": 0}
 DEFAULT_DECODING = {"name": "greedy"}
+DEFAULT_OBJECTIVE = "val/bits_per_char"
 TOP_LEVEL_KEYS = [f.name for f in fields(TopLevelConfig)]
 PROGRESS_VALUES = ("auto", True, False)
 DTYPES = ("float32", "float64")
@@ -49,6 +50,7 @@ def validate(cfg: DictConfig | dict) -> dict[str, Any]:
     plain = _to_plain(cfg)
     plain.setdefault("decoding", dict(DEFAULT_DECODING))  # configs saved before it existed
     plain.setdefault("split", dict(SPLIT_BEFORE_IT_EXISTED))
+    plain.setdefault("objective", DEFAULT_OBJECTIVE)
     problems: list[str] = []
     _check_keys("", plain, TOP_LEVEL_KEYS, problems)
     _check_fields("", plain, TopLevelConfig, problems)
@@ -199,6 +201,9 @@ RANGE_RULES: list[RangeRule] = [
      "must be an integer >= 1 or null"),
     ("tokenizer.max_length", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
     ("seed", lambda v: v >= 0, "must be an integer >= 0"),
+    ("objective", lambda v: v.startswith("val/") and len(v) > 4,
+     "must name a dev metric (val/bits_per_char, val/loss, ...): hyperparameters are chosen on "
+     "dev, never on the test set"),
 ]
 
 

@@ -69,14 +69,17 @@ class JobContext:
         )
 
 
-def main(cfg: DictConfig) -> int:
+def main(cfg: DictConfig) -> int | float:
     """``run.py``'s body: run the job; config errors print without a traceback. Returns an exit
     code for a single run (0 finished, 1 failed, 2 invalid config, 130 interrupted); in a sweep
-    it returns the status so the other jobs go on."""
+    it returns the job's objective (NaN unless it finished: Optuna counts that trial failed)
+    and never raises, so the other jobs go on."""
     context = JobContext.current()
+    objective = float("nan")
     try:
         with interrupts.handled_by(interrupts.Signals()):  # the job installs its own
-            status = run(cfg, context)
+            outcome = run_job(cfg, context)
+        status, objective = outcome.status, outcome.objective
     except (ConfigError, PluginOptionError, *USER_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = "INVALID"
@@ -90,12 +93,25 @@ def main(cfg: DictConfig) -> int:
         log.exception("job failed before its run started")
         status = "FAILED"
     if context.multirun:
-        return 0
+        return objective
     return EXIT_CODES.get(status, 1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended: its run's status, and its objective (NaN unless FINISHED)."""
+
+    status: str
+    objective: float = float("nan")
 
 
 def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
     """Validate ``cfg``, train, track; returns the MLflow status of the run."""
+    return run_job(cfg, context).status
+
+
+def run_job(cfg: DictConfig | dict, context: JobContext | None = None) -> Outcome:
+    """:func:`run`, returning the :class:`Outcome` (a sweeper needs the objective)."""
     context = context or JobContext.current()
     plain = validate(cfg)
     checkpoint = None
@@ -109,13 +125,14 @@ def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
         if done:
             log.info("skipping %s: run %s already FINISHED with this configuration",
                      run_name(plain, context), done)
-            return "SKIPPED"
+            return Outcome("SKIPPED")
     store = open_store(plain["tracking"], context.original_cwd)
     state = RunState()
     parts = prepare(plain, checkpoint, state)
     context.output_dir.mkdir(parents=True, exist_ok=True)
     recorder = open_recorder(plain, context, source_run, run_name(plain, context), store)
-    return Job(plain, context, recorder, checkpoint, parts, state).execute()
+    job = Job(plain, context, recorder, checkpoint, parts, state)
+    return Outcome(job.execute(), job.objective)
 
 
 def run_name(plain: dict[str, Any], context: JobContext) -> str:

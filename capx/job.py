@@ -45,6 +45,7 @@ class Job:
         self.signals = interrupts.Signals()
         self.saved_final = False  # last.npz holds the trained state (the evaluation then
         #                           swaps the selected epoch's parameters into the model)
+        self.objective = float("nan")  # the config's objective metric, once FINISHED
 
     @property
     def solver(self) -> Any:
@@ -92,9 +93,23 @@ class Job:
         if self.plain["evaluation"].get("final", True):
             self.evaluate_at_end()
         self.signals.closing = True
+        self.record_objective()
         self.recorder.log_outputs(self.state, self.parts)
         console.summary("FINISHED", self.state, self.solver, self.recorder)
         return self._end("FINISHED")
+
+    def record_objective(self) -> None:
+        """The ``objective`` metric at the selected epoch: what :func:`capx.experiment.main`
+        returns to a sweeper (Optuna), and logged as ``objective`` with its name as a tag."""
+        name = self.plain["objective"]
+        value = self.state.selected_metrics.get(name)
+        if value is None:
+            log.warning("objective %s: no such dev metric at the selected epoch (have: %s)",
+                        name, ", ".join(sorted(self.state.selected_metrics)) or "none")
+            return
+        self.objective = float(value)
+        safely(lambda: self.recorder.log_objective(name, self.objective,
+                                                   self.state.best_epoch or 0))
 
     def interrupted(self, why: str) -> str:
         self.signals.closing = True

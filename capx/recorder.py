@@ -123,6 +123,9 @@ class Recorder:
     def log_outputs(self, state: RunState, parts: "Parts | None") -> None:
         """Checkpoints, the loss curve, and sample captions beside their pictures."""
 
+    def log_objective(self, name: str, value: float, epoch: int) -> None:
+        """The sweep objective (metric ``name`` at the selected ``epoch``)."""
+
     def stopped(self, why: str) -> None:
         """Training was interrupted (``why``: the signal)."""
 
@@ -228,6 +231,10 @@ class RunRecorder(Recorder):
         import matplotlib.pyplot as plt
 
         plt.close(figure)
+
+    def log_objective(self, name, value, epoch):
+        self.tracker.log_metrics({names.OBJECTIVE: value}, step=epoch)
+        self.tracker.set_tags({names.OBJECTIVE_NAME: name})
 
     def stopped(self, why):
         self.tracker.set_tags({names.STOPPED_BY: why})
