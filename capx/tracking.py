@@ -59,6 +59,8 @@ def ui_command(uri: str) -> str:
     """The shell command that shows ``uri`` in the MLflow web UI."""
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
+        if db.name == DEFAULT_DB:  # MLflow's own default store: plain `mlflow ui` reads it
+            return f"cd {db.parent} && mlflow ui"
         return f"cd {db.parent} && mlflow ui --backend-store-uri sqlite:///{db.name}"
     if uri.startswith(("http://", "https://")):
         return f"open {uri} in a browser"
