@@ -65,6 +65,8 @@ def open_store(settings: dict[str, Any], base_dir: str | os.PathLike) -> Store |
         exp_id = tracking.experiment_id(client, settings["experiment_name"], uri)
     except TrackingError:
         raise
+    except tracking.StoreError as exc:
+        raise TrackingError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - whatever MLflow raises, the user needs the same
         raise TrackingError(f"tracking.uri={uri!r}: MLflow could not open the store "
                             f"({tracking.describe_failure(exc)}); check the URI, or run with "
