@@ -17,6 +17,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+import capx.schemas  # noqa: F401 - the config schemas and the ${capx_uid:} resolver
+
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 

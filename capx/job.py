@@ -46,6 +46,7 @@ class Job:
         self.saved_final = False  # last.npz holds the trained state (the evaluation then
         #                           swaps the selected epoch's parameters into the model)
         self.objective = float("nan")  # the config's objective metric, once FINISHED
+        self.error: str | None = None  # why the job did not finish, in one line
 
     @property
     def solver(self) -> Any:
@@ -113,6 +114,7 @@ class Job:
 
     def interrupted(self, why: str) -> str:
         self.signals.closing = True
+        self.error = f"interrupted ({why})"
         previous = self.recorder.status_before_reopen
         if self.parts is None and previous is not None:
             log.warning("interrupted (%s) before the resume trained: run %s keeps its status "
@@ -136,6 +138,7 @@ class Job:
         reported without a traceback, and a resumed run that could not even start keeps the
         status it had. (The data's and the config's errors come earlier, before the run.)"""
         self.signals.closing = True
+        self.error = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, USER_ERRORS):
             log.error("run failed: %s", exc)
         else:
@@ -151,6 +154,7 @@ class Job:
 
     def failed(self, exc: BaseException) -> str:
         self.signals.closing = True
+        self.error = f"{type(exc).__name__}: {exc}"
         self.recorder.log_error(exc)
         safely(lambda: self.recorder.log_outputs(self.state, self.parts))  # the last checkpoint
         console.summary("FAILED", self.state, self.solver, self.recorder,

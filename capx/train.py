@@ -14,6 +14,8 @@ from typing import Sequence
 
 from omegaconf import DictConfig
 
+import capx.schemas  # noqa: F401 - the config schemas and the ${capx_uid:} resolver
+
 CONFIG_PACKAGE = "capx.conf"
 
 
