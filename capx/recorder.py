@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import yaml
 
-from capx import names, tracking
+from capx import liveness, names, tracking
 from capx.callbacks import RunState
 from capx.finished import fingerprint
 from capx.solver import Callback
@@ -57,9 +57,9 @@ def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str 
         if existing is not None:
             tracker = tracking.Tracker(client, source_run, uri)
             tracker.reopen(existing.info.status)
-            tracker.set_tags({names.RESUMED: "true"})
+            tracker.set_tags({names.RESUMED: "true", **liveness.process_tags()})
             return RunRecorder(tracker, settings.get("log_model", True))
-    tags = run_tags(plain, context)
+    tags = {**run_tags(plain, context), **liveness.process_tags()}
     if context.multirun and context.sweep_dir is not None:
         sweep = tracking.Sweep.in_folder(context.sweep_dir)
         tags[names.PARENT_RUN] = tracking.sweep_parent_run(client, exp_id, sweep)
@@ -261,6 +261,7 @@ class EpochRecorder(Callback):
         self.state, self.tracker, self.log_every = state, tracker, log_every
         self.tokens_per_caption, self.batch_size = tokens_per_caption, batch_size
         self.pending: list[Any] = []
+        self.heartbeat = liveness.Heartbeat(tracker)
 
     def on_iteration_end(self, solver: Any, loss: float) -> None:
         if solver.iteration % self.log_every == 0 or solver.iteration == 1:
@@ -272,6 +273,7 @@ class EpochRecorder(Callback):
         if self.pending:
             self.tracker.log_metric_batch(self.pending)
             self.pending = []
+        self.heartbeat.beat()
 
     def on_epoch_end(self, solver: Any) -> None:
         self.flush()
