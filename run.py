@@ -3,11 +3,12 @@
     python run.py                          # word LSTM on the synthetic shapes dataset
     python run.py model=char cell=rnn      # pick other options per config group (see conf/)
     python run.py -m tokenizer=char,word   # a sweep: one MLflow run per job under a parent run
-    mlflow ui --backend-store-uri sqlite:///mlflow.db   # then look at the runs
+    mlflow ui                              # then look at the runs (Model training -> Training runs)
 
 Hydra checks the config's types while composing (capx/schemas.py); capx then checks ranges and
 plugin options. A cell or tokenizer from an installed plugin, or from a module named on the
 command line (``plugins=[my_cells] cell=mycell``), is a group option even without a conf/ file.
+An installed capx does the same with ``capx train ...`` (see capx/train.py).
 """
 
 import sys
@@ -16,32 +17,20 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from capx.schemas import prepare_plugin_options
+import capx.schemas  # noqa: F401 - the config schemas and the ${capx_uid:} resolver
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> int:
-    from capx.experiment import main as run_experiment
+def main(cfg: DictConfig) -> int | float:
+    from capx.train import task
 
-    code = run_experiment(cfg)
-    if code:
-        sys.exit(code)
-    return code
-
-
-def _prepare() -> None:
-    """Register the plugins' cells and tokenizers as group options before Hydra composes."""
-    from capx.registry import PluginError
-
-    try:
-        prepare_plugin_options(sys.argv[1:], CONF_DIR)
-    except PluginError as exc:
-        print(f"error: invalid config:\n  - plugins: {exc}", file=sys.stderr)
-        sys.exit(2)
+    return task(cfg)
 
 
 if __name__ == "__main__":
-    _prepare()
+    from capx.train import prepare
+
+    prepare(sys.argv[1:], CONF_DIR)
     main()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import yaml
 
-from capx import names, tracking
+from capx import liveness, names, tracking
 from capx.callbacks import RunState
 from capx.finished import fingerprint
 from capx.solver import Callback
@@ -25,6 +25,7 @@ from capx.solver import Callback
 if TYPE_CHECKING:
     from capx.build import Parts
     from capx.experiment import JobContext
+    from capx.preflight import Store
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,16 @@ def safely(call: Callable[[], Any]) -> None:
 
 
 def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str | None,
-                  run_name: str) -> "Recorder":
-    """Create (or, when resuming a run of this store, reopen) this job's MLflow run."""
+                  run_name: str, store: "Store | None" = None) -> "Recorder":
+    """Create (or, when resuming a run of this store, reopen) this job's MLflow run, in the
+    ``store`` that :func:`capx.preflight.open_store` opened (opened here if not given)."""
+    from capx.preflight import open_store
+
     settings = plain["tracking"]
-    if not settings["enabled"]:
+    store = store or open_store(settings, context.original_cwd)
+    if store is None:
         return NullRecorder()
-    uri = tracking.tracking_uri(settings["uri"], context.original_cwd)
-    client = tracking.make_client(uri)
-    exp_id = tracking.experiment_id(client, settings["experiment_name"], uri)
+    client, exp_id, uri = store.client, store.experiment_id, store.uri
     if source_run:
         try:
             existing = client.get_run(source_run)
@@ -54,9 +57,9 @@ def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str 
         if existing is not None:
             tracker = tracking.Tracker(client, source_run, uri)
             tracker.reopen(existing.info.status)
-            tracker.set_tags({names.RESUMED: "true"})
+            tracker.set_tags({names.RESUMED: "true", **liveness.process_tags()})
             return RunRecorder(tracker, settings.get("log_model", True))
-    tags = run_tags(plain, context)
+    tags = {**run_tags(plain, context), **liveness.process_tags()}
     if context.multirun and context.sweep_dir is not None:
         sweep = tracking.Sweep.in_folder(context.sweep_dir)
         tags[names.PARENT_RUN] = tracking.sweep_parent_run(client, exp_id, sweep)
@@ -92,6 +95,11 @@ class Recorder:
     uri: str | None = None
     status_before_reopen: str | None = None  # a reopened run's status, kept if a resume fails
 
+    @property
+    def degraded(self) -> str | None:
+        """Why recording failed during the run (it went on untracked), or None."""
+        return None
+
     def start_lines(self) -> list[str]:
         """Console lines saying where the run is recorded."""
         return []
@@ -114,6 +122,9 @@ class Recorder:
 
     def log_outputs(self, state: RunState, parts: "Parts | None") -> None:
         """Checkpoints, the loss curve, and sample captions beside their pictures."""
+
+    def log_objective(self, name: str, value: float, epoch: int) -> None:
+        """The sweep objective (metric ``name`` at the selected ``epoch``)."""
 
     def stopped(self, why: str) -> None:
         """Training was interrupted (``why``: the signal)."""
@@ -139,6 +150,10 @@ class RunRecorder(Recorder):
         self.tracker, self.run_id, self.uri = tracker, tracker.run_id, tracker.uri
         self.log_model = log_model
         self.status_before_reopen = tracker.status_before_reopen
+
+    @property
+    def degraded(self) -> str | None:
+        return self.tracker.degraded
 
     def start_lines(self) -> list[str]:
         return [f"MLflow run {self.run_id} in {self.uri}"]
@@ -217,6 +232,10 @@ class RunRecorder(Recorder):
 
         plt.close(figure)
 
+    def log_objective(self, name, value, epoch):
+        self.tracker.log_metrics({names.OBJECTIVE: value}, step=epoch)
+        self.tracker.set_tags({names.OBJECTIVE_NAME: name})
+
     def stopped(self, why):
         self.tracker.set_tags({names.STOPPED_BY: why})
 
@@ -242,6 +261,7 @@ class EpochRecorder(Callback):
         self.state, self.tracker, self.log_every = state, tracker, log_every
         self.tokens_per_caption, self.batch_size = tokens_per_caption, batch_size
         self.pending: list[Any] = []
+        self.heartbeat = liveness.Heartbeat(tracker)
 
     def on_iteration_end(self, solver: Any, loss: float) -> None:
         if solver.iteration % self.log_every == 0 or solver.iteration == 1:
@@ -253,6 +273,7 @@ class EpochRecorder(Callback):
         if self.pending:
             self.tracker.log_metric_batch(self.pending)
             self.pending = []
+        self.heartbeat.beat()
 
     def on_epoch_end(self, solver: Any) -> None:
         self.flush()

@@ -100,6 +100,7 @@ class TopLevelConfig:
     resume: Optional[str] = MISSING
     progress: Any = MISSING       # auto, true or false (capx.config checks which)
     study: Dict[str, Any] = MISSING
+    objective: str = MISSING      # the val/ metric a sweeper optimises (at the selected epoch)
     model: ModelConfig = field(default_factory=ModelConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -124,6 +125,19 @@ def register_schemas() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name=BASE_CONFIG, node=TopLevelConfig)
+
+
+def register_resolvers() -> None:
+    """``${capx_uid:}``: a short random token, the same for the whole launch (cached, and Hydra
+    copies the cache into every job's config, in other processes too), different for every
+    process that launches. ``conf/config.yaml`` adds it to the run and sweep folders, so two
+    launches in the same second never share a folder (or a sweep's parent run)."""
+    import secrets
+
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("capx_uid"):
+        OmegaConf.register_new_resolver("capx_uid", lambda: secrets.token_hex(3), use_cache=True)
 
 
 # -- plugin cells and tokenizers as group options -----------------------------------------------
@@ -221,3 +235,4 @@ def prepare_plugin_options(argv: Iterable[str], conf_dir: str | Path) -> None:
 
 
 register_schemas()
+register_resolvers()
