@@ -35,20 +35,31 @@ class ImageItem:
 
 
 def list_images(inputs: Sequence[str | os.PathLike]) -> list[ImageItem]:
-    """Image files named directly, plus those under folders (recursive, by suffix), sorted."""
+    """Image files named directly (named by their file name), plus those under folders
+    (recursive, by suffix; named by their path below the folder), sorted by name."""
     items: dict[str, ImageItem] = {}
     for entry in inputs:
         path = Path(entry).expanduser()
         if path.is_dir():
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
                 if file.suffix.lower() in IMAGE_SUFFIXES:
-                    name = file.relative_to(path).as_posix()
-                    items.setdefault(name, ImageItem(name, file))
+                    _add(items, ImageItem(file.relative_to(path).as_posix(), file))
         elif path.is_file():
-            items.setdefault(path.name, ImageItem(path.name, path))
+            _add(items, ImageItem(path.name, path))
         else:
             raise FileNotFoundError(f"image or folder {path} does not exist")
     return sorted(items.values(), key=lambda item: item.name)
+
+
+def _add(items: dict[str, ImageItem], item: ImageItem) -> None:
+    """Add ``item``; the same file twice is one image, two files of one name are an error."""
+    known = items.get(item.name)
+    if known is None:
+        items[item.name] = item
+    elif known.path.resolve() != item.path.resolve():
+        raise ValueError(f"two images would both be named {item.name!r} in the features file "
+                         f"({known.path} and {item.path}); pass a folder above both instead, so "
+                         f"their names include their sub-folders")
 
 
 def image_id_for(name: str) -> int:
@@ -214,7 +225,8 @@ def feature_settings(encoder: str = "efficientnet_lite0", weights: str | None = 
 
     if centre is None and centre_from is None:
         raise ValueError("the 512-d projection is centred on coco-mini's train mean: name the "
-                         "coco-mini folder (--centre-from ../shared/data/coco-mini)")
+                         "coco-mini folder (--centre-from ../shared/data/coco-mini on the "
+                         "command line, dataset.centre_from in a config)")
     mean = np.asarray(centre if centre is not None else coco_mini_centre(centre_from),
                       dtype=np.float32)
     settings = FeatureSettings(model, lambda f: project(f, mean), OUT_DIM, np.float32,

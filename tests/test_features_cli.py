@@ -71,6 +71,15 @@ def test_an_existing_file_of_another_kind_is_left_untouched(image_dir, tmp_path,
     assert out.read_bytes() == before
 
 
+def test_two_files_of_one_name_are_an_error_before_any_work(image_dir, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "shape0.png").write_bytes((image_dir / "shape0.png").read_bytes())
+    out = tmp_path / "feats.h5"
+    assert capx_main(["features", str(image_dir), str(other), "--out", str(out)]) == 2
+    assert "both be named 'shape0.png'" in capsys.readouterr().err and not out.exists()
+
+
 def test_a_missing_input_is_an_error_before_any_work(tmp_path, capsys):
     out = tmp_path / "feats.h5"
     assert capx_main(["features", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
