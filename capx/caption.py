@@ -134,7 +134,7 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        items = list_images(args.images)
+        items = list_images(args.images, unique_names=False)
         with tempfile.TemporaryDirectory(prefix="capx-caption-") as tmp:
             checkpoint = load_run_checkpoint(args.run, args.tracking_uri, Path(tmp))
             captioner = Captioner.from_checkpoint(checkpoint)

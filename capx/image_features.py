@@ -34,28 +34,33 @@ class ImageItem:
     path: Path
 
 
-def list_images(inputs: Sequence[str | os.PathLike]) -> list[ImageItem]:
+def list_images(inputs: Sequence[str | os.PathLike], unique_names: bool = True) -> list[ImageItem]:
     """Image files named directly (named by their file name), plus those under folders
-    (recursive, by suffix; named by their path below the folder), sorted by name."""
+    (recursive, by suffix; named by their path below the folder), sorted by name. With
+    ``unique_names=False`` two files may share a name (each is still listed once) and the
+    order is the order given (folders sorted)."""
     items: dict[str, ImageItem] = {}
     for entry in inputs:
         path = Path(entry).expanduser()
         if path.is_dir():
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
                 if file.suffix.lower() in IMAGE_SUFFIXES:
-                    _add(items, ImageItem(file.relative_to(path).as_posix(), file))
+                    _add(items, ImageItem(file.relative_to(path).as_posix(), file), unique_names)
         elif path.is_file():
-            _add(items, ImageItem(path.name, path))
+            _add(items, ImageItem(path.name, path), unique_names)
         else:
             raise FileNotFoundError(f"image or folder {path} does not exist")
+    if not unique_names:
+        return list(items.values())
     return sorted(items.values(), key=lambda item: item.name)
 
 
-def _add(items: dict[str, ImageItem], item: ImageItem) -> None:
+def _add(items: dict[str, ImageItem], item: ImageItem, unique_names: bool) -> None:
     """Add ``item``; the same file twice is one image, two files of one name are an error."""
-    known = items.get(item.name)
+    key = item.name if unique_names else str(item.path.resolve())
+    known = items.get(key)
     if known is None:
-        items[item.name] = item
+        items[key] = item
     elif known.path.resolve() != item.path.resolve():
         raise ValueError(f"two images would both be named {item.name!r} in the features file "
                          f"({known.path} and {item.path}); pass a folder above both instead, so "
