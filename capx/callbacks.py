@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from capx.evaluation import evenly_spread_rows
-from capx.checkpoint import save_checkpoint
+from capx.checkpoint import CheckpointError, save_checkpoint
 from capx.solver import Callback
 
 log = logging.getLogger(__name__)
@@ -178,22 +178,27 @@ class EarlyStopping(Callback):
 
 
 class Checkpointer(Callback):
-    """Writes ``last.npz`` every few epochs and ``best.npz`` when the validation loss improves."""
+    """Writes ``last.npz`` every few epochs and ``best.npz`` when the validation loss improves;
+    never non-finite parameters (the file already there is kept)."""
 
     def __init__(self, state: RunState, folder: Path, tokenizer: dict[str, Any], config_yaml: str,
                  meta: dict[str, Any], every_epochs: int = 1):
         self.state, self.folder, self.tokenizer = state, Path(folder), tokenizer
         self.config_yaml, self.meta, self.every_epochs = config_yaml, meta, every_epochs
 
-    def save(self, solver: Any, name: str = "last.npz") -> Path:
+    def save(self, solver: Any, name: str = "last.npz") -> Path | None:
         meta = {**self.meta, "best_val_loss": self.state.best_val_loss,
                 "val_loss": self.state.val_loss, "best_score": self.state.best_score,
                 "best_epoch": self.state.best_epoch,
                 "selected_metrics": self.state.selected_metrics,
                 "best_checkpoint": None if self.state.best_checkpoint is None
                 else str(self.state.best_checkpoint)}
-        path = save_checkpoint(self.folder / name, solver.state_dict(), self.tokenizer,
-                               self.config_yaml, meta)
+        try:
+            path = save_checkpoint(self.folder / name, solver.state_dict(), self.tokenizer,
+                                   self.config_yaml, meta)
+        except CheckpointError as exc:  # non-finite parameters: keep the last good file
+            log.error("%s", exc)
+            return self.state.last_checkpoint if name == "last.npz" else self.state.best_checkpoint
         if name == "last.npz":
             self.state.last_checkpoint = path
         return path

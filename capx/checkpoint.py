@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
+from capx.checkpoint_checks import state_problems
 from capx.io import atomic_savez
 
 FORMAT = "capx-checkpoint"
@@ -78,9 +80,14 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], tokenizer: d
     """Write ``state`` (from ``CaptioningSolver.state_dict()``) and its context to ``path``.
 
     The file appears complete or not at all: it is written to a temporary file in the same
-    folder, synced, then renamed over ``path``.
+    folder, synced, then renamed over ``path``. Non-finite parameters are a
+    :class:`CheckpointError` and write nothing, so a diverged run never replaces a good file.
     """
     path = Path(path)
+    bad = [name for name, value in state["params"].items() if not np.isfinite(value).all()]
+    if bad:
+        raise CheckpointError(f"not writing {path}: parameters {', '.join(bad)} are not finite "
+                              f"(NaN or inf); the file there, if any, is kept")
     arrays: dict[str, np.ndarray] = {}
     for name, value in state["params"].items():
         arrays[f"params/{name}"] = np.asarray(value)
@@ -106,7 +113,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], tokenizer: d
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`; a damaged file is a clear error."""
+    """Read a checkpoint written by :func:`save_checkpoint`. A damaged or hand-made file is a
+    :class:`CheckpointError` naming the file and what is wrong (unreadable entries, non-float
+    or non-finite weights, optimiser or RNG state that does not fit, see
+    :mod:`capx.checkpoint_checks`), raised here, before anything is trained or recorded."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -120,28 +130,62 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     for key in ("header_json", "tokenizer_json", "config_yaml", "loss_history"):
         if key not in arrays:
             raise CheckpointError(f"checkpoint {path} has no {key!r} entry: not a capx checkpoint")
-    header = json.loads(str(arrays["header_json"]))
+    header = _parsed(path, arrays, "header_json", json.loads)
     if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format {header.get('format')!r} version "
             f"{header.get('format_version')!r}; this capx reads {FORMAT!r} version {FORMAT_VERSION}")
+    tokenizer = _parsed(path, arrays, "tokenizer_json", json.loads)
+    config_yaml = str(arrays["config_yaml"])
+    _parsed(path, arrays, "config_yaml", lambda text: yaml.safe_load(text) or {})
+    state = _decoded_state(path, header, arrays)
+    problems = state_problems(state, header["param_shapes"], arrays["loss_history"])
+    if problems:
+        raise CheckpointError(f"checkpoint {path} is not a valid training state: "
+                              f"{'; '.join(problems)}. Use another checkpoint (e.g. best.npz) "
+                              f"or start without resume")
+    state["loss_history"] = arrays["loss_history"].tolist()
+    return Checkpoint(state=state, tokenizer=tokenizer, config_yaml=config_yaml,
+                      meta=header.get("meta") or {}, path=path)
+
+
+def _parsed(path: Path, arrays: dict[str, np.ndarray], key: str, parse: Any) -> dict[str, Any]:
+    """``parse`` of the text entry ``key``, which must give a mapping."""
+    try:
+        value = parse(str(arrays[key]))
+    except (ValueError, yaml.YAMLError) as exc:  # json.JSONDecodeError is a ValueError
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path}: its {key!r} entry does not parse "
+                              f"({reason}): not a checkpoint capx wrote") from exc
+    if not isinstance(value, dict):
+        raise CheckpointError(f"checkpoint {path}: its {key!r} entry is a "
+                              f"{type(value).__name__}, not a mapping: not a checkpoint capx "
+                              f"wrote")
+    return value
+
+
+def _decoded_state(path: Path, header: dict[str, Any], arrays: dict[str, np.ndarray]
+                   ) -> dict[str, Any]:
+    """The solver state the header describes, its arrays taken from ``arrays``."""
+    missing = [k for k in ("param_shapes", "optim_configs", "rng_state", "epoch", "iteration")
+               if k not in header]
+    if missing or not isinstance(header["param_shapes"], dict):
+        raise CheckpointError(f"checkpoint {path}: its header lacks {missing or 'param_shapes'}: "
+                              f"not a checkpoint capx wrote")
     params = {}
     for name in header["param_shapes"]:
         key = f"params/{name}"
         if key not in arrays:
             raise CheckpointError(f"checkpoint {path} lacks parameter {name!r}")
         params[name] = arrays[key]
-    state = {
-        "params": params,
-        "optim_configs": _decode(header["optim_configs"], arrays),
-        "rng_state": _decode(header["rng_state"], arrays),
-        "epoch": header["epoch"],
-        "iteration": header["iteration"],
-        "loss_history": arrays["loss_history"].tolist(),
-    }
-    return Checkpoint(state=state, tokenizer=json.loads(str(arrays["tokenizer_json"])),
-                      config_yaml=str(arrays["config_yaml"]), meta=header.get("meta", {}),
-                      path=path)
+    try:
+        optim_configs = _decode(header["optim_configs"], arrays)
+        rng_state = _decode(header["rng_state"], arrays)
+    except KeyError as exc:
+        raise CheckpointError(f"checkpoint {path}: its header refers to entry {exc}, which the "
+                              f"file lacks") from exc
+    return {"params": params, "optim_configs": optim_configs, "rng_state": rng_state,
+            "epoch": header["epoch"], "iteration": header["iteration"]}
 
 
 def check_compatible(checkpoint: Checkpoint, params: dict[str, np.ndarray],
@@ -167,3 +211,8 @@ def check_compatible(checkpoint: Checkpoint, params: dict[str, np.ndarray],
             raise CheckpointError(
                 f"{where}: parameter {name!r} has shape {tuple(saved[name].shape)}, the model's "
                 f"is {tuple(value.shape)}; resume with the model sizes it was trained with")
+    kept_for = {"flat"} if getattr(params, "flat", None) is not None else set(params)
+    saved_optim = set(checkpoint.state["optim_configs"])
+    if saved_optim != kept_for:
+        raise CheckpointError(f"{where} holds optimiser state for {sorted(saved_optim)}, this "
+                              f"model's update rule keeps it for {sorted(kept_for)}")

@@ -80,10 +80,13 @@ class Job:
                 return self.interrupted(self.signals.why)
             return self.finished()
         except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
-            from capx.solver import NonFiniteLossError
+            from capx.solver import TrainingDivergedError
 
-            if isinstance(exc, NonFiniteLossError):
-                log.error("training stopped: %s", exc)
+            if isinstance(exc, TrainingDivergedError):
+                kept = self.state.last_checkpoint
+                log.error("run failed: %s; %s", exc,
+                          f"the last good checkpoint is {kept}" if kept is not None
+                          else "no epoch finished, so there is no checkpoint")
             else:
                 log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
             return self.failed(exc)

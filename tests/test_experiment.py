@@ -139,7 +139,7 @@ def test_non_finite_loss_fails_the_run_clearly(workdir):
     _, runs = _runs(workdir)
     r = runs[0]
     assert r.info.status == "FAILED"
-    assert r.data.tags["error_type"] == "NonFiniteLossError"
+    assert r.data.tags["error_type"] == "TrainingDivergedError"
     assert "lower the learning rate" in r.data.tags["error"]
 
 

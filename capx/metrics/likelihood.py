@@ -78,13 +78,19 @@ class Likelihood:
         closed = float(self.nll_closed.sum())
         out.update({
             f"{self.tokenizer_name}_token_perplexity":
-                math.exp(closed / total_tokens) if total_tokens else math.nan,
+                perplexity(closed / total_tokens) if total_tokens else math.nan,
             "tokens_per_reference": total_tokens / n if n else math.nan,
             "chars_per_reference": total_chars / n if n else math.nan,
             "unk_rate_reference": self.unk_tokens / symbols if symbols else 0.0,
             "oov_rate_reference": self.oov_symbols / symbols if symbols else 0.0,
         })
         return out
+
+
+def perplexity(nll_per_token: float) -> float:
+    """``exp(nll_per_token)``; inf, not an OverflowError, for a diverged model (over ~709 nats)."""
+    with np.errstate(over="ignore"):
+        return float(np.exp(np.float64(nll_per_token)))
 
 
 def encode_whole(tokenizer: Any, texts: Sequence[str]) -> np.ndarray:
