@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from capx.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from capx.registry import UPDATE_RULES
 from tests.test_checkpoint import _solver, _tokenizer_dict
 from tests.test_experiment import _run_in_process, _runs, cache_dir, workdir  # noqa: F401
 
@@ -129,6 +130,17 @@ def test_rewriting_without_changes_still_loads_and_resumes(trained, tmp_path):
     resumed.train()
     assert resumed.loss_history == reference.loss_history
     np.testing.assert_array_equal(resumed.model.params.flat, reference.model.params.flat)
+
+
+@pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam"])
+def test_every_update_rules_own_state_passes_the_checks(tmp_path, rule):
+    solver = _solver()
+    solver.update_rule_name, solver.update_rule = rule, UPDATE_RULES.get(rule)
+    solver.num_epochs = 1
+    solver.train()
+    path = save_checkpoint(tmp_path / "c.npz", solver.state_dict(), _tokenizer_dict(), "")
+    saved = load_checkpoint(path).state["optim_configs"]["flat"]
+    assert set(saved) == set(solver.optim_configs["flat"])
 
 
 @pytest.mark.parametrize("what, tamper, problem", TAMPERINGS, ids=[t[0] for t in TAMPERINGS])
