@@ -213,6 +213,6 @@ def check_compatible(checkpoint: Checkpoint, params: dict[str, np.ndarray],
                 f"is {tuple(value.shape)}; resume with the model sizes it was trained with")
     kept_for = {"flat"} if getattr(params, "flat", None) is not None else set(params)
     saved_optim = set(checkpoint.state["optim_configs"])
-    if saved_optim != kept_for:
+    if saved_optim and saved_optim != kept_for:  # none saved: the update rule starts afresh
         raise CheckpointError(f"{where} holds optimiser state for {sorted(saved_optim)}, this "
                               f"model's update rule keeps it for {sorted(kept_for)}")

@@ -187,7 +187,8 @@ class CaptioningSolver:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, value in state["params"].items():
             self.model.params[name] = value
-        self.optim_configs = copy.deepcopy(state["optim_configs"])
+        fresh = {name: copy.deepcopy(self.optim_config) for name in self.optim_configs}
+        self.optim_configs = fresh | copy.deepcopy(state["optim_configs"])  # none saved: fresh
         self.rng.set_state(state["rng_state"])
         self.epoch = int(state["epoch"])
         self.iteration = int(state["iteration"])

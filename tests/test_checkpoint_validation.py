@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capx.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from capx.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
 from capx.registry import UPDATE_RULES
-from tests.test_checkpoint import _solver, _tokenizer_dict
+from tests.test_checkpoint import VOCAB, _solver, _tokenizer_dict
 from tests.test_experiment import _run_in_process, _runs, cache_dir, workdir  # noqa: F401
 
 
@@ -180,3 +180,11 @@ def test_resuming_from_a_bad_checkpoint_creates_no_run(workdir):
         _, runs = _runs(workdir)
         assert [r.info.run_id for r in runs] == [first.info.run_id]
     assert client.get_run(first.info.run_id).info.status == "FINISHED"
+
+
+def test_optimiser_state_laid_out_for_another_model_is_refused(trained):
+    """State per tensor (a model without a flat buffer) does not fit this model's one buffer."""
+    loaded = load_checkpoint(trained)
+    loaded.state["optim_configs"] = {"Wx": {"learning_rate": 0.01}}
+    with pytest.raises(CheckpointError, match=r"optimiser state for \['Wx'\].*\['flat'\]"):
+        check_compatible(loaded, _solver().model.params, VOCAB)
