@@ -25,6 +25,7 @@ from capx.tokenizers.base import NULL_ID
 #: a loss this many times a uniform guess's (what an untrained model scores) means training
 #: diverged: lr=1 Adam on the smoke data peaks at 1.3 times, lr=10 at 11, lr=1e3 at 1.2e3
 DIVERGED_LOSS_FACTOR = 10.0
+ADAPTIVE_RULES = ("adam", "rmsprop")  # steps scaled by the gradients' running magnitude
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -118,7 +119,8 @@ class CaptioningSolver:
         captions, features, _ = sample_coco_minibatch(
             self.data, batch_size=self.batch_size, split="train", rng=self.rng
         )
-        loss, grads = self.model.loss(features, captions)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below, as divergence
+            loss, grads = self.model.loss(features, captions)
         if not math.isfinite(loss):
             raise self._diverged(f"loss {loss}")
         factor = self.diverged_loss_factor
@@ -126,8 +128,9 @@ class CaptioningSolver:
         if factor and loss > factor * guess:
             raise self._diverged(f"loss {loss:.4g}, over {factor:g} times a uniform guess's "
                                  f"{guess:.4g}")
-        clip_global_norm(grads, self.grad_clip)
-        apply_update(self.update_rule, self.model.params, grads, self.optim_configs)
+        with np.errstate(over="ignore", invalid="ignore"):
+            clip_global_norm(grads, self.grad_clip)
+            apply_update(self.update_rule, self.model.params, grads, self.optim_configs)
         broken = non_finite_params(self.model.params)
         if broken:
             raise self._diverged(f"loss {loss:.4g}, then the update made {', '.join(broken)} "
@@ -141,9 +144,12 @@ class CaptioningSolver:
     def _diverged(self, what: str) -> TrainingDivergedError:
         rate = self.learning_rate
         now = f", now {rate:g} with {self.update_rule_name}" if rate is not None else ""
+        # adaptive rules divide by the gradient's scale, so clipping it barely changes a step
+        clip = "" if self.update_rule_name in ADAPTIVE_RULES else (
+            " or clip gradients (solver.grad_clip)")
         return TrainingDivergedError(
             f"training diverged at iteration {self.iteration + 1} ({what}): lower the learning "
-            f"rate (solver.learning_rate{now}) or clip gradients (solver.grad_clip)")
+            f"rate (solver.learning_rate{now}){clip}")
 
     def train(self) -> None:
         """Run (or continue, after :meth:`load_state_dict`) until ``num_epochs`` are done."""

@@ -35,8 +35,11 @@ def test_a_huge_learning_rate_stops_training_as_diverged(update_rule, learning_r
     solver = _toy_solver(update_rule, learning_rate)
     with pytest.raises(TrainingDivergedError,
                        match=f"training diverged at iteration \\d+ \\(.*{why}.*lower the "
-                             f"learning rate \\(solver.learning_rate, now .* with {update_rule}"):
+                             f"learning rate \\(solver.learning_rate, now .* with {update_rule}"
+                       ) as caught:
         solver.train()
+    # clipping is advice for plain SGD only: Adam's step does not grow with the gradient
+    assert ("solver.grad_clip" in str(caught.value)) == (update_rule == "sgd")
     assert len(solver.loss_history) == solver.iteration  # the diverged step is not counted
     assert all(math.isfinite(loss) for loss in solver.loss_history)
 
