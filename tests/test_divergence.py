@@ -122,3 +122,19 @@ def test_divergence_after_an_epoch_keeps_that_epochs_checkpoint(workdir, monkeyp
     last = load_checkpoint(workdir / "outputs" / "job" / "checkpoints" / "last.npz")
     assert last.state["epoch"] == 1 and last.state["iteration"] == 10  # loads: all finite
     assert {"checkpoints/last.npz", "checkpoints/best.npz"} <= _artifacts(client, r.info.run_id)
+
+
+def test_the_checkpointer_keeps_its_files_when_the_parameters_are_not_finite(tmp_path, caplog):
+    from capx.callbacks import Checkpointer, RunState
+    from tests.test_checkpoint import _solver, _tokenizer_dict
+
+    state, solver = RunState(), _solver()
+    checkpointer = Checkpointer(state, tmp_path, _tokenizer_dict(), "", {"run_id": "r"})
+    last = checkpointer.save(solver)
+    state.best_checkpoint = checkpointer.save(solver, "best.npz")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    solver.model.params.flat[3] = np.inf
+    assert checkpointer.save(solver) == last == state.last_checkpoint
+    assert checkpointer.save(solver, "best.npz") == state.best_checkpoint
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert "not writing" in caplog.text and "W_proj" in caplog.text
