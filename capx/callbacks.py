@@ -48,8 +48,14 @@ class RunState:
     last_checkpoint: Path | None = None
     best_checkpoint: Path | None = None
     samples: list[SampleCaption] = field(default_factory=list)
-    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)  # the epochs of this process
+    earlier_train_seconds: float = 0.0  # training time before a resume (from the checkpoint)
     val_metrics: dict[str, float] = field(default_factory=dict)  # tokenizer-independent ones
+
+    @property
+    def train_seconds(self) -> float:
+        """Training time of the whole run, over every resume."""
+        return self.earlier_train_seconds + float(sum(self.epoch_seconds))
 
 
 class ProgressBar(Callback):
@@ -173,23 +179,28 @@ class EarlyStopping(Callback):
 
 
 class Checkpointer(Callback):
-    """Writes ``last.npz`` every few epochs and ``best.npz`` when the validation loss improves."""
+    """Writes ``last.npz`` every few epochs and ``best.npz`` when the validation loss improves;
+    ``on_saved(path)`` is called after each write (the recorder uploads it to the run)."""
 
     def __init__(self, state: RunState, folder: Path, tokenizer: dict[str, Any], config_yaml: str,
-                 meta: dict[str, Any], every_epochs: int = 1):
+                 meta: dict[str, Any], every_epochs: int = 1,
+                 on_saved: Callable[[Path], None] | None = None):
         self.state, self.folder, self.tokenizer = state, Path(folder), tokenizer
         self.config_yaml, self.meta, self.every_epochs = config_yaml, meta, every_epochs
+        self.on_saved = on_saved
 
     def save(self, solver: Any, name: str = "last.npz") -> Path:
         meta = {**self.meta, "best_val_loss": self.state.best_val_loss,
                 "val_loss": self.state.val_loss, "best_score": self.state.best_score,
-                "best_epoch": self.state.best_epoch,
+                "best_epoch": self.state.best_epoch, "train_seconds": self.state.train_seconds,
                 "best_checkpoint": None if self.state.best_checkpoint is None
                 else str(self.state.best_checkpoint)}
         path = save_checkpoint(self.folder / name, solver.state_dict(), self.tokenizer,
                                self.config_yaml, meta)
         if name == "last.npz":
             self.state.last_checkpoint = path
+        if self.on_saved is not None:
+            self.on_saved(path)
         return path
 
     def on_epoch_end(self, solver: Any) -> None:

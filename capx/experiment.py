@@ -9,6 +9,7 @@ printed by :mod:`capx.console`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -18,13 +19,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from capx import interrupts
+from capx import interrupts, tracking
 from capx.checkpoint import CheckpointError
 from capx.config import ConfigError, validate
 from capx.finished import already_finished
 from capx.job import Job
 from capx.recorder import open_recorder
 from capx.resume import config_for_resume, resolve_resume
+from capx.resume_lock import ResumeInProgressError, lock_folder, resume_lock
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ def main(cfg: DictConfig) -> int:
     try:
         with interrupts.handled_by(interrupts.Signals()):  # the job installs its own
             status = run(cfg, context)
-    except (ConfigError, CheckpointError) as exc:
+    except (ConfigError, CheckpointError, ResumeInProgressError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = "INVALID"
     except interrupts.Interrupted as exc:
@@ -101,8 +103,20 @@ def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
                      run_name(plain, context), done)
             return "SKIPPED"
     context.output_dir.mkdir(parents=True, exist_ok=True)
-    recorder = open_recorder(plain, context, source_run, run_name(plain, context))
-    return Job(plain, context, recorder, checkpoint).execute()
+    with _one_resume_at_a_time(plain, context, source_run):
+        recorder = open_recorder(plain, context, source_run, run_name(plain, context))
+        return Job(plain, context, recorder, checkpoint).execute()
+
+
+def _one_resume_at_a_time(plain: dict[str, Any], context: JobContext,
+                          source_run: str | None) -> contextlib.AbstractContextManager:
+    """The lock on resuming ``source_run`` (see :mod:`capx.resume_lock`); none to take when
+    nothing is resumed into a tracked run."""
+    settings = plain["tracking"]
+    if not source_run or not settings["enabled"]:
+        return contextlib.nullcontext()
+    uri = tracking.tracking_uri(settings["uri"], context.original_cwd)
+    return resume_lock(source_run, lock_folder(uri, context.original_cwd))
 
 
 def run_name(plain: dict[str, Any], context: JobContext) -> str:

@@ -20,6 +20,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from capx.checkpoint import load_checkpoint
+from capx.config import ConfigError
 from capx.experiment import JobContext, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,12 +124,13 @@ def test_resume_continues_the_loss_curve_exactly(workdir):
         np.testing.assert_array_equal(resumed["params"][name], value)
 
 
-def test_resume_rejects_another_model_shape(workdir):
+def test_resume_refuses_another_model_shape_by_name(workdir):
     assert _run_in_process(workdir, "tracking.enabled=false", name="a") == "FINISHED"
     last = workdir / "outputs" / "a" / "checkpoints" / "last.npz"
-    status = _run_in_process(workdir, "tracking.enabled=false", "model.hidden_dim=20",
-                             f"resume={last}", name="b")
-    assert status == "FAILED"
+    with pytest.raises(ConfigError, match=r"model.hidden_dim \(trained with 16, asked for 20\)"):
+        _run_in_process(workdir, "tracking.enabled=false", "model.hidden_dim=20",
+                        f"resume={last}", name="b")
+    assert not (workdir / "outputs" / "b" / "checkpoints").exists()
 
 
 def test_non_finite_loss_fails_the_run_clearly(workdir):
@@ -259,16 +261,15 @@ def test_sweep_with_a_failed_job_runs_the_others_and_exits_non_zero(workdir, cac
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
 
 
-def test_a_resume_that_cannot_start_keeps_the_run_status(workdir):
-    """Resuming a finished run with an incompatible vocabulary fails clearly and leaves the
-    earlier run FINISHED (nothing trained), with the reason as a tag."""
+def test_a_resume_with_another_tokenizer_is_refused_and_leaves_the_run_untouched(workdir):
+    """Resuming a finished char run with tokenizer=word is refused by name before the run is
+    touched: it stays FINISHED with its end time (nothing trained)."""
     _run_in_process(workdir, "tokenizer=char", name="first")
     client, runs = _runs(workdir)
     (first,) = runs
     assert first.info.status == "FINISHED"
-    status = _run_in_process(workdir, "tokenizer=word", f"resume={first.info.run_id}",
-                             name="second")
-    assert status == "FAILED"
+    with pytest.raises(ConfigError, match=r"tokenizer.name \(trained with 'char'"):
+        _run_in_process(workdir, "tokenizer=word", f"resume={first.info.run_id}", name="second")
     again = client.get_run(first.info.run_id)
-    assert again.info.status == "FINISHED"
-    assert "vocabulary" in again.data.tags["capx.resume_error"]
+    assert (again.info.status, again.info.end_time) == ("FINISHED", first.info.end_time)
+    assert again.data.tags == first.data.tags
