@@ -157,7 +157,7 @@ class RunRecorder(Recorder):
         self.tracker.reopen(self.status_before_reopen)
         self.reopen_pending = False
         self.tracker.set_tags({names.RESUMED: "true"})
-        self.logged = last_steps(self.tracker, self.resumes.data.metrics)
+        self.logged.update(last_steps(self.tracker, self.resumes.data.metrics))  # shared
 
     def checkpoint_saved(self, path):
         try:
@@ -234,7 +234,7 @@ class RunRecorder(Recorder):
         for path in (state.last_checkpoint, state.best_checkpoint):
             if path is not None and Path(path).is_file() and (
                     self.uploaded.get(Path(path)) != Path(path).stat().st_mtime_ns):
-                self.tracker.log_artifact(path, names.CHECKPOINTS)
+                self.checkpoint_saved(path)
         best = state.best_checkpoint or state.last_checkpoint
         if self.log_model and parts is not None and best is not None and Path(best).is_file():
             safely(lambda: self._model(best, parts.data.val.features))
@@ -317,7 +317,7 @@ class EpochRecorder(Callback):
                  batch_size: int, logged: dict[str, int] | None = None):
         self.state, self.tracker, self.log_every = state, tracker, log_every
         self.tokens_per_caption, self.batch_size = tokens_per_caption, batch_size
-        self.logged = logged or {}
+        self.logged = {} if logged is None else logged  # filled when a resumed run reopens
         self.pending: list[Any] = []
 
     def on_iteration_end(self, solver: Any, loss: float) -> None:
