@@ -108,7 +108,8 @@ class Recorder:
 
     def log_start(self, plain: dict[str, Any], context: "JobContext", parts: "Parts",
                   resumed: bool) -> None:
-        """The config (as params, unless resumed, and as YAML), parameter counts, data stats."""
+        """The config (as params and YAML), parameter counts, data stats; a run a resume
+        continues gets instead what the resume changed (its params stay)."""
 
     def epoch_callback(self, state: RunState, plain: dict[str, Any],
                        solver_data: dict[str, Any]) -> Callback:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -25,8 +26,8 @@ from capx.checkpoint import CheckpointError, load_checkpoint
 from capx.config import ConfigError
 from capx.data import DataError
 from capx.resume_lock import ResumeInProgressError, lock_folder, resume_lock
-from tests.test_experiment import (REPO, _artifacts, _run_in_process, _runs, cache_dir,  # noqa: F401
-                                   workdir)
+from tests.test_experiment import (REPO, SMOKE, _artifacts, _client, _run_in_process,  # noqa: F401
+                                   _run_py, _runs, _subprocess_env, cache_dir, workdir)
 
 FAST = ["tracking.log_model=false", "evaluation.measure_memory=false"]
 
@@ -253,3 +254,57 @@ def test_a_failed_checkpoint_upload_is_a_warning_and_the_resume_error_names_the_
     local = workdir / "outputs" / "first" / "checkpoints" / "last.npz"
     with pytest.raises(CheckpointError, match=f"local checkpoint is {local}: resume with"):
         _run_in_process(workdir, f"resume={first.info.run_id}", name="second")
+
+
+# -- slow: real processes ---------------------------------------------------------------------------
+
+
+def _wait_for(condition, process, seconds: float = 240) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_after_sigkill_one_resume_trains_a_second_is_refused_and_no_step_is_logged_twice(
+        workdir, cache_dir):
+    """SIGKILL between checkpoints (every 3 epochs, losses flushed in between); the resume by
+    run id finds the uploaded checkpoint; a second resume started meanwhile exits 2 naming the
+    first's process; every train/loss step is in the store once."""
+    def start(*args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=workdir,
+                                env=_subprocess_env(cache_dir), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    first = start(*SMOKE, "solver.num_epochs=200", "checkpoint.every_epochs=3",
+                  "tracking.log_model=false", "hydra.run.dir=out1")
+    last = workdir / "out1" / "checkpoints" / "last.npz"
+    _wait_for(last.exists, first)  # the store exists by then (its making is not raced here)
+    client = _client(workdir)
+
+    def flushed_past_the_checkpoint() -> bool:
+        run_id = load_checkpoint(last).meta["run_id"]
+        logged = _steps(client, run_id, names.TRAIN_LOSS)
+        return bool(logged) and logged[-1] > load_checkpoint(last).state["iteration"]
+
+    _wait_for(flushed_past_the_checkpoint, first)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    run_id = load_checkpoint(last).meta["run_id"]
+    assert client.get_run(run_id).info.status == "RUNNING"
+
+    resumed = start(f"resume={run_id}", "hydra.run.dir=out2")
+    lock = lock_folder(f"sqlite:///{workdir / 'mlflow.db'}", workdir) / f"resume-{run_id}.lock"
+    _wait_for(lambda: lock.exists() and lock.read_text().strip(), resumed)
+    second = _run_py(workdir, cache_dir, f"resume={run_id}", "hydra.run.dir=out3")
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert f"is being resumed by process {resumed.pid} on host" in second.stderr
+    _wait_for(lambda: (workdir / "out2" / "checkpoints" / "last.npz").exists(), resumed)
+    resumed.send_signal(signal.SIGINT)
+    output, _ = resumed.communicate(timeout=120)
+    assert resumed.returncode == 130, output
+    assert client.get_run(run_id).info.status == "KILLED"
+    steps = _steps(client, run_id, names.TRAIN_LOSS)
+    assert steps == list(range(1, steps[-1] + 1))  # each step once, none missing
+    assert _steps(client, run_id, "params/total") == [0]
