@@ -22,13 +22,14 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> int:
+def main(cfg: DictConfig) -> int | float:
+    """A single run exits with its code; a sweep's job returns its objective to the sweeper."""
     from capx.experiment import main as run_experiment
 
-    code = run_experiment(cfg)
-    if code:
-        sys.exit(code)
-    return code
+    result = run_experiment(cfg)
+    if isinstance(result, int) and result:
+        sys.exit(result)
+    return result
 
 
 def _prepare() -> None:
@@ -42,6 +43,17 @@ def _prepare() -> None:
         sys.exit(2)
 
 
+def _check_start_folder() -> None:
+    """Hydra writes its output folder under the start folder: say so if that is read-only."""
+    from capx.preflight import check_start_folder
+
+    problem = check_start_folder(Path.cwd(), sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
     _prepare()
+    _check_start_folder()
     main()

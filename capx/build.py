@@ -1,17 +1,20 @@
 """The parts of one job, built from its validated config: data with its splits, tokenizer,
 speller, model, and the solver with its callbacks.
 
-:func:`build` makes them in that order (each needs the ones before); :class:`capx.job.Job` trains
-them and handles the outcome, and a recorder (:mod:`capx.recorder`) writes them to MLflow.
+:func:`prepare` makes the data, tokenizer, model and solver, in that order (each needs the ones
+before), before any MLflow run exists, so that bad data or options are reported without leaving
+a run behind; :func:`attach` then adds what writes into the run (checkpoints, the recorder's
+callbacks). :class:`capx.job.Job` trains them and handles the outcome.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import yaml
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Parts:
     """What a job trains and evaluates; ``images_for(image_ids)`` draws images' pictures
@@ -39,13 +43,18 @@ class Parts:
     data_seconds: float  # loading, splitting, fitting the tokenizer and encoding
     model: Any
     solver: Any
-    checkpointer: Checkpointer
     images_for: Callable[[Any], np.ndarray] | None = None
+    checkpointer: Checkpointer | None = None  # set by :func:`attach`, once the run exists
 
 
-def build(plain: dict[str, Any], context: "JobContext", checkpoint: Checkpoint | None,
-          state: RunState, recorder: "Recorder") -> Parts:
-    """Every part of the job; a resumed job gets the checkpoint's state and selection."""
+class PluginOptionError(ValueError):
+    """A dataset or tokenizer plugin rejected the options it was given."""
+
+
+def prepare(plain: dict[str, Any], checkpoint: Checkpoint | None, state: RunState) -> Parts:
+    """Data, tokenizer, speller, model and solver (no callbacks yet); a resumed job gets the
+    checkpoint's state and selection. Raises the data's, the plugins' and the checkpoint's
+    errors (:data:`capx.job.USER_ERRORS`) before any run is created."""
     from capx.captioner import CaptioningRNN
     from capx.metrics.spelling import CharNgramSpeller
     from capx.solver import CaptioningSolver
@@ -74,15 +83,41 @@ def build(plain: dict[str, Any], context: "JobContext", checkpoint: Checkpoint |
         solver.load_state_dict(checkpoint.state)
         apply_learning_rate(solver, plain, checkpoint)
         restore_selection(state, model, checkpoint.meta)
-    checkpointer = Checkpointer(state, context.output_dir / "checkpoints", tokenizer.to_dict(),
-                                yaml.safe_dump(plain, sort_keys=False),
-                                {"run_id": recorder.run_id, "output_dir": str(context.output_dir)},
-                                plain["checkpoint"]["every_epochs"],
-                                on_saved=recorder.checkpoint_saved)
     parts = Parts(data, tokenizer, speller, solver_data, truncated, data_seconds, model, solver,
-                  checkpointer, images_for)
-    solver.callbacks = make_callbacks(plain, state, parts, recorder)
+                  images_for)
+    check_fits(plain, parts)
     return parts
+
+
+def attach(parts: Parts, plain: dict[str, Any], context: "JobContext", state: RunState,
+           recorder: "Recorder") -> Parts:
+    """The checkpointer (its files name the run) and the solver's callbacks."""
+    parts.checkpointer = Checkpointer(
+        state, context.output_dir / "checkpoints", parts.tokenizer.to_dict(),
+        yaml.safe_dump(plain, sort_keys=False),
+        {"run_id": recorder.run_id, "output_dir": str(context.output_dir)},
+        plain["checkpoint"]["every_epochs"], on_saved=recorder.checkpoint_saved)
+    parts.solver.callbacks = make_callbacks(plain, state, parts, recorder)
+    return parts
+
+
+def check_fits(plain: dict[str, Any], parts: Parts) -> None:
+    """Settings that only the data can check: a batch no larger than the training captions,
+    and a dev split to validate on; a :class:`capx.data.DataError` naming the setting."""
+    from capx.data import DataError
+
+    train, val = parts.data.train, parts.data.val
+    batch = int(plain["solver"]["batch_size"])
+    if batch > len(train.captions):
+        raise DataError(
+            f"solver.batch_size={batch} is larger than the {len(train.captions)} training "
+            f"captions of this dataset and split; use solver.batch_size={len(train.captions)} "
+            f"or less")
+    if len(val.captions) == 0:
+        raise DataError(
+            "the dev (val) split is empty, so there is nothing to validate or select an epoch "
+            "on; give the dataset some validation images (e.g. dataset.num_val >= 1) or raise "
+            "split.dev_percent")
 
 
 def load_data(plain: dict[str, Any]) -> tuple[Any, Callable[[str, Any], np.ndarray] | None]:
@@ -93,9 +128,26 @@ def load_data(plain: dict[str, Any]) -> tuple[Any, Callable[[str, Any], np.ndarr
     from capx.registry import DATASETS
 
     options = dict(plain["dataset"])
-    plugin = DATASETS.get(options.pop("name"))
-    data = plugin(**options)
+    name = options.pop("name")
+    plugin = DATASETS.get(name)
+    with plugin_options_checked("dataset", name, options):
+        data = plugin(**options)
     return make_splits(data, SplitSettings(**plain["split"])), pictures_of(plugin, options)
+
+
+@contextmanager
+def plugin_options_checked(group: str, name: str, options: dict[str, Any]) -> Iterator[None]:
+    """A plugin's ``ValueError`` for its options (``num_train=-5``) becomes a
+    :class:`PluginOptionError` that names the group, the plugin and the options given."""
+    from capx.data import DataError
+
+    try:
+        yield
+    except DataError:
+        raise
+    except ValueError as exc:
+        given = ", ".join(f"{group}.{k}={v!r}" for k, v in options.items())
+        raise PluginOptionError(f"{group} {name!r} rejected its options ({given}): {exc}") from exc
 
 
 def make_tokenizer(plain: dict[str, Any], data: Any, checkpoint: Checkpoint | None) -> Any:
@@ -104,10 +156,12 @@ def make_tokenizer(plain: dict[str, Any], data: Any, checkpoint: Checkpoint | No
     from capx.tokenizers import Tokenizer, make_tokenizer as make
 
     options = dict(plain["tokenizer"])
-    fresh = make(options.pop("name"), **options)
-    saved = checkpoint.tokenizer if checkpoint is not None else {}
-    if not saved.get("name"):
-        return fresh.fit(data.train.captions)
+    name = options.pop("name")
+    with plugin_options_checked("tokenizer", name, options):
+        fresh = make(name, **options)
+        saved = checkpoint.tokenizer if checkpoint is not None else {}
+        if not saved.get("name"):
+            return fresh.fit(data.train.captions)
     wanted = {"name": fresh.name, "options": fresh.options()}
     if wanted != {"name": saved["name"], "options": saved.get("options")}:
         raise CheckpointError(
@@ -155,6 +209,7 @@ def restore_selection(state: RunState, model: Any, meta: dict[str, Any]) -> None
     state.best_val_loss = meta.get("best_val_loss")
     state.best_score = meta.get("best_score")
     state.best_epoch = meta.get("best_epoch")
+    state.selected_metrics = dict(meta.get("selected_metrics") or {})
     best = meta.get("best_checkpoint")
     if best and Path(best).is_file():
         saved = load_checkpoint(best).state["params"]

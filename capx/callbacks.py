@@ -51,6 +51,7 @@ class RunState:
     epoch_seconds: list[float] = field(default_factory=list)  # the epochs of this process
     earlier_train_seconds: float = 0.0  # training time before a resume (from the checkpoint)
     val_metrics: dict[str, float] = field(default_factory=dict)  # tokenizer-independent ones
+    selected_metrics: dict[str, float] = field(default_factory=dict)  # val/* at best_epoch
 
     @property
     def train_seconds(self) -> float:
@@ -144,6 +145,10 @@ class Validation(Callback):
         if score is not None and (self.state.best_score is None or score < self.state.best_score):
             self.state.best_score, self.state.best_epoch = float(score), solver.epoch
             self.state.best_params = solver.model.params.flat.copy()
+            self.state.selected_metrics = {f"val/{k}": float(v) for k, v in
+                                           self.state.val_metrics.items()}
+            if self.state.val_loss is not None:
+                self.state.selected_metrics["val/loss"] = float(self.state.val_loss)
         self.state.samples = self.sample_captions(solver.model)
 
     def sample_captions(self, model: Any) -> list[SampleCaption]:
@@ -193,6 +198,7 @@ class Checkpointer(Callback):
         meta = {**self.meta, "best_val_loss": self.state.best_val_loss,
                 "val_loss": self.state.val_loss, "best_score": self.state.best_score,
                 "best_epoch": self.state.best_epoch, "train_seconds": self.state.train_seconds,
+                "selected_metrics": self.state.selected_metrics,
                 "best_checkpoint": None if self.state.best_checkpoint is None
                 else str(self.state.best_checkpoint)}
         path = save_checkpoint(self.folder / name, solver.state_dict(), self.tokenizer,

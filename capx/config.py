@@ -35,6 +35,7 @@ class ConfigError(ValueError):
 SPLIT_BEFORE_IT_EXISTED = {"scheme": "given", "folds": 5, "fold": 0, "dev_percent": 15,
                            "train_percent": 100, "seed": 0}
 DEFAULT_DECODING = {"name": "greedy"}
+DEFAULT_OBJECTIVE = "val/bits_per_char"
 TOP_LEVEL_KEYS = [f.name for f in fields(TopLevelConfig)]
 PROGRESS_VALUES = ("auto", True, False)
 DTYPES = ("float32", "float64")
@@ -49,6 +50,7 @@ def validate(cfg: DictConfig | dict) -> dict[str, Any]:
     plain = _to_plain(cfg)
     plain.setdefault("decoding", dict(DEFAULT_DECODING))  # configs saved before it existed
     plain.setdefault("split", dict(SPLIT_BEFORE_IT_EXISTED))
+    plain.setdefault("objective", DEFAULT_OBJECTIVE)
     problems: list[str] = []
     _check_keys("", plain, TOP_LEVEL_KEYS, problems)
     _check_fields("", plain, TopLevelConfig, problems)
@@ -199,6 +201,9 @@ RANGE_RULES: list[RangeRule] = [
      "must be an integer >= 1 or null"),
     ("tokenizer.max_length", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
     ("seed", lambda v: v >= 0, "must be an integer >= 0"),
+    ("objective", lambda v: v.startswith("val/") and len(v) > 4,
+     "must name a dev metric (val/bits_per_char, val/loss, ...): hyperparameters are chosen on "
+     "dev, never on the test set"),
 ]
 
 
@@ -216,3 +221,25 @@ def _check_ranges(plain: dict[str, Any], problems: list[str]) -> None:
     if rule not in UPDATE_RULES:
         problems.append(f"solver.update_rule: unknown update rule {rule!r}; registered: "
                         f"{', '.join(UPDATE_RULES.names())}")
+    else:
+        _check_update_rule_options(rule, plain["solver"].get("options") or {}, problems)
+
+
+def _check_update_rule_options(rule: str, options: dict[str, Any], problems: list[str]) -> None:
+    """``solver.options`` against the settings the rule declares (:func:`capx.optim.
+    hyperparameters`); a rule that declares none (a third-party one) is not checked."""
+    declared = getattr(UPDATE_RULES.get(rule), "hyperparameters", None)
+    if declared is None:
+        return
+    for key, value in options.items():
+        where = f"solver.options.{key}"
+        if key == "learning_rate":
+            problems.append(f"{where}: set solver.learning_rate instead")
+        elif key not in declared:
+            known = ", ".join(declared) or "none"
+            close = difflib.get_close_matches(key, list(declared), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{where}: {rule} takes no option {key!r}{hint}; its options: "
+                            f"{known}")
+        elif not declared[key][0](value):
+            problems.append(f"{where}: {declared[key][1]}, got {value!r}")

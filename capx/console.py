@@ -64,8 +64,13 @@ def summary(status: str, state: RunState, solver: Any, recorder: "Recorder",
                  if state.best_val_loss is not None and state.best_epoch is not None else "")
     for sample in state.samples[:4]:
         log.info("  %s", sample.line())
+    if recorder.degraded:
+        log.warning("  MLflow recording failed during the run (%s); the run's record is "
+                    "incomplete, the local files are not", recorder.degraded)
     if state.last_checkpoint:
+        target = state.last_checkpoint if recorder.degraded else (recorder.run_id
+                                                                 or state.last_checkpoint)
         log.info("  checkpoint: %s (resume with: python run.py resume=%s)",
-                 state.last_checkpoint, recorder.run_id or state.last_checkpoint)
+                 state.last_checkpoint, target)
     for line in recorder.end_lines():
         log.info("  %s", line)

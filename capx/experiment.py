@@ -1,10 +1,13 @@
-"""One experiment job: config -> (skip if done) -> recorder -> :class:`capx.job.Job`.
+"""One experiment job: config -> (skip if done) -> store -> parts -> run -> :class:`capx.job.Job`.
 
 :func:`main` is what ``run.py`` calls under Hydra; :func:`run` does the work and returns the run's
-status (``FINISHED``, ``FAILED`` or ``KILLED``; ``SKIPPED`` for a sweep job already done) instead
-of raising, so one failed job of a sweep does not stop the others. The parts are built in
-:mod:`capx.build`, trained and finished in :mod:`capx.job`, recorded by :mod:`capx.recorder` and
-printed by :mod:`capx.console`.
+status (``FINISHED``, ``FAILED`` or ``KILLED``; ``SKIPPED`` for a sweep job already done). Every
+check that can fail on the user's input comes before the MLflow run is created: the config
+(:mod:`capx.config`), the checkpoint to resume, the tracking store (:mod:`capx.preflight`), and
+the data, tokenizer and model (:func:`capx.build.prepare`); those errors raise, and :func:`main`
+prints them without a traceback. Once the run exists, failures end it FAILED instead of raising,
+so one failed job of a sweep does not stop the others. The parts are trained and finished in
+:mod:`capx.job`, recorded by :mod:`capx.recorder` and printed by :mod:`capx.console`.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from capx import interrupts, tracking
-from capx.checkpoint import CheckpointError
+from capx.build import PluginOptionError, prepare
+from capx.callbacks import RunState
 from capx.config import ConfigError, validate
 from capx.finished import already_finished
-from capx.job import Job
+from capx.job import USER_ERRORS, Job
+from capx.preflight import open_store
 from capx.recorder import open_recorder
 from capx.resume import config_for_resume, resolve_resume
 from capx.resume_lock import ResumeInProgressError, lock_folder, resume_lock
@@ -66,28 +71,49 @@ class JobContext:
         )
 
 
-def main(cfg: DictConfig) -> int:
+def main(cfg: DictConfig) -> int | float:
     """``run.py``'s body: run the job; config errors print without a traceback. Returns an exit
     code for a single run (0 finished, 1 failed, 2 invalid config, 130 interrupted); in a sweep
-    it returns the status so the other jobs go on."""
+    it returns the job's objective (NaN unless it finished: Optuna counts that trial failed)
+    and never raises, so the other jobs go on."""
     context = JobContext.current()
+    objective = float("nan")
     try:
         with interrupts.handled_by(interrupts.Signals()):  # the job installs its own
-            status = run(cfg, context)
-    except (ConfigError, CheckpointError, ResumeInProgressError) as exc:
+            outcome = run_job(cfg, context)
+        status, objective = outcome.status, outcome.objective
+    except (ConfigError, PluginOptionError, ResumeInProgressError, *USER_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = "INVALID"
     except interrupts.Interrupted as exc:
         print(f"interrupted ({exc}) before the run started: nothing was trained",
               file=sys.stderr)
         status = "KILLED"
+    except Exception:  # noqa: BLE001 - in a sweep, one job's bug must not stop the others
+        if not context.multirun:
+            raise
+        log.exception("job failed before its run started")
+        status = "FAILED"
     if context.multirun:
-        return 0
+        return objective
     return EXIT_CODES.get(status, 1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended: its run's status, and its objective (NaN unless FINISHED)."""
+
+    status: str
+    objective: float = float("nan")
 
 
 def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
     """Validate ``cfg``, train, track; returns the MLflow status of the run."""
+    return run_job(cfg, context).status
+
+
+def run_job(cfg: DictConfig | dict, context: JobContext | None = None) -> Outcome:
+    """:func:`run`, returning the :class:`Outcome` (a sweeper needs the objective)."""
     context = context or JobContext.current()
     plain = validate(cfg)
     checkpoint = None
@@ -101,17 +127,21 @@ def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
         if done:
             log.info("skipping %s: run %s already FINISHED with this configuration",
                      run_name(plain, context), done)
-            return "SKIPPED"
-    context.output_dir.mkdir(parents=True, exist_ok=True)
+            return Outcome("SKIPPED")
     with _one_resume_at_a_time(plain, context, source_run):
-        recorder = open_recorder(plain, context, source_run, run_name(plain, context))
-        return Job(plain, context, recorder, checkpoint).execute()
+        store = open_store(plain["tracking"], context.original_cwd)
+        state = RunState()
+        parts = prepare(plain, checkpoint, state)
+        context.output_dir.mkdir(parents=True, exist_ok=True)
+        recorder = open_recorder(plain, context, source_run, run_name(plain, context), store)
+        job = Job(plain, context, recorder, checkpoint, parts, state)
+        return Outcome(job.execute(), job.objective)
 
 
 def _one_resume_at_a_time(plain: dict[str, Any], context: JobContext,
                           source_run: str | None) -> contextlib.AbstractContextManager:
-    """The lock on resuming ``source_run`` (see :mod:`capx.resume_lock`); none to take when
-    nothing is resumed into a tracked run."""
+    """The lock on resuming ``source_run`` (see :mod:`capx.resume_lock`), taken before any
+    work; none to take when nothing is resumed into a tracked run."""
     settings = plain["tracking"]
     if not source_run or not settings["enabled"]:
         return contextlib.nullcontext()

@@ -128,7 +128,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from capx.preflight import existing_store
+
     uri = tracking.tracking_uri(args.tracking_uri, Path.cwd())
+    missing = existing_store(uri)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 1
     try:
         new, total = export(uri, args.experiment, args.out)
     except ExportError as exc:

@@ -20,7 +20,7 @@ from capx import names
 
 log = logging.getLogger(__name__)
 
-IGNORED_SECTIONS = ("tracking", "progress", "resume", "checkpoint")
+IGNORED_SECTIONS = ("tracking", "progress", "resume", "checkpoint", "objective")
 _LOCATION_SUFFIXES = ("base_dir", "_file", "_files")
 
 

@@ -41,6 +41,22 @@ def _store(config: DictConfig) -> tuple[Any, str, str] | None:
     return client, tracking.experiment_id(client, config.tracking.experiment_name, uri), uri
 
 
+def tag_best_trial(client: Any, parent: str, children: list[Any], config: DictConfig) -> None:
+    """Tag the parent run with the child whose ``objective`` is best, in the sweeper's
+    direction (``hydra.sweeper.direction``; minimise when it has none), and that value."""
+    scored = [r for r in children if names.OBJECTIVE in r.data.metrics]
+    if not scored:
+        return
+    direction = str(config.hydra.sweeper.get("direction", "minimize")).lower()
+    pick = max if direction.startswith("max") else min
+    best = pick(scored, key=lambda r: r.data.metrics[names.OBJECTIVE])
+    tags = {names.BEST_TRIAL: best.info.run_id,
+            names.OBJECTIVE: str(best.data.metrics[names.OBJECTIVE]),
+            names.OBJECTIVE_NAME: best.data.tags.get(names.OBJECTIVE_NAME, "")}
+    for key, value in tags.items():
+        tracking.retry(lambda: client.set_tag(parent, key, value), "tagging the best trial")
+
+
 class SweepCallback(HydraCallback):
     """Opens the sweep's parent run before jobs start and closes it after.
 
@@ -73,6 +89,7 @@ class SweepCallback(HydraCallback):
             if not children:
                 log.info("no job of this sweep made a run: every job was skipped as already "
                          "FINISHED (tracking.skip_finished), or none started")
+            tag_best_trial(client, parent, children, config)
             tracking.retry(lambda: client.set_terminated(parent, status=status),
                            "closing the sweep run")
             log.info("MLflow sweep run %s: %d job(s), %s", parent, len(children), status)

@@ -1,6 +1,7 @@
 """One job's training and its outcome: FINISHED, KILLED (a signal) or FAILED.
 
-:class:`Job` builds the parts (:mod:`capx.build`), trains, and on the way out saves a
+:class:`Job` takes the prepared parts (:func:`capx.build.prepare`) and the job's run, attaches
+the checkpointer and callbacks, trains, and on the way out saves a
 checkpoint, scores the selected parameters on the test split, records through its recorder
 (:mod:`capx.recorder`) and prints the summary (:mod:`capx.console`). SIGINT/SIGTERM are handled
 for the whole job (:mod:`capx.interrupts`): during training they stop after the current
@@ -15,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from capx import console, interrupts, names
-from capx.build import Parts, build
+from capx.build import Parts, PluginOptionError, attach
 from capx.callbacks import RunState
 from capx.checkpoint import Checkpoint, CheckpointError
 from capx.data import DataError
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Errors that say what to fix in their message: logged without a traceback.
-USER_ERRORS = (DataError, CheckpointError, PluginError, UnknownNameError)
+USER_ERRORS = (DataError, CheckpointError, PluginError, UnknownNameError, PluginOptionError)
 T = names.TEST
 
 
@@ -36,14 +37,15 @@ class Job:
     """Trains the job the validated config describes, recording into ``recorder``."""
 
     def __init__(self, plain: dict[str, Any], context: "JobContext", recorder: Recorder,
-                 checkpoint: Checkpoint | None):
+                 checkpoint: Checkpoint | None, prepared: Parts, state: RunState):
         self.plain, self.context, self.recorder, self.checkpoint = (plain, context, recorder,
                                                                     checkpoint)
-        self.state = RunState()
-        self.parts: Parts | None = None
+        self.prepared, self.state = prepared, state
+        self.parts: Parts | None = None  # the prepared parts, once attached to the run
         self.signals = interrupts.Signals()
         self.saved_final = False  # last.npz holds the trained state (the evaluation then
         #                           swaps the selected epoch's parameters into the model)
+        self.objective = float("nan")  # the config's objective metric, once FINISHED
 
     @property
     def solver(self) -> Any:
@@ -60,8 +62,8 @@ class Job:
 
     def _build_train_finish(self) -> str:
         try:
-            self.parts = build(self.plain, self.context, self.checkpoint, self.state,
-                               self.recorder)
+            self.parts = attach(self.prepared, self.plain, self.context, self.state,
+                                self.recorder)
             self.recorder.begin()  # a resumed run is reopened only once everything fits
         except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
             return self.failed_to_start(exc)
@@ -92,9 +94,23 @@ class Job:
         if self.plain["evaluation"].get("final", True):
             self.evaluate_at_end()
         self.signals.closing = True
+        self.record_objective()
         self.recorder.log_outputs(self.state, self.parts)
         console.summary("FINISHED", self.state, self.solver, self.recorder)
         return self._end("FINISHED")
+
+    def record_objective(self) -> None:
+        """The ``objective`` metric at the selected epoch: what :func:`capx.experiment.main`
+        returns to a sweeper (Optuna), and logged as ``objective`` with its name as a tag."""
+        name = self.plain["objective"]
+        value = self.state.selected_metrics.get(name)
+        if value is None:
+            log.warning("objective %s: no such dev metric at the selected epoch (have: %s)",
+                        name, ", ".join(sorted(self.state.selected_metrics)) or "none")
+            return
+        self.objective = float(value)
+        safely(lambda: self.recorder.log_objective(name, self.objective,
+                                                   self.state.best_epoch or 0))
 
     def interrupted(self, why: str) -> str:
         self.signals.closing = True
@@ -115,10 +131,10 @@ class Job:
         return self._end("KILLED")
 
     def failed_to_start(self, exc: BaseException) -> str:
-        """Building data, tokenizer or model failed: nothing trained. A user error (missing
-        data, incompatible checkpoint, unknown plugin) is reported without a traceback, and a
-        resumed run that could not even start is left as it was (its status and end time; the
-        reason is added as a tag)."""
+        """Attaching the prepared parts to the run failed: nothing trained. A user error is
+        reported without a traceback, and a resumed run that could not even start is left as
+        it was (its status and end time; the reason is added as a tag). (The data's and the
+        config's errors come earlier, before the run.)"""
         self.signals.closing = True
         if isinstance(exc, USER_ERRORS):
             log.error("run failed: %s", exc)

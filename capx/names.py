@@ -31,6 +31,7 @@ EPOCH_SECONDS = TIME + "epoch_seconds"
 TRAIN_SECONDS = TIME + "train_seconds"
 TOKENS_PER_SECOND = SPEED + "tokens_per_second"
 LEARNING_RATE = "learning_rate"
+OBJECTIVE = "objective"            # the sweep objective's value (its name: OBJECTIVE_NAME)
 EPOCH = "epoch"
 
 # -- tags ---------------------------------------------------------------------------------------
@@ -49,6 +50,8 @@ RESUMED_FROM = "capx.resumed_from"
 RESUME_ERROR = "capx.resume_error"      # a resume that could not start (the run keeps its status)
 RESUMES = "capx.resumes"                # how many times the run was resumed
 RESUMED_SETTING = "capx.resumed."       # + a key: its value now, where a resume changed it
+OBJECTIVE_NAME = "capx.objective"       # which metric the run's `objective` is
+BEST_TRIAL = "capx.best_trial"          # on a sweep's parent: the child with the best objective
 STOPPED_BY = "capx.stopped_by"          # the signal or interrupt that stopped training
 ERROR = "error"
 ERROR_TYPE = "error_type"

@@ -2,7 +2,9 @@
 
 ``config`` holds hyperparameters and the rule's running state (momentum, moments, step count);
 missing hyperparameters get the CS231n defaults. Rules compute in the dtype of ``w``. The solver
-applies them to the model's whole flat parameter buffer at once.
+applies them to the model's whole flat parameter buffer at once. :func:`hyperparameters` declares
+the settings a rule takes (besides the learning rate) and their ranges, so that
+``solver.options`` is checked before a run starts (:mod:`capx.config`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,26 @@ def _dtype_scalar(w: np.ndarray, value: float):
     return w.dtype.type(value)
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+UNIT = (lambda v: _number(v) and 0 <= v < 1, "must be a number in [0, 1)")
+POSITIVE = (lambda v: _number(v) and v > 0, "must be a positive number")
+
+
+def hyperparameters(**rules):
+    """Declare an update rule's settings: ``name=(check, message)``; see :data:`UNIT`."""
+
+    def declare(rule):
+        rule.hyperparameters = rules
+        return rule
+
+    return declare
+
+
 @UPDATE_RULES.register("sgd")
+@hyperparameters()
 def sgd(w, dw, config=None):
     """Vanilla stochastic gradient descent."""
     config = {} if config is None else config
@@ -26,6 +47,7 @@ def sgd(w, dw, config=None):
 
 
 @UPDATE_RULES.register("sgd_momentum")
+@hyperparameters(momentum=UNIT)
 def sgd_momentum(w, dw, config=None):
     """SGD with momentum: v = mu * v - lr * dw; w += v."""
     config = {} if config is None else config
@@ -42,6 +64,7 @@ def sgd_momentum(w, dw, config=None):
 
 
 @UPDATE_RULES.register("rmsprop")
+@hyperparameters(decay_rate=UNIT, epsilon=POSITIVE)
 def rmsprop(w, dw, config=None):
     """RMSProp: a decaying average of squared gradients scales each step."""
     config = {} if config is None else config
@@ -65,6 +88,7 @@ ADAM_BLOCK = 1 << 15
 
 
 @UPDATE_RULES.register("adam")
+@hyperparameters(beta1=UNIT, beta2=UNIT, epsilon=POSITIVE)
 def adam(w, dw, config=None):
     """Adam with bias correction; ``t`` counts updates (CS231n increments it before use).
 

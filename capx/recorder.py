@@ -27,6 +27,7 @@ from capx.solver import Callback
 if TYPE_CHECKING:
     from capx.build import Parts
     from capx.experiment import JobContext
+    from capx.preflight import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,16 @@ def safely(call: Callable[[], Any]) -> None:
 
 
 def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str | None,
-                  run_name: str) -> "Recorder":
-    """Create (or, when resuming a run of this store, reopen) this job's MLflow run."""
+                  run_name: str, store: "Store | None" = None) -> "Recorder":
+    """Create (or, when resuming a run of this store, reopen) this job's MLflow run, in the
+    ``store`` that :func:`capx.preflight.open_store` opened (opened here if not given)."""
+    from capx.preflight import open_store
+
     settings = plain["tracking"]
-    if not settings["enabled"]:
+    store = store or open_store(settings, context.original_cwd)
+    if store is None:
         return NullRecorder()
-    uri = tracking.tracking_uri(settings["uri"], context.original_cwd)
-    client = tracking.make_client(uri)
-    exp_id = tracking.experiment_id(client, settings["experiment_name"], uri)
+    client, exp_id, uri = store.client, store.experiment_id, store.uri
     if source_run:
         try:
             existing = client.get_run(source_run)
@@ -99,6 +102,11 @@ class Recorder:
     def checkpoint_saved(self, path: Path) -> None:
         """A checkpoint was written: upload it (a failure is a warning; training goes on)."""
 
+    @property
+    def degraded(self) -> str | None:
+        """Why recording failed during the run (it went on untracked), or None."""
+        return None
+
     def start_lines(self) -> list[str]:
         """Console lines saying where the run is recorded."""
         return []
@@ -122,6 +130,9 @@ class Recorder:
 
     def log_outputs(self, state: RunState, parts: "Parts | None") -> None:
         """Checkpoints, the loss curve, and sample captions beside their pictures."""
+
+    def log_objective(self, name: str, value: float, epoch: int) -> None:
+        """The sweep objective (metric ``name`` at the selected ``epoch``)."""
 
     def stopped(self, why: str) -> None:
         """Training was interrupted (``why``: the signal)."""
@@ -161,13 +172,19 @@ class RunRecorder(Recorder):
         self.logged.update(last_steps(self.tracker, self.resumes.data.metrics))  # shared
 
     def checkpoint_saved(self, path):
+        skipped = getattr(self.tracker, "skipped", 0)  # writes a degraded tracker dropped
         try:
             self.tracker.log_artifact(path, names.CHECKPOINTS)
         except Exception as exc:  # noqa: BLE001 - training goes on with the local copy
             log.warning("could not upload %s to MLflow run %s (%s); training goes on, the "
                         "checkpoint is on disk", path, self.run_id, exc)
             return
-        self.uploaded[Path(path)] = Path(path).stat().st_mtime_ns
+        if getattr(self.tracker, "skipped", 0) == skipped:  # uploaded: not again at the end
+            self.uploaded[Path(path)] = Path(path).stat().st_mtime_ns
+
+    @property
+    def degraded(self) -> str | None:
+        return self.tracker.degraded
 
     def start_lines(self) -> list[str]:
         return [f"MLflow run {self.run_id} in {self.uri}"]
@@ -268,6 +285,10 @@ class RunRecorder(Recorder):
         import matplotlib.pyplot as plt
 
         plt.close(figure)
+
+    def log_objective(self, name, value, epoch):
+        self.tracker.log_metrics({names.OBJECTIVE: value}, step=epoch)
+        self.tracker.set_tags({names.OBJECTIVE_NAME: name})
 
     def stopped(self, why):
         self.tracker.set_tags({names.STOPPED_BY: why})

@@ -288,7 +288,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from capx.preflight import existing_store
+
     uri = tracking.tracking_uri(args.tracking_uri, Path.cwd())
+    missing = None if args.source else existing_store(uri)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 1
     name = args.experiment or args.parent or (args.source.parent.name if args.source else None)
     try:
         if name is None:

@@ -100,6 +100,7 @@ class TopLevelConfig:
     resume: Optional[str] = MISSING
     progress: Any = MISSING       # auto, true or false (capx.config checks which)
     study: Dict[str, Any] = MISSING
+    objective: str = MISSING      # the val/ metric a sweeper optimises (at the selected epoch)
     model: ModelConfig = field(default_factory=ModelConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

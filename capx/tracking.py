@@ -82,6 +82,26 @@ def _is_transient(exc: Exception) -> bool:
     return any(marker in text for marker in _TRANSIENT)
 
 
+#: what a failure to record means, by the words in its message (checked in this order)
+FAILURE_CAUSES = (
+    (("database or disk is full", "no space left", "disk quota"), "the disk or the database is full"),
+    (("readonly", "read-only", "permission denied"), "read-only"),
+    (("no such table", "no such column", "file is not a database"),
+     "the database was deleted, replaced or damaged"),
+    (("connection refused", "max retries exceeded", "failed to establish", "timed out",
+      "name or service not known", "connectionerror"), "the server is unreachable"),
+)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """``"read-only: [Errno 13] Permission denied: ..."``: the cause in words, then the error."""
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    cause = next((words for markers, words in FAILURE_CAUSES
+                  if any(m in text for m in markers)), type(exc).__name__)
+    return f"{cause}: {first}" if first else cause
+
+
 def retry(call: Callable[[], T], what: str, seconds: float = RETRY_SECONDS) -> T:
     """Run ``call``, retrying transient store errors with jittered backoff for ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -228,11 +248,46 @@ def sweep_parent_run(client: Any, exp_id: str, sweep: Sweep) -> str:
 
 
 class Tracker:
-    """Writes to one MLflow run; every write retries transient store errors."""
+    """Writes to one MLflow run; every write retries transient store errors.
+
+    A write that still fails (a full disk, a read-only folder, a deleted database, a server
+    gone) does not stop training: it is reported once, with its cause, and the run goes on with
+    tracking *degraded*: writes are skipped for :attr:`PAUSE_SECONDS`, then tried again (an
+    outage may pass). :attr:`degraded` keeps the first cause, for the job's closing summary.
+    """
+
+    PAUSE_SECONDS = 60.0
 
     def __init__(self, client: Any, run_id: str, uri: str):
         self.client, self.run_id, self.uri = client, run_id, uri
         self.status_before_reopen: str | None = None  # set when a resumed run is reopened
+        self.degraded: str | None = None  # the first failure to record, in words
+        self.skipped = 0                  # writes dropped while degraded
+        self._paused_until = 0.0
+
+    def _write(self, call: Callable[[], Any], what: str) -> None:
+        """Run one write (with :func:`retry`); a failure degrades tracking instead of raising."""
+        if time.monotonic() < self._paused_until:
+            self.skipped += 1
+            return
+        try:
+            retry(call, what)
+        except Exception as exc:  # noqa: BLE001 - recording must never stop training
+            cause = describe_failure(exc)
+            if self.degraded is None:
+                self.degraded = f"{what}: {cause}"
+                log.warning("MLflow could not record %s to run %s (%s); training goes on, "
+                            "its checkpoints are still written locally; recording is retried "
+                            "in %.0f s", what, self.run_id, cause, self.PAUSE_SECONDS)
+            else:
+                log.debug("MLflow still cannot record (%s): %s", what, cause)
+            self.skipped += 1
+            self._paused_until = time.monotonic() + self.PAUSE_SECONDS
+        else:
+            if self._paused_until:
+                log.warning("MLflow records to run %s again; %d write(s) were lost meanwhile",
+                            self.run_id, self.skipped)
+                self._paused_until = 0.0
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -240,7 +295,7 @@ class Tracker:
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         for start in range(0, len(items), 100):
             chunk = items[start:start + 100]
-            retry(lambda: self.client.log_batch(self.run_id, params=chunk), "logging params")
+            self._write(lambda: self.client.log_batch(self.run_id, params=chunk), "params")
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
@@ -249,28 +304,31 @@ class Tracker:
     def log_metric_batch(self, items: Sequence[Any]) -> None:
         for start in range(0, len(items), 1000):
             chunk = list(items[start:start + 1000])
-            retry(lambda: self.client.log_batch(self.run_id, metrics=chunk), "logging metrics")
+            self._write(lambda: self.client.log_batch(self.run_id, metrics=chunk), "metrics")
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         items = [RunTag(k, str(v)[:5000]) for k, v in tags.items() if v is not None]
-        retry(lambda: self.client.log_batch(self.run_id, tags=items), "setting tags")
+        self._write(lambda: self.client.log_batch(self.run_id, tags=items), "tags")
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        retry(lambda: self.client.log_text(self.run_id, text, artifact_file),
-              f"logging {artifact_file}")
+        self._write(lambda: self.client.log_text(self.run_id, text, artifact_file),
+                    f"artifact {artifact_file}")
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        retry(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path),
-              f"logging {path}")
+        self._write(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path),
+                    f"artifact {Path(path).name}")
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
-        retry(lambda: self.client.log_figure(self.run_id, figure, artifact_file),
-              f"logging {artifact_file}")
+        self._write(lambda: self.client.log_figure(self.run_id, figure, artifact_file),
+                    f"artifact {artifact_file}")
 
     def end(self, status: str) -> None:
-        retry(lambda: self.client.set_terminated(self.run_id, status=status), "ending the run")
+        """Close the run; tried even while degraded (a run must not stay RUNNING)."""
+        self._paused_until = 0.0
+        self._write(lambda: self.client.set_terminated(self.run_id, status=status),
+                    f"the end of the run ({status})")
 
     def reopen(self, previous_status: str) -> None:
         """Mark an earlier run RUNNING again, remembering its status in case the resume fails."""

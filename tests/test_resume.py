@@ -163,22 +163,34 @@ def test_overrides_apply_on_top_of_the_checkpoints_config_and_fixed_ones_are_ref
 
 
 def test_a_resume_that_cannot_start_leaves_the_source_run_untouched(workdir, monkeypatch):
-    """The data of a resume cannot be read: the run keeps its status and end time (the
-    reason is a tag), and nothing is trained."""
+    """Data that cannot be read stops the resume before the run is touched at all; a failure
+    while attaching to the run leaves its status and end time (the reason is a tag)."""
     assert _run_in_process(workdir, *FAST, "evaluation.final=false", name="first") == "FINISHED"
     client, before = _only(workdir)
+    run_id = before.info.run_id
 
     def missing(plain):
         raise DataError("the shapes files are gone")
 
-    monkeypatch.setattr(capx.build, "load_data", missing)
-    assert _run_in_process(workdir, f"resume={before.info.run_id}", "solver.num_epochs=2",
-                           name="second") == "FAILED"
-    after = client.get_run(before.info.run_id)
+    with monkeypatch.context() as patch:
+        patch.setattr(capx.build, "load_data", missing)
+        with pytest.raises(DataError, match="shapes files are gone"):
+            _run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=2", name="second")
+    after = client.get_run(run_id)
     assert (after.info.status, after.info.end_time) == ("FINISHED", before.info.end_time)
-    assert "shapes files are gone" in after.data.tags[names.RESUME_ERROR]
+    assert after.data.tags == before.data.tags
+
+    def broken(*args):
+        raise RuntimeError("no callbacks today")
+
+    monkeypatch.setattr(capx.build, "make_callbacks", broken)
+    assert _run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=2",
+                           name="third") == "FAILED"
+    after = client.get_run(run_id)
+    assert (after.info.status, after.info.end_time) == ("FINISHED", before.info.end_time)
+    assert "no callbacks today" in after.data.tags[names.RESUME_ERROR]
     assert names.RESUMED not in after.data.tags
-    assert not (workdir / "outputs" / "second" / "checkpoints").exists()
+    assert not (workdir / "outputs" / "third" / "checkpoints").exists()
 
 
 def test_a_checkpoint_of_another_run_in_a_runs_artifacts_is_refused(workdir):

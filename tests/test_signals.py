@@ -50,27 +50,43 @@ def _signal_inside(monkeypatch, module, name: str, signum: int) -> None:
     monkeypatch.setattr(module, name, signalled)
 
 
+def _no_runs(folder: Path) -> bool:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("capx")
+    return experiment is None or not client.search_runs([experiment.experiment_id])
+
+
+def _main(*overrides: str) -> int:
+    import capx.experiment
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*SMOKE, *overrides])
+    return capx.experiment.main(cfg)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_while_preparing_data_ends_the_run_killed(workdir, monkeypatch, caplog, signum):
+def test_a_signal_while_preparing_data_exits_130_and_leaves_no_run(workdir, monkeypatch, capsys,
+                                                                   signum):
+    """The data, tokenizer and model are prepared before the run is created, so a signal
+    then leaves nothing RUNNING: there is no run yet, and nothing was trained."""
     import capx.build
 
     _signal_inside(monkeypatch, capx.build, "load_data", signum)
-    with caplog.at_level(logging.INFO):
-        assert _job(workdir) == "KILLED"
-    recorded = _only_run(workdir)
-    assert recorded.info.status == "KILLED"
-    assert recorded.data.tags["capx.stopped_by"] == f"signal {signal.Signals(signum).name}"
-    assert "before training started" in caplog.text and "Traceback" not in caplog.text
-    assert not (workdir / "out" / "checkpoints" / "last.npz").exists()  # no state yet
+    assert _main() == 130
+    err = capsys.readouterr().err
+    assert "before the run started" in err and "Traceback" not in err
+    assert _no_runs(workdir)
     assert signal.getsignal(signum) is not None  # the old handler is back
 
 
-def test_a_signal_while_building_the_model_ends_the_run_killed(workdir, monkeypatch):
+def test_a_signal_while_building_the_model_leaves_no_run(workdir, monkeypatch):
     import capx.build
 
     _signal_inside(monkeypatch, capx.build, "hidden_dim", signal.SIGTERM)
-    assert _job(workdir, "evaluation.final=false") == "KILLED"
-    assert _only_run(workdir).info.status == "KILLED"
+    assert _main("evaluation.final=false") == 130
+    assert _no_runs(workdir)
 
 
 def test_a_signal_before_the_first_iteration_saves_the_starting_state(workdir, monkeypatch):
@@ -106,10 +122,9 @@ def test_a_signal_before_the_run_exists_exits_130_without_a_run(workdir, monkeyp
     import capx.experiment
 
     _signal_inside(monkeypatch, capx.experiment, "open_recorder", signal.SIGINT)
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=SMOKE)
-    assert capx.experiment.main(cfg) == 130
+    assert _main() == 130
     assert "before the run started" in capsys.readouterr().err
+    assert _no_runs(workdir)
 
 
 # -- a real process, signalled from outside ----------------------------------------------------
