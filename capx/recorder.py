@@ -287,7 +287,9 @@ class RunRecorder(Recorder):
         plt.close(figure)
 
     def log_objective(self, name, value, epoch):
-        self.tracker.log_metrics({names.OBJECTIVE: value}, step=epoch)
+        metrics = unlogged({names.OBJECTIVE: value}, epoch, self.logged)
+        if metrics:
+            self.tracker.log_metrics(metrics, step=epoch)
         self.tracker.set_tags({names.OBJECTIVE_NAME: name})
 
     def stopped(self, why):

@@ -100,6 +100,7 @@ def test_a_resume_after_a_kill_logs_each_metric_step_once(workdir, monkeypatch):
 
     assert _run_in_process(workdir, f"resume={run_id}", name="third") == "FINISHED"
     assert _steps(client, run_id, "test/bleu4") == [2]
+    assert len(client.get_metric_history(run_id, names.OBJECTIVE)) == 1
     assert _steps(client, run_id, names.TRAIN_LOSS) == list(range(1, 21))
     assert client.get_run(run_id).data.tags[names.RESUMES] == "2"
 
