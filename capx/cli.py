@@ -16,10 +16,13 @@ from capx import __version__
 
 # subcommand name -> (module that implements it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("capx.train", "train and track a run, or a sweep with -m (what python run.py does)"),
     "download": ("capx.download", "fetch a dataset (the CS231n COCO captions) into the data folder"),
     "export": ("capx.export", "write a study's finished runs to a JSON-lines file for git"),
     "report": ("capx.report", "compare a study's runs (tokenizer x cell): tables and plots"),
 }
+#: subcommands whose arguments go to them untouched
+RAW_ARGUMENTS = ("train",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     split = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
     head, tail = argv[: split + 1], argv[split + 1 :]
     args = build_parser().parse_args(head)
+    if args.command in RAW_ARGUMENTS:  # Hydra parses these itself (-m, --cfg job, overrides)
+        return int(importlib.import_module(SUBCOMMANDS[args.command][0]).main(tail) or 0)
     parser, module = build_subparser(args.command)
     status = module.main(parser.parse_args(tail))
     return int(status or 0)

@@ -62,6 +62,7 @@ COCO = DatasetSource(
         "val2014_urls.txt",
     ),
     optional_files=("train2014_vgg16_fc7.h5", "val2014_vgg16_fc7.h5"),
+    expected_size=1_035_210_391,  # bytes, from the wget log of a complete download
     description="CS231n assignment-3 COCO captions with precomputed VGG16 fc7 features",
 )
 

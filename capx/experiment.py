@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from capx.callbacks import RunState
 from capx.config import ConfigError, validate
 from capx.finished import already_finished
 from capx.job import USER_ERRORS, Job
+from capx.outcomes import write_outcome
 from capx.preflight import open_store
 from capx.recorder import open_recorder
 from capx.resume import config_for_resume, resolve_resume
@@ -73,38 +74,41 @@ class JobContext:
 
 def main(cfg: DictConfig) -> int | float:
     """``run.py``'s body: run the job; config errors print without a traceback. Returns an exit
-    code for a single run (0 finished, 1 failed, 2 invalid config, 130 interrupted); in a sweep
-    it returns the job's objective (NaN unless it finished: Optuna counts that trial failed)
-    and never raises, so the other jobs go on."""
+    code for a single run (0 finished, 1 failed, 2 invalid config, 130 interrupted). In a sweep
+    it never raises, so the other jobs go on: it writes the job's outcome into its folder (for
+    the sweep's end, :mod:`capx.outcomes`) and returns its objective (NaN unless it finished:
+    Optuna counts that trial failed)."""
     context = JobContext.current()
-    objective = float("nan")
     try:
         with interrupts.handled_by(interrupts.Signals()):  # the job installs its own
             outcome = run_job(cfg, context)
-        status, objective = outcome.status, outcome.objective
     except (ConfigError, PluginOptionError, ResumeInProgressError, *USER_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        status = "INVALID"
+        outcome = Outcome("INVALID", error=f"{type(exc).__name__}: {exc}")
     except interrupts.Interrupted as exc:
         print(f"interrupted ({exc}) before the run started: nothing was trained",
               file=sys.stderr)
-        status = "KILLED"
-    except Exception:  # noqa: BLE001 - in a sweep, one job's bug must not stop the others
+        outcome = Outcome("KILLED", error=f"interrupted ({exc}) before the run started")
+    except Exception as exc:  # noqa: BLE001 - in a sweep, one job's bug must not stop the others
         if not context.multirun:
             raise
         log.exception("job failed before its run started")
-        status = "FAILED"
+        outcome = Outcome("FAILED", error=f"{type(exc).__name__}: {exc}")
     if context.multirun:
-        return objective
-    return EXIT_CODES.get(status, 1)
+        write_outcome(context.output_dir, {**asdict(outcome), "overrides": context.overrides})
+        return outcome.objective
+    return EXIT_CODES.get(outcome.status, 1)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a job ended: its run's status, and its objective (NaN unless FINISHED)."""
+    """How a job ended: its run's status and id, why it did not finish, and its objective
+    (NaN unless FINISHED)."""
 
     status: str
     objective: float = float("nan")
+    run_id: str | None = None
+    error: str | None = None
 
 
 def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
@@ -135,7 +139,8 @@ def run_job(cfg: DictConfig | dict, context: JobContext | None = None) -> Outcom
         context.output_dir.mkdir(parents=True, exist_ok=True)
         recorder = open_recorder(plain, context, source_run, run_name(plain, context), store)
         job = Job(plain, context, recorder, checkpoint, parts, state)
-        return Outcome(job.execute(), job.objective)
+        status = job.execute()
+        return Outcome(status, job.objective, recorder.run_id, job.error)
 
 
 def _one_resume_at_a_time(plain: dict[str, Any], context: JobContext,

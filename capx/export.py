@@ -128,6 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from capx.liveness import reap_store
     from capx.preflight import existing_store
 
     uri = tracking.tracking_uri(args.tracking_uri, Path.cwd())
@@ -135,6 +136,7 @@ def main(args: argparse.Namespace) -> int:
     if missing:
         print(f"error: {missing}", file=sys.stderr)
         return 1
+    reap_store(uri)  # runs left RUNNING by a dead process are closed before the export
     try:
         new, total = export(uri, args.experiment, args.out)
     except ExportError as exc:

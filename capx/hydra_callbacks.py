@@ -15,6 +15,7 @@ from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig
 
 from capx import names, tracking
+from capx.outcomes import sweep_summary
 
 log = logging.getLogger(__name__)
 
@@ -74,31 +75,42 @@ class SweepCallback(HydraCallback):
             log.warning("could not open the sweep's MLflow parent run: %s", exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Close the parent run; exit non-zero when any job did not finish (after all ran)."""
-        status = "FINISHED"
+        """Close the parent run with the sweep's status, list the jobs that did not finish,
+        and exit non-zero if any did not (after all of them ran); see :mod:`capx.outcomes`."""
+        summary = sweep_summary(resolve_sweep_dir(config))
+        status = summary.status
         try:
             store = _store(config)
-            if store is None:
-                return
-            client, exp_id, _ = store
-            parent = tracking.sweep_parent_run(client, exp_id, sweep_of(config))
-            children = tracking.child_runs(client, exp_id, parent)
-            statuses = {run.info.status for run in children}
-            status = ("KILLED" if "KILLED" in statuses else
-                      "FAILED" if statuses - {"FINISHED"} else "FINISHED")
-            if not children:
-                log.info("no job of this sweep made a run: every job was skipped as already "
-                         "FINISHED (tracking.skip_finished), or none started")
-            tag_best_trial(client, parent, children, config)
-            tracking.retry(lambda: client.set_terminated(parent, status=status),
-                           "closing the sweep run")
-            log.info("MLflow sweep run %s: %d job(s), %s", parent, len(children), status)
+            if store is not None:
+                status = self._close_parent(config, store, status)
         except Exception as exc:  # noqa: BLE001 - never fail a finished sweep over bookkeeping
             log.warning("could not close the sweep's MLflow parent run: %s", exc)
         if status != "FINISHED":
-            log.error("sweep %s: not every job finished; see the MLflow runs marked %s",
-                      Path(str(config.hydra.sweep.dir)).name, status)
+            lines = summary.lines()
+            log.error("sweep %s: %d of %d job(s) did not finish%s",
+                      resolve_sweep_dir(config), len(lines), len(summary.jobs),
+                      ":" if lines else " (see the MLflow runs)")
+            for line in lines:
+                log.error("  %s", line)
             raise SystemExit(130 if status == "KILLED" else 1)
+
+    @staticmethod
+    def _close_parent(config: DictConfig, store: tuple[Any, str, str], status: str) -> str:
+        """Close the parent run: FAILED (KILLED) when a job's outcome or its run says so."""
+        client, exp_id, _ = store
+        parent = tracking.sweep_parent_run(client, exp_id, sweep_of(config))
+        children = tracking.child_runs(client, exp_id, parent)
+        statuses = {run.info.status for run in children} | {status}
+        status = ("KILLED" if "KILLED" in statuses else
+                  "FAILED" if statuses - {"FINISHED"} else "FINISHED")
+        if not children:
+            log.info("no job of this sweep made a run: every job was skipped as already "
+                     "FINISHED (tracking.skip_finished), or none started")
+        tag_best_trial(client, parent, children, config)
+        tracking.retry(lambda: client.set_terminated(parent, status=status),
+                       "closing the sweep run")
+        log.info("MLflow sweep run %s: %d job(s), %s", parent, len(children), status)
+        return status
 
 
 class ReportCallback(HydraCallback):

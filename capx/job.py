@@ -46,6 +46,7 @@ class Job:
         self.saved_final = False  # last.npz holds the trained state (the evaluation then
         #                           swaps the selected epoch's parameters into the model)
         self.objective = float("nan")  # the config's objective metric, once FINISHED
+        self.error: str | None = None  # why the job did not finish, in one line
 
     @property
     def solver(self) -> Any:
@@ -114,6 +115,7 @@ class Job:
 
     def interrupted(self, why: str) -> str:
         self.signals.closing = True
+        self.error = f"interrupted ({why})"
         if self.recorder.reopen_pending:
             log.warning("interrupted (%s) before the resume trained: run %s is left as it was "
                         "(%s)", why, self.recorder.run_id, self.recorder.status_before_reopen)
@@ -136,6 +138,7 @@ class Job:
         it was (its status and end time; the reason is added as a tag). (The data's and the
         config's errors come earlier, before the run.)"""
         self.signals.closing = True
+        self.error = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, USER_ERRORS):
             log.error("run failed: %s", exc)
         else:
@@ -149,6 +152,7 @@ class Job:
 
     def failed(self, exc: BaseException) -> str:
         self.signals.closing = True
+        self.error = f"{type(exc).__name__}: {exc}"
         self.recorder.log_error(exc)
         safely(lambda: self.recorder.log_outputs(self.state, self.parts))  # the last checkpoint
         console.summary("FAILED", self.state, self.solver, self.recorder,

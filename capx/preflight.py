@@ -9,6 +9,7 @@ larger than the data, an empty dev split) are :func:`capx.build.check_fits`.
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -19,6 +20,8 @@ from urllib.parse import urlparse
 
 from capx import tracking
 from capx.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: seconds to wait for an MLflow server's answer to the start-up probe
 PROBE_SECONDS = 5.0
@@ -65,10 +68,18 @@ def open_store(settings: dict[str, Any], base_dir: str | os.PathLike) -> Store |
         exp_id = tracking.experiment_id(client, settings["experiment_name"], uri)
     except TrackingError:
         raise
+    except tracking.StoreError as exc:
+        raise TrackingError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - whatever MLflow raises, the user needs the same
         raise TrackingError(f"tracking.uri={uri!r}: MLflow could not open the store "
                             f"({tracking.describe_failure(exc)}); check the URI, or run with "
                             f"tracking.enabled=false") from exc
+    from capx.liveness import reap_dead_runs
+
+    try:
+        reap_dead_runs(client, [exp_id])
+    except Exception as exc:  # noqa: BLE001 - closing others' dead runs must not stop this one
+        log.warning("could not check for runs left RUNNING: %s", exc)
     return Store(client, exp_id, uri)
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import yaml
 
-from capx import names, tracking
+from capx import liveness, names, tracking
 from capx.callbacks import RunState
 from capx.finished import fingerprint
 from capx.solver import Callback
@@ -59,7 +59,7 @@ def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str 
         if existing is not None:
             tracker = tracking.Tracker(client, source_run, uri)
             return RunRecorder(tracker, settings.get("log_model", True), resumes=existing)
-    tags = run_tags(plain, context)
+    tags = {**run_tags(plain, context), **liveness.process_tags()}
     if context.multirun and context.sweep_dir is not None:
         sweep = tracking.Sweep.in_folder(context.sweep_dir)
         tags[names.PARENT_RUN] = tracking.sweep_parent_run(client, exp_id, sweep)
@@ -166,9 +166,10 @@ class RunRecorder(Recorder):
     def begin(self):
         if not self.reopen_pending:
             return
+        # this process's tags first, so that no one takes the reopened run for a dead one
+        self.tracker.set_tags({names.RESUMED: "true", **liveness.process_tags()})
         self.tracker.reopen(self.status_before_reopen)
         self.reopen_pending = False
-        self.tracker.set_tags({names.RESUMED: "true"})
         self.logged.update(last_steps(self.tracker, self.resumes.data.metrics))  # shared
 
     def checkpoint_saved(self, path):
@@ -343,6 +344,7 @@ class EpochRecorder(Callback):
         self.tokens_per_caption, self.batch_size = tokens_per_caption, batch_size
         self.logged = {} if logged is None else logged  # filled when a resumed run reopens
         self.pending: list[Any] = []
+        self.heartbeat = liveness.Heartbeat(tracker)
 
     def on_iteration_end(self, solver: Any, loss: float) -> None:
         if ((solver.iteration % self.log_every == 0 or solver.iteration == 1)
@@ -355,6 +357,7 @@ class EpochRecorder(Callback):
         if self.pending:
             self.tracker.log_metric_batch(self.pending)
             self.pending = []
+        self.heartbeat.beat()
 
     def on_epoch_end(self, solver: Any) -> None:
         self.flush()

@@ -288,6 +288,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from capx.liveness import reap_store
     from capx.preflight import existing_store
 
     uri = tracking.tracking_uri(args.tracking_uri, Path.cwd())
@@ -295,6 +296,8 @@ def main(args: argparse.Namespace) -> int:
     if missing:
         print(f"error: {missing}", file=sys.stderr)
         return 1
+    if not args.source:
+        reap_store(uri)  # runs left RUNNING by a dead process are closed before the report
     name = args.experiment or args.parent or (args.source.parent.name if args.source else None)
     try:
         if name is None:

@@ -127,6 +127,19 @@ def register_schemas() -> None:
     ConfigStore.instance().store(name=BASE_CONFIG, node=TopLevelConfig)
 
 
+def register_resolvers() -> None:
+    """``${capx_uid:}``: a short random token, the same for the whole launch (cached, and Hydra
+    copies the cache into every job's config, in other processes too), different for every
+    process that launches. ``conf/config.yaml`` adds it to the run and sweep folders, so two
+    launches in the same second never share a folder (or a sweep's parent run)."""
+    import secrets
+
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("capx_uid"):
+        OmegaConf.register_new_resolver("capx_uid", lambda: secrets.token_hex(3), use_cache=True)
+
+
 # -- plugin cells and tokenizers as group options -----------------------------------------------
 
 def register_plugin_options(conf_dir: str | Path | None = None) -> list[str]:
@@ -222,3 +235,4 @@ def prepare_plugin_options(argv: Iterable[str], conf_dir: str | Path) -> None:
 
 
 register_schemas()
+register_resolvers()

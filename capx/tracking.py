@@ -59,6 +59,8 @@ def ui_command(uri: str) -> str:
     """The shell command that shows ``uri`` in the MLflow web UI."""
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
+        if db.name == DEFAULT_DB:  # MLflow's own default store: plain `mlflow ui` reads it
+            return f"cd {db.parent} && mlflow ui"
         return f"cd {db.parent} && mlflow ui --backend-store-uri sqlite:///{db.name}"
     if uri.startswith(("http://", "https://")):
         return f"open {uri} in a browser"
@@ -120,10 +122,73 @@ def retry(call: Callable[[], T], what: str, seconds: float = RETRY_SECONDS) -> T
 # -- client, experiment, searches -------------------------------------------------------------
 
 
+class StoreError(RuntimeError):
+    """The store cannot be set up (a half-made database); the message says what to do."""
+
+
+_READY: set[str] = set()  # SQLite stores this process has created or checked
+#: what MLflow's set-up says when it meets tables an interrupted set-up left behind
+_HALF_MADE = ("already exists", "duplicate column", "_alembic_tmp_")
+
+
 def make_client(uri: str):
+    """An MLflow client of ``uri``; a SQLite store is first created (or checked) under a file
+    lock beside the database, with SIGINT/SIGTERM held back, so that jobs starting together
+    do not race through MLflow's schema migration and a Ctrl-C cannot leave it half made."""
     from mlflow.tracking import MlflowClient
 
+    if uri.startswith("sqlite:///") and uri not in _READY:
+        prepare_sqlite_store(uri)
+        _READY.add(uri)
     return retry(lambda: MlflowClient(tracking_uri=uri), "connecting to the tracking store")
+
+
+def prepare_sqlite_store(uri: str) -> None:
+    """Create the database of ``uri`` if needed, one process at a time; a half-made one (an
+    earlier set-up was killed) is a :class:`StoreError` that names the file and the fix."""
+    from mlflow.tracking import MlflowClient
+
+    from capx import interrupts
+
+    db = Path(uri[len("sqlite:///"):])
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(_file_lock(db.with_name(db.name + ".lock")))
+        except OSError:  # a read-only folder: only reading is possible, and needs no lock
+            pass
+        stack.enter_context(interrupts.deferred())
+        _refuse_half_made(db, _leftover_tables(db))
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            retry(lambda: client.search_experiments(max_results=1), "creating the tracking store")
+        except Exception as exc:  # noqa: BLE001 - a half-made store is named, the rest raised
+            if any(marker in str(exc) for marker in _HALF_MADE):
+                _refuse_half_made(db, [str(exc).strip().splitlines()[0][:200]])
+            raise
+
+
+def _leftover_tables(db: Path) -> list[str]:
+    """Alembic's temporary tables in ``db``: left only by a migration that did not finish."""
+    import sqlite3
+
+    if not db.is_file() or db.stat().st_size == 0:
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            rows = con.execute("select name from sqlite_master where type = 'table' and "
+                               "name like '\\_alembic\\_tmp\\_%' escape '\\'").fetchall()
+    except sqlite3.Error:
+        return []  # not readable as SQLite: MLflow's own error says so
+    return [f"leftover table {name}" for (name,) in rows]
+
+
+def _refuse_half_made(db: Path, evidence: list[str]) -> None:
+    if evidence:
+        raise StoreError(
+            f"the MLflow database {db} is half made: an earlier first run was stopped while "
+            f"MLflow was creating it ({'; '.join(evidence)}), and MLflow cannot finish. Move it "
+            f"aside (mv {db} {db}.broken) and run again; capx then makes a fresh one. Runs "
+            f"recorded in it, if any, stay in the moved file.")
 
 
 def experiment_id(client: Any, name: str, uri: str) -> str:

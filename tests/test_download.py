@@ -273,6 +273,23 @@ def test_size_other_than_expected_is_refused(tmp_path: Path, server: FileServer,
     assert not dest.exists()  # refused on the headers: no .part written, folder removed again
 
 
+def test_the_coco_archive_is_pinned_to_its_real_size(tmp_path: Path, server: FileServer,
+                                                      payload: bytes, monkeypatch):
+    """From its own URL (here served locally), the CS231n archive must be 1,035,210,391 bytes:
+    a short or different file is refused on the headers, whatever Content-Length says."""
+    import dataclasses
+
+    import capx.download
+
+    assert COCO.expected_size == 1_035_210_391
+    local = dataclasses.replace(COCO, url=server.url())
+    monkeypatch.setitem(capx.download.SOURCES, "coco", local)
+    server.files[ZIP_PATH] = payload
+    with pytest.raises(DownloadError, match=rf"offers {len(payload)} bytes but 1035210391 were"):
+        download("coco", tmp_path / "data", quiet=True)
+    assert not (tmp_path / "data").exists()
+
+
 def _existing_folder(dest: Path) -> Path:
     folder = dest / "coco_captioning"
     folder.mkdir(parents=True)

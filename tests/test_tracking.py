@@ -52,7 +52,9 @@ def test_tracking_uri_prefers_the_config_then_the_environment_then_sqlite_in_the
     assert uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert tracking.local_artifact_root(uri) == str(tmp_path.resolve() / "mlartifacts")
     assert tracking.local_artifact_root("http://127.0.0.1:5000") is None
-    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in tracking.ui_command(uri)
+    assert tracking.ui_command(uri).endswith("&& mlflow ui")  # MLflow's default store
+    other = tracking.tracking_uri("sqlite:////tmp/runs/other.db", "/elsewhere")
+    assert tracking.ui_command(other) == "cd /tmp/runs && mlflow ui --backend-store-uri sqlite:///other.db"
 
 
 def test_experiment_is_created_once_and_reused_even_after_deletion(store):
