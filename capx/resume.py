@@ -111,7 +111,8 @@ def config_for_resume(plain: dict[str, Any], checkpoint: Checkpoint,
         raise ConfigError("resume: cannot change " + "; ".join(
             f"{key} (trained with {changes[key][0]!r}, asked for {changes[key][1]!r})"
             for key in refused) + f": {where} was trained with these settings. A resume may "
-            f"change only {', '.join(CHANGEABLE)}; start a new run for other settings")
+            f"change only {', '.join(c for c in CHANGEABLE if c != 'resume')}; start a new run "
+            f"for other settings")
     for key, (old, new) in changes.items():
         if key != "resume":
             log.info("resume: %s %r -> %r", key, old, new)
