@@ -18,6 +18,12 @@ from tests.test_experiment import REPO, SMOKE, _runs, _subprocess_env, cache_dir
 SETTINGS = {"enabled": True, "uri": None, "experiment_name": "capx"}
 
 
+@pytest.fixture(autouse=True)
+def _default_store(monkeypatch):
+    """The store is ./mlflow.db of the folder given (another test may have set the variable)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()

@@ -18,6 +18,12 @@ from tests.test_experiment import REPO, SMOKE, _runs, cache_dir  # noqa: F401
 SETTINGS = {"enabled": True, "uri": None, "experiment_name": "capx"}
 
 
+@pytest.fixture(autouse=True)
+def _default_store(monkeypatch):
+    """The store is ./mlflow.db of the folder given (another test may have set the variable)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 def _made_store(folder: Path) -> Path:
     assert open_store(SETTINGS, folder) is not None
     return folder / "mlflow.db"
