@@ -22,7 +22,7 @@ import pytest
 import capx.build
 import capx.recorder
 from capx import names
-from capx.checkpoint import CheckpointError, load_checkpoint
+from capx.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from capx.config import ConfigError
 from capx.data import DataError
 from capx.resume_lock import ResumeInProgressError, lock_folder, resume_lock
@@ -195,17 +195,21 @@ def test_a_resume_that_cannot_start_leaves_the_source_run_untouched(workdir, mon
 
 
 def test_a_checkpoint_of_another_run_in_a_runs_artifacts_is_refused(workdir):
+    """Another run's last.npz (its meta.run_id names that run) swapped into this run's
+    artifacts: resume=<this run> refuses it and leaves the run as it was."""
     assert _run_in_process(workdir, *FAST, "evaluation.final=false", name="a") == "FINISHED"
-    assert _run_in_process(workdir, *FAST, "evaluation.final=false", "model.hidden_dim=12",
-                           name="b") == "FINISHED"
-    client, runs = _runs(workdir)
-    by_name = {r.data.tags["hydra.output_dir"].rsplit("/", 1)[-1]: r for r in runs}
-    a, b = by_name["a"].info.run_id, by_name["b"].info.run_id
-    client.log_artifact(b, str(workdir / "outputs" / "a" / "checkpoints" / "last.npz"),
-                        "checkpoints")  # a's checkpoint swapped into b's artifacts
-    with pytest.raises(CheckpointError, match=f"written by run {a} .*, not by run {b}"):
-        _run_in_process(workdir, f"resume={b}", name="c")
-    assert client.get_run(b).info.end_time == by_name["b"].info.end_time
+    client, run_a = _only(workdir)
+    a, other = run_a.info.run_id, "b" * 32
+    mine = load_checkpoint(workdir / "outputs" / "a" / "checkpoints" / "last.npz")
+    swapped = workdir / "swapped" / "last.npz"
+    swapped.parent.mkdir()
+    save_checkpoint(swapped, mine.state, mine.tokenizer, mine.config_yaml,
+                    {**mine.meta, "run_id": other})
+    client.log_artifact(a, str(swapped), "checkpoints")
+    with pytest.raises(CheckpointError, match=f"written by run {other} .*, not by run {a}"):
+        _run_in_process(workdir, f"resume={a}", name="c")
+    after = client.get_run(a)
+    assert (after.info.status, after.info.end_time) == ("FINISHED", run_a.info.end_time)
 
 
 HOLD_LOCK = textwrap.dedent("""
