@@ -81,6 +81,7 @@ def prepare(plain: dict[str, Any], checkpoint: Checkpoint | None, state: RunStat
     if checkpoint is not None:
         check_compatible(checkpoint, model.params, tokenizer.idx_to_word)
         solver.load_state_dict(checkpoint.state)
+        apply_learning_rate(solver, plain, checkpoint)
         restore_selection(state, model, checkpoint.meta)
     parts = Parts(data, tokenizer, speller, solver_data, truncated, data_seconds, model, solver,
                   images_for)
@@ -95,7 +96,7 @@ def attach(parts: Parts, plain: dict[str, Any], context: "JobContext", state: Ru
         state, context.output_dir / "checkpoints", parts.tokenizer.to_dict(),
         yaml.safe_dump(plain, sort_keys=False),
         {"run_id": recorder.run_id, "output_dir": str(context.output_dir)},
-        plain["checkpoint"]["every_epochs"])
+        plain["checkpoint"]["every_epochs"], on_saved=recorder.checkpoint_saved)
     parts.solver.callbacks = make_callbacks(plain, state, parts, recorder)
     return parts
 
@@ -186,8 +187,25 @@ def hidden_dim(plain: dict[str, Any], tokenizer: Any, data: Any) -> int:
     return hidden
 
 
+def apply_learning_rate(solver: Any, plain: dict[str, Any], checkpoint: Checkpoint) -> None:
+    """A ``solver.learning_rate`` other than the checkpoint's, given with the resume, replaces
+    the restored optimiser's current rate (``lr_decay`` goes on from it); said on the console."""
+    saved = (yaml.safe_load(checkpoint.config_yaml) or {}).get("solver", {})
+    wanted = float(plain["solver"]["learning_rate"])
+    if saved.get("learning_rate") is None or float(saved["learning_rate"]) == wanted:
+        return
+    restored = solver.learning_rate
+    for config in solver.optim_configs.values():
+        config["learning_rate"] = wanted
+    log.info("resume: solver.learning_rate=%g replaces the restored optimiser's rate %g (the "
+             "run started with %g); lr_decay applies from here", wanted,
+             restored if restored is not None else float("nan"), float(saved["learning_rate"]))
+
+
 def restore_selection(state: RunState, model: Any, meta: dict[str, Any]) -> None:
-    """The best-so-far epoch, score and parameters of the run being resumed."""
+    """The best-so-far epoch, score and parameters of the run being resumed, and how long it
+    had trained."""
+    state.earlier_train_seconds = float(meta.get("train_seconds") or 0.0)
     state.best_val_loss = meta.get("best_val_loss")
     state.best_score = meta.get("best_score")
     state.best_epoch = meta.get("best_epoch")

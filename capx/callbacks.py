@@ -48,9 +48,15 @@ class RunState:
     last_checkpoint: Path | None = None
     best_checkpoint: Path | None = None
     samples: list[SampleCaption] = field(default_factory=list)
-    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)  # the epochs of this process
+    earlier_train_seconds: float = 0.0  # training time before a resume (from the checkpoint)
     val_metrics: dict[str, float] = field(default_factory=dict)  # tokenizer-independent ones
     selected_metrics: dict[str, float] = field(default_factory=dict)  # val/* at best_epoch
+
+    @property
+    def train_seconds(self) -> float:
+        """Training time of the whole run, over every resume."""
+        return self.earlier_train_seconds + float(sum(self.epoch_seconds))
 
 
 class ProgressBar(Callback):
@@ -179,17 +185,20 @@ class EarlyStopping(Callback):
 
 class Checkpointer(Callback):
     """Writes ``last.npz`` every few epochs and ``best.npz`` when the validation loss improves;
-    never non-finite parameters (the file already there is kept)."""
+    never non-finite parameters (the file already there is kept). ``on_saved(path)`` is called
+    after each write (the recorder uploads it to the run)."""
 
     def __init__(self, state: RunState, folder: Path, tokenizer: dict[str, Any], config_yaml: str,
-                 meta: dict[str, Any], every_epochs: int = 1):
+                 meta: dict[str, Any], every_epochs: int = 1,
+                 on_saved: Callable[[Path], None] | None = None):
         self.state, self.folder, self.tokenizer = state, Path(folder), tokenizer
         self.config_yaml, self.meta, self.every_epochs = config_yaml, meta, every_epochs
+        self.on_saved = on_saved
 
     def save(self, solver: Any, name: str = "last.npz") -> Path | None:
         meta = {**self.meta, "best_val_loss": self.state.best_val_loss,
                 "val_loss": self.state.val_loss, "best_score": self.state.best_score,
-                "best_epoch": self.state.best_epoch,
+                "best_epoch": self.state.best_epoch, "train_seconds": self.state.train_seconds,
                 "selected_metrics": self.state.selected_metrics,
                 "best_checkpoint": None if self.state.best_checkpoint is None
                 else str(self.state.best_checkpoint)}
@@ -201,6 +210,8 @@ class Checkpointer(Callback):
             return self.state.last_checkpoint if name == "last.npz" else self.state.best_checkpoint
         if name == "last.npz":
             self.state.last_checkpoint = path
+        if self.on_saved is not None:
+            self.on_saved(path)
         return path
 
     def on_epoch_end(self, solver: Any) -> None:

@@ -12,6 +12,7 @@ so one failed job of a sweep does not stop the others. The parts are trained and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from capx import interrupts
+from capx import interrupts, tracking
 from capx.build import PluginOptionError, prepare
 from capx.callbacks import RunState
 from capx.config import ConfigError, validate
@@ -31,6 +32,7 @@ from capx.outcomes import write_outcome
 from capx.preflight import open_store
 from capx.recorder import open_recorder
 from capx.resume import config_for_resume, resolve_resume
+from capx.resume_lock import ResumeInProgressError, lock_folder, resume_lock
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ def main(cfg: DictConfig) -> int | float:
     try:
         with interrupts.handled_by(interrupts.Signals()):  # the job installs its own
             outcome = run_job(cfg, context)
-    except (ConfigError, PluginOptionError, *USER_ERRORS) as exc:
+    except (ConfigError, PluginOptionError, ResumeInProgressError, *USER_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         outcome = Outcome("INVALID", error=f"{type(exc).__name__}: {exc}")
     except interrupts.Interrupted as exc:
@@ -130,14 +132,26 @@ def run_job(cfg: DictConfig | dict, context: JobContext | None = None) -> Outcom
             log.info("skipping %s: run %s already FINISHED with this configuration",
                      run_name(plain, context), done)
             return Outcome("SKIPPED")
-    store = open_store(plain["tracking"], context.original_cwd)
-    state = RunState()
-    parts = prepare(plain, checkpoint, state)
-    context.output_dir.mkdir(parents=True, exist_ok=True)
-    recorder = open_recorder(plain, context, source_run, run_name(plain, context), store)
-    job = Job(plain, context, recorder, checkpoint, parts, state)
-    status = job.execute()
-    return Outcome(status, job.objective, recorder.run_id, job.error)
+    with _one_resume_at_a_time(plain, context, source_run):
+        store = open_store(plain["tracking"], context.original_cwd)
+        state = RunState()
+        parts = prepare(plain, checkpoint, state)
+        context.output_dir.mkdir(parents=True, exist_ok=True)
+        recorder = open_recorder(plain, context, source_run, run_name(plain, context), store)
+        job = Job(plain, context, recorder, checkpoint, parts, state)
+        status = job.execute()
+        return Outcome(status, job.objective, recorder.run_id, job.error)
+
+
+def _one_resume_at_a_time(plain: dict[str, Any], context: JobContext,
+                          source_run: str | None) -> contextlib.AbstractContextManager:
+    """The lock on resuming ``source_run`` (see :mod:`capx.resume_lock`), taken before any
+    work; none to take when nothing is resumed into a tracked run."""
+    settings = plain["tracking"]
+    if not source_run or not settings["enabled"]:
+        return contextlib.nullcontext()
+    uri = tracking.tracking_uri(settings["uri"], context.original_cwd)
+    return resume_lock(source_run, lock_folder(uri, context.original_cwd))
 
 
 def run_name(plain: dict[str, Any], context: JobContext) -> str:

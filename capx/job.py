@@ -65,6 +65,7 @@ class Job:
         try:
             self.parts = attach(self.prepared, self.plain, self.context, self.state,
                                 self.recorder)
+            self.recorder.begin()  # a resumed run is reopened only once everything fits
         except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
             return self.failed_to_start(exc)
         try:
@@ -118,11 +119,9 @@ class Job:
     def interrupted(self, why: str) -> str:
         self.signals.closing = True
         self.error = f"interrupted ({why})"
-        previous = self.recorder.status_before_reopen
-        if self.parts is None and previous is not None:
-            log.warning("interrupted (%s) before the resume trained: run %s keeps its status "
-                        "%s", why, self.recorder.run_id, previous)
-            self._end(previous)
+        if self.recorder.reopen_pending:
+            log.warning("interrupted (%s) before the resume trained: run %s is left as it was "
+                        "(%s)", why, self.recorder.run_id, self.recorder.status_before_reopen)
             return "KILLED"
         if self.parts is None:
             log.warning("interrupted (%s) before training started: nothing to save", why)
@@ -138,21 +137,20 @@ class Job:
 
     def failed_to_start(self, exc: BaseException) -> str:
         """Attaching the prepared parts to the run failed: nothing trained. A user error is
-        reported without a traceback, and a resumed run that could not even start keeps the
-        status it had. (The data's and the config's errors come earlier, before the run.)"""
+        reported without a traceback, and a resumed run that could not even start is left as
+        it was (its status and end time; the reason is added as a tag). (The data's and the
+        config's errors come earlier, before the run.)"""
         self.signals.closing = True
         self.error = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, USER_ERRORS):
             log.error("run failed: %s", exc)
         else:
             log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
-        previous = self.recorder.status_before_reopen
-        if previous is None:
+        if not self.recorder.reopen_pending:
             return self.failed(exc)
         safely(lambda: self.recorder.resume_failed(exc))
         log.error("run %s keeps its status %s: the resume did not start",
-                  self.recorder.run_id, previous)
-        self._end(previous)
+                  self.recorder.run_id, self.recorder.status_before_reopen)
         return "FAILED"
 
     def failed(self, exc: BaseException) -> str:
@@ -196,6 +194,8 @@ def score_on_test(plain: dict[str, Any], parts: Parts, state: RunState
     metrics.update(timing_summary(state.epoch_seconds, solver.iterations_per_epoch,
                                   solver.batch_size,
                                   stats.get(f"{names.DATA}train_tokens_per_caption", 0.0)))
+    if state.epoch_seconds:  # over every resume, not only this process's epochs
+        metrics[f"{T}train_seconds"] = state.train_seconds
     counts = model.param_counts()
     metrics.update({f"{T}{k}": float(v) for k, v in counts.items()
                     if k == "total" or k.startswith("group/")})

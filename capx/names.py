@@ -48,6 +48,8 @@ SWEEP_OVERRIDES = "capx.sweep_overrides"
 RESUMED = "capx.resumed"
 RESUMED_FROM = "capx.resumed_from"
 RESUME_ERROR = "capx.resume_error"      # a resume that could not start (the run keeps its status)
+RESUMES = "capx.resumes"                # how many times the run was resumed
+RESUMED_SETTING = "capx.resumed."       # + a key: its value now, where a resume changed it
 OBJECTIVE_NAME = "capx.objective"       # which metric the run's `objective` is
 BEST_TRIAL = "capx.best_trial"          # on a sweep's parent: the child with the best objective
 STOPPED_BY = "capx.stopped_by"          # the signal or interrupt that stopped training
@@ -71,6 +73,11 @@ EVALUATION_CAPTIONS = "evaluation/captions.txt"
 PER_IMAGE = "evaluation/per_image.json"  # per-image test scores: what the bootstrap resamples
 ERROR_TXT = "error.txt"
 REPORT = "report"                        # a sweep's report, on its parent run
+
+
+def resume_folder(number: int) -> str:
+    """The artifacts of a run's ``number``-th resume (its overrides and config)."""
+    return f"resumes/{number}"
 
 
 def epoch_samples(epoch: int) -> str:

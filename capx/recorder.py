@@ -3,7 +3,9 @@
 :func:`open_recorder` creates the job's run (nested under its sweep's parent run in a multirun),
 or reopens the run a resume continues, and returns a :class:`RunRecorder`; with
 ``tracking.enabled=false`` it returns a :class:`NullRecorder`, which has the same methods and
-does nothing, so the job never asks whether it is tracked. The store itself (retries, searches,
+does nothing, so the job never asks whether it is tracked. A resumed run is reopened only by
+:meth:`Recorder.begin`, once the job's parts are built (a resume that cannot start leaves it as
+it was), and each metric step is logged once: points at steps the run already holds are dropped. The store itself (retries, searches,
 the parent run) is :mod:`capx.tracking`; the names are :mod:`capx.names`.
 """
 
@@ -56,9 +58,7 @@ def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str 
             existing = None
         if existing is not None:
             tracker = tracking.Tracker(client, source_run, uri)
-            tracker.reopen(existing.info.status)
-            tracker.set_tags({names.RESUMED: "true", **liveness.process_tags()})
-            return RunRecorder(tracker, settings.get("log_model", True))
+            return RunRecorder(tracker, settings.get("log_model", True), resumes=existing)
     tags = {**run_tags(plain, context), **liveness.process_tags()}
     if context.multirun and context.sweep_dir is not None:
         sweep = tracking.Sweep.in_folder(context.sweep_dir)
@@ -93,7 +93,14 @@ class Recorder:
 
     run_id: str | None = None
     uri: str | None = None
-    status_before_reopen: str | None = None  # a reopened run's status, kept if a resume fails
+    status_before_reopen: str | None = None  # the status of the run a resume continues
+    reopen_pending: bool = False  # that run is not reopened yet (see :meth:`begin`)
+
+    def begin(self) -> None:
+        """The job's parts are built: reopen the run a resume continues (marked RUNNING)."""
+
+    def checkpoint_saved(self, path: Path) -> None:
+        """A checkpoint was written: upload it (a failure is a warning; training goes on)."""
 
     @property
     def degraded(self) -> str | None:
@@ -109,7 +116,8 @@ class Recorder:
 
     def log_start(self, plain: dict[str, Any], context: "JobContext", parts: "Parts",
                   resumed: bool) -> None:
-        """The config (as params, unless resumed, and as YAML), parameter counts, data stats."""
+        """The config (as params and YAML), parameter counts, data stats; a run a resume
+        continues gets instead what the resume changed (its params stay)."""
 
     def epoch_callback(self, state: RunState, plain: dict[str, Any],
                        solver_data: dict[str, Any]) -> Callback:
@@ -146,10 +154,34 @@ class NullRecorder(Recorder):
 class RunRecorder(Recorder):
     """Records one job into its MLflow run through a :class:`capx.tracking.Tracker`."""
 
-    def __init__(self, tracker: tracking.Tracker, log_model: bool = True):
+    def __init__(self, tracker: tracking.Tracker, log_model: bool = True, resumes: Any = None):
+        """``resumes``: the MLflow run (as read before) that this job continues, or None."""
         self.tracker, self.run_id, self.uri = tracker, tracker.run_id, tracker.uri
-        self.log_model = log_model
-        self.status_before_reopen = tracker.status_before_reopen
+        self.log_model, self.resumes = log_model, resumes
+        self.status_before_reopen = None if resumes is None else resumes.info.status
+        self.reopen_pending = resumes is not None
+        self.logged: dict[str, int] = {}  # key -> the last step the run already holds
+        self.uploaded: dict[Path, int] = {}  # checkpoint -> its mtime when uploaded
+
+    def begin(self):
+        if not self.reopen_pending:
+            return
+        # this process's tags first, so that no one takes the reopened run for a dead one
+        self.tracker.set_tags({names.RESUMED: "true", **liveness.process_tags()})
+        self.tracker.reopen(self.status_before_reopen)
+        self.reopen_pending = False
+        self.logged.update(last_steps(self.tracker, self.resumes.data.metrics))  # shared
+
+    def checkpoint_saved(self, path):
+        skipped = getattr(self.tracker, "skipped", 0)  # writes a degraded tracker dropped
+        try:
+            self.tracker.log_artifact(path, names.CHECKPOINTS)
+        except Exception as exc:  # noqa: BLE001 - training goes on with the local copy
+            log.warning("could not upload %s to MLflow run %s (%s); training goes on, the "
+                        "checkpoint is on disk", path, self.run_id, exc)
+            return
+        if getattr(self.tracker, "skipped", 0) == skipped:  # uploaded: not again at the end
+            self.uploaded[Path(path)] = Path(path).stat().st_mtime_ns
 
     @property
     def degraded(self) -> str | None:
@@ -165,8 +197,10 @@ class RunRecorder(Recorder):
         from capx.evaluation import data_statistics
 
         t = self.tracker
-        if not resumed:  # a resumed run keeps the params it was started with
-            t.log_params(tracking.flatten(plain))
+        if self.resumes is not None:  # a continued run keeps its params and step-0 metrics
+            self._record_resume(plain, context)
+            return
+        t.log_params(tracking.flatten(plain))
         t.log_text(yaml.safe_dump(plain, sort_keys=False), names.CONFIG_YAML)
         t.log_text("\n".join(context.overrides) + "\n", names.OVERRIDES_TXT)
         hydra_dir = context.output_dir / ".hydra"
@@ -179,17 +213,37 @@ class RunRecorder(Recorder):
         metrics.update(data_statistics(parts.solver_data))
         t.log_metrics(metrics, step=0)
 
+    def _record_resume(self, plain: dict[str, Any], context: "JobContext") -> None:
+        """What this resume changed, since params cannot: a ``capx.resumed.<key>`` tag with
+        the value now of each setting that differs from the run's params, the count of resumes,
+        and ``resumes/<n>/`` with the overrides given and the config trained with."""
+        tags, params = self.resumes.data.tags, self.resumes.data.params
+        number = int(tags.get(names.RESUMES, 0)) + 1
+        now = {k: _as_param(v) for k, v in tracking.flatten(plain).items() if k != "resume"}
+        changed = {k: v for k, v in now.items()
+                   if (k in params and params[k] != v) or names.RESUMED_SETTING + k in tags}
+        self.tracker.set_tags({names.RESUMES: number,
+                               **{names.RESUMED_SETTING + k: v for k, v in changed.items()}})
+        folder = names.resume_folder(number)
+        lines = [*context.overrides, "", "# settings that differ from the run's params:",
+                 *(f"{k}: {params.get(k)} -> {v}" for k, v in changed.items()
+                   if params.get(k) != v)]
+        self.tracker.log_text("\n".join(lines) + "\n", f"{folder}/overrides.txt")
+        self.tracker.log_text(yaml.safe_dump(plain, sort_keys=False), f"{folder}/config.yaml")
+
     def epoch_callback(self, state, plain, solver_data):
         captions = solver_data["train_captions"]
         tokens = float((captions[:, 1:] != 0).sum(axis=1).mean()) if len(captions) else 0.0
         return EpochRecorder(state, self.tracker, plain["tracking"]["log_every"], tokens,
-                             plain["solver"]["batch_size"])
+                             plain["solver"]["batch_size"], logged=self.logged)
 
     def log_evaluation(self, metrics, step, result, test, test_split, train_captions):
         from capx.evaluation import evaluation_text, per_image_json
         from capx.metrics import vocabulary
 
-        self.tracker.log_metrics(metrics, step=step)
+        metrics = unlogged(metrics, step, self.logged)
+        if metrics:
+            self.tracker.log_metrics(metrics, step=step)
         self.tracker.set_tags({names.TEST_SPLIT: test_split})
         self.tracker.log_text(evaluation_text(result, test, vocabulary(train_captions)),
                               names.EVALUATION_CAPTIONS)
@@ -197,8 +251,9 @@ class RunRecorder(Recorder):
 
     def log_outputs(self, state, parts):
         for path in (state.last_checkpoint, state.best_checkpoint):
-            if path is not None and Path(path).is_file():
-                self.tracker.log_artifact(path, names.CHECKPOINTS)
+            if path is not None and Path(path).is_file() and (
+                    self.uploaded.get(Path(path)) != Path(path).stat().st_mtime_ns):
+                self.checkpoint_saved(path)
         best = state.best_checkpoint or state.last_checkpoint
         if self.log_model and parts is not None and best is not None and Path(best).is_file():
             safely(lambda: self._model(best, parts.data.val.features))
@@ -233,7 +288,9 @@ class RunRecorder(Recorder):
         plt.close(figure)
 
     def log_objective(self, name, value, epoch):
-        self.tracker.log_metrics({names.OBJECTIVE: value}, step=epoch)
+        metrics = unlogged({names.OBJECTIVE: value}, epoch, self.logged)
+        if metrics:
+            self.tracker.log_metrics(metrics, step=epoch)
         self.tracker.set_tags({names.OBJECTIVE_NAME: name})
 
     def stopped(self, why):
@@ -252,21 +309,48 @@ class RunRecorder(Recorder):
         self.tracker.end(status)
 
 
+def last_steps(tracker: Any, keys: Any) -> dict[str, int]:
+    """The last step the run of ``tracker`` holds of each metric in ``keys``."""
+    def last(key: str) -> int:
+        history = tracking.retry(lambda: tracker.client.get_metric_history(tracker.run_id, key),
+                                 f"reading {key}")
+        return max((m.step for m in history), default=-1)
+
+    return {key: last(key) for key in keys}
+
+
+def unlogged(metrics: dict[str, float], step: int, logged: dict[str, int]) -> dict[str, float]:
+    """The ``metrics`` at ``step`` that the run does not hold yet (``logged``: the last step
+    it holds of each key; a resume replays steps after its checkpoint that were flushed)."""
+    return {k: v for k, v in metrics.items() if step > logged.get(k, -1)}
+
+
+def _as_param(value: Any) -> str:
+    """A config value as MLflow's params hold it (see :meth:`capx.tracking.Tracker.log_params`)."""
+    text = "null" if value is None else str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."
+
+
 class EpochRecorder(Callback):
     """Records the training loss every ``log_every`` iterations, and per epoch the epoch's
-    metrics (loss, learning rate, timing, validation) and its sample captions."""
+    metrics (loss, learning rate, timing, validation) and its sample captions. Steps that the
+    run already holds (``logged``: the last step of each key) are not logged again."""
+
+    FLUSH_EVERY = 50  # training-loss points sent to the store at once
 
     def __init__(self, state: RunState, tracker: Any, log_every: int, tokens_per_caption: float,
-                 batch_size: int):
+                 batch_size: int, logged: dict[str, int] | None = None):
         self.state, self.tracker, self.log_every = state, tracker, log_every
         self.tokens_per_caption, self.batch_size = tokens_per_caption, batch_size
+        self.logged = {} if logged is None else logged  # filled when a resumed run reopens
         self.pending: list[Any] = []
         self.heartbeat = liveness.Heartbeat(tracker)
 
     def on_iteration_end(self, solver: Any, loss: float) -> None:
-        if solver.iteration % self.log_every == 0 or solver.iteration == 1:
+        if ((solver.iteration % self.log_every == 0 or solver.iteration == 1)
+                and solver.iteration > self.logged.get(names.TRAIN_LOSS, -1)):
             self.pending.append(tracking.metric(names.TRAIN_LOSS, loss, solver.iteration))
-        if len(self.pending) >= 50:
+        if len(self.pending) >= self.FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
@@ -280,12 +364,14 @@ class EpochRecorder(Callback):
         state = self.state
         seconds = state.epoch_seconds[-1] if state.epoch_seconds else 0.0
         epoch_losses = solver.loss_history[-solver.iterations_per_epoch:]
+        # the iterations this process trained of the epoch (fewer in a resumed one)
+        done = getattr(solver, "epoch_iterations", None) or [solver.iterations_per_epoch]
         metrics = {
             names.TRAIN_LOSS_EPOCH: float(np.mean(epoch_losses)),
             names.LEARNING_RATE: float(solver.epoch_learning_rate or 0.0),  # before its decay
             names.EPOCH_SECONDS: seconds,
-            names.TRAIN_SECONDS: float(sum(state.epoch_seconds)),
-            names.TOKENS_PER_SECOND: (solver.iterations_per_epoch * self.batch_size
+            names.TRAIN_SECONDS: state.train_seconds,
+            names.TOKENS_PER_SECOND: (done[-1] * self.batch_size
                                       * self.tokens_per_caption / seconds if seconds else 0.0),
             names.EPOCH: solver.epoch,
         }
@@ -295,7 +381,9 @@ class EpochRecorder(Callback):
         if state.best_epoch is not None:
             metrics[names.VAL_BEST_EPOCH] = state.best_epoch
         metrics.update({f"{names.VAL}{k}": v for k, v in state.val_metrics.items()})
-        self.tracker.log_metrics(metrics, step=solver.epoch)
+        metrics = unlogged(metrics, solver.epoch, self.logged)
+        if metrics:
+            self.tracker.log_metrics(metrics, step=solver.epoch)
         if state.samples:
             self.tracker.log_text("\n".join(x.line() for x in state.samples) + "\n",
                                   names.epoch_samples(solver.epoch))

@@ -92,6 +92,7 @@ class CaptioningSolver:
         self.iteration = 0
         self.loss_history: list[float] = []
         self.epoch_seconds: list[float] = []  # training time of each epoch, callbacks excluded
+        self.epoch_iterations: list[int] = []  # iterations this process trained in each epoch
         self.epoch_learning_rate: float | None = None  # the rate the last epoch trained with
         self.stop_training = False
         flat = getattr(self.model.params, "flat", None)
@@ -156,7 +157,7 @@ class CaptioningSolver:
         self.stop_training = False
         for cb in self.callbacks:
             cb.on_train_begin(self)
-        epoch_started = time.perf_counter()
+        epoch_started, epoch_first = time.perf_counter(), self.iteration
         while self.iteration < self.num_iterations and not self.stop_training:
             loss = self._step()
             self.loss_history.append(loss)
@@ -168,12 +169,13 @@ class CaptioningSolver:
             if self.iteration % self.iterations_per_epoch == 0:
                 self.epoch += 1
                 self.epoch_seconds.append(time.perf_counter() - epoch_started)
+                self.epoch_iterations.append(self.iteration - epoch_first)
                 self.epoch_learning_rate = self.learning_rate
                 for config in self.optim_configs.values():
                     config["learning_rate"] = config.get("learning_rate", 1e-3) * self.lr_decay
                 for cb in self.callbacks:
                     cb.on_epoch_end(self)
-                epoch_started = time.perf_counter()
+                epoch_started, epoch_first = time.perf_counter(), self.iteration
         for cb in self.callbacks:
             cb.on_train_end(self)
 

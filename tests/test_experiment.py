@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from capx.checkpoint import CheckpointError, load_checkpoint
+from capx.checkpoint import load_checkpoint
+from capx.config import ConfigError
 from capx.experiment import JobContext, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,13 +124,14 @@ def test_resume_continues_the_loss_curve_exactly(workdir):
         np.testing.assert_array_equal(resumed["params"][name], value)
 
 
-def test_resume_rejects_another_model_shape_before_any_run(workdir):
+def test_resume_refuses_another_model_shape_by_name_before_any_run(workdir):
     assert _run_in_process(workdir, name="a") == "FINISHED"
     last = workdir / "outputs" / "a" / "checkpoints" / "last.npz"
-    with pytest.raises(CheckpointError, match="'W_proj' has shape"):
+    with pytest.raises(ConfigError, match=r"model.hidden_dim \(trained with 16, asked for 20\)"):
         _run_in_process(workdir, "model.hidden_dim=20", f"resume={last}", name="b")
     _, runs = _runs(workdir)
     assert [r.info.status for r in runs] == ["FINISHED"]  # no second run, the first untouched
+    assert not (workdir / "outputs" / "b" / "checkpoints").exists()
 
 
 def test_non_finite_loss_fails_the_run_clearly(workdir):
@@ -260,15 +262,17 @@ def test_sweep_with_a_failed_job_runs_the_others_and_exits_non_zero(workdir, cac
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
 
 
-def test_a_resume_that_cannot_start_leaves_the_run_untouched(workdir):
-    """Resuming a finished run with an incompatible tokenizer fails clearly before the run is
-    reopened: it stays FINISHED with its end time, and no other run is made."""
+def test_a_resume_with_another_tokenizer_is_refused_and_leaves_the_run_untouched(workdir):
+    """Resuming a finished char run with tokenizer=word is refused by name before the run is
+    touched: it stays FINISHED with its end time and tags, and no other run is made."""
     _run_in_process(workdir, "tokenizer=char", name="first")
     client, runs = _runs(workdir)
     (first,) = runs
     assert first.info.status == "FINISHED"
-    with pytest.raises(CheckpointError, match="another tokenizer"):
+    with pytest.raises(ConfigError, match=r"tokenizer.name \(trained with 'char'"):
         _run_in_process(workdir, "tokenizer=word", f"resume={first.info.run_id}", name="second")
     _, runs = _runs(workdir)
     assert [r.info.run_id for r in runs] == [first.info.run_id]
-    assert runs[0].info.status == "FINISHED" and runs[0].info.end_time == first.info.end_time
+    again = runs[0]
+    assert (again.info.status, again.info.end_time) == ("FINISHED", first.info.end_time)
+    assert again.data.tags == first.data.tags

@@ -32,11 +32,21 @@ def _features(model, n: int = 5) -> np.ndarray:
     return np.concatenate([example, noise])
 
 
-def test_the_logged_model_captions_what_the_model_samples(workdir):
+@pytest.fixture
+def set_tracking_uri():
+    """``mlflow.set_tracking_uri`` for one test, undone after it: MLflow keeps the URI in a
+    global and in ``$MLFLOW_TRACKING_URI``, and would send later tests' runs to this store."""
+    import mlflow
+
+    yield mlflow.set_tracking_uri
+    mlflow.set_tracking_uri(None)
+
+
+def test_the_logged_model_captions_what_the_model_samples(workdir, set_tracking_uri):
     import mlflow
 
     run_id, uri = _trained(workdir)
-    mlflow.set_tracking_uri(uri)
+    set_tracking_uri(uri)
     loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     features = _features(loaded)
     predicted = list(loaded.predict(features))
@@ -61,12 +71,12 @@ def test_features_of_the_wrong_size_are_a_clear_error(workdir):
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_answers_invocations(workdir):
+def test_mlflow_models_serve_answers_invocations(workdir, set_tracking_uri):
     """``mlflow models serve --env-manager local`` runs uvicorn from the venv: its bin on PATH."""
     import mlflow
 
     run_id, uri = _trained(workdir)
-    mlflow.set_tracking_uri(uri)
+    set_tracking_uri(uri)
     loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     features = _features(loaded, n=1)
     port = _free_port()

@@ -54,9 +54,9 @@ def test_both_plugins_train_resume_and_reload_through_run_py(tmp_path):
     assert saved.tokenizer["name"] == "pairs" and len(saved.tokenizer["state"]["pairs"]) == 30
     assert saved.state["params"]["g"].shape == (16,)
 
-    # Resume on other training images: a refitted tokenizer would learn other pairs and another
-    # vocabulary (and the resume would fail); the restored one continues the same run.
-    run_py(tmp_path / "resumed", *BOTH, "solver.num_epochs=2", "dataset.seed=1", f"resume={last}")
+    # The resume restores the fitted tokenizer from the checkpoint (its pairs, its vocabulary)
+    # and continues the same run; the settings given again with it are the run's own.
+    run_py(tmp_path / "resumed", *BOTH, "solver.num_epochs=2", f"resume={last}")
     resumed = load_checkpoint(next((tmp_path / "resumed").rglob("last.npz")))
     assert resumed.state["iteration"] == 2 * saved.state["iteration"]
     assert resumed.tokenizer == saved.tokenizer

@@ -210,6 +210,8 @@ def test_a_failed_run_records_its_error_and_a_resume_reopens_the_same_run(store,
 
     again = open_recorder(plain, context, first.run_id, "ignored: the run keeps its name")
     assert again.run_id == first.run_id and again.status_before_reopen == "FAILED"
+    assert client.get_run(first.run_id).info.status == "FAILED"  # reopened only by begin()
+    again.begin()
     reopened = client.get_run(first.run_id)
     assert reopened.info.status == "RUNNING" and reopened.data.tags[names.RESUMED] == "true"
     again.resume_failed(RuntimeError("another vocabulary"))
