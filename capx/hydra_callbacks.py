@@ -97,7 +97,10 @@ class SweepCallback(HydraCallback):
     @staticmethod
     def _close_parent(config: DictConfig, store: tuple[Any, str, str], status: str) -> str:
         """Close the parent run: FAILED (KILLED) when a job's outcome or its run says so."""
+        from capx.liveness import reap_dead_runs
+
         client, exp_id, _ = store
+        reap_dead_runs(client, [exp_id])  # a job killed outright left its run RUNNING
         parent = tracking.sweep_parent_run(client, exp_id, sweep_of(config))
         children = tracking.child_runs(client, exp_id, parent)
         statuses = {run.info.status for run in children} | {status}
