@@ -70,7 +70,9 @@ class SweepCallback(HydraCallback):
             if store is None:
                 return
             client, exp_id, _ = store
-            tracking.sweep_parent_run(client, exp_id, sweep_of(config))
+            from capx.liveness import process_tags
+
+            tracking.sweep_parent_run(client, exp_id, sweep_of(config), process_tags())
         except Exception as exc:  # noqa: BLE001 - jobs create the parent themselves then
             log.warning("could not open the sweep's MLflow parent run: %s", exc)
 

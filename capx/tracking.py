@@ -129,6 +129,7 @@ class StoreError(RuntimeError):
 _READY: set[str] = set()  # SQLite stores this process has created or checked
 #: what MLflow's set-up says when it meets tables an interrupted set-up left behind
 _HALF_MADE = ("already exists", "duplicate column", "_alembic_tmp_")
+HALF_MADE_WAIT = 15.0  # seconds leftover migration tables may take to go before they count
 
 
 def make_client(uri: str):
@@ -157,7 +158,7 @@ def prepare_sqlite_store(uri: str) -> None:
         except OSError:  # a read-only folder: only reading is possible, and needs no lock
             pass
         stack.enter_context(interrupts.deferred())
-        _refuse_half_made(db, _leftover_tables(db))
+        _refuse_half_made(db, _leftover_tables(db, wait=HALF_MADE_WAIT))
         try:
             client = MlflowClient(tracking_uri=uri)
             retry(lambda: client.search_experiments(max_results=1), "creating the tracking store")
@@ -167,8 +168,19 @@ def prepare_sqlite_store(uri: str) -> None:
             raise
 
 
-def _leftover_tables(db: Path) -> list[str]:
-    """Alembic's temporary tables in ``db``: left only by a migration that did not finish."""
+def _leftover_tables(db: Path, wait: float = 0.0) -> list[str]:
+    """Alembic's temporary tables in ``db``, still there after ``wait`` seconds: left by a
+    migration that did not finish (a client outside capx's lock, ``mlflow ui`` say, may be
+    migrating right now; its tables go within seconds)."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = _alembic_tmp_tables(db)
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.5)
+
+
+def _alembic_tmp_tables(db: Path) -> list[str]:
     import sqlite3
 
     if not db.is_file() or db.stat().st_size == 0:
@@ -286,9 +298,12 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def sweep_parent_run(client: Any, exp_id: str, sweep: Sweep) -> str:
+def sweep_parent_run(client: Any, exp_id: str, sweep: Sweep,
+                     owner_tags: dict[str, str] | None = None) -> str:
     """The parent run of ``sweep``: read from its id file, found by tag, or made (named
-    :attr:`Sweep.run_name`, tagged :attr:`Sweep.tags`). The one way a parent run is made.
+    :attr:`Sweep.run_name`, tagged :attr:`Sweep.tags`, plus ``owner_tags`` when the launching
+    process makes it: :mod:`capx.liveness` then closes it if that process dies). The one way a
+    parent run is made.
 
     A file lock in the sweep folder makes jobs that start together agree on one parent.
     """
@@ -301,8 +316,8 @@ def sweep_parent_run(client: Any, exp_id: str, sweep: Sweep) -> str:
         if found:
             run_id = found[0].info.run_id
         else:
-            run = retry(lambda: client.create_run(exp_id, tags=sweep.tags,
-                                                  run_name=sweep.run_name),
+            tags = {**sweep.tags, **(owner_tags or {})}
+            run = retry(lambda: client.create_run(exp_id, tags=tags, run_name=sweep.run_name),
                         "creating the sweep's parent run")
             run_id = run.info.run_id
         id_file.write_text(run_id + "\n")

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,8 @@ def _open_in_a_new_process(folder: Path) -> subprocess.CompletedProcess:
                           timeout=120, cwd=folder)
 
 
-def test_a_leftover_alembic_table_is_a_half_made_store(tmp_path):
+def test_a_leftover_alembic_table_is_a_half_made_store(tmp_path, monkeypatch):
+    monkeypatch.setattr(tracking, "HALF_MADE_WAIT", 0.5)
     db = _made_store(tmp_path)
     with sqlite3.connect(db) as con:
         con.execute("create table _alembic_tmp_tags (key text)")
@@ -49,6 +51,26 @@ def test_a_leftover_alembic_table_is_a_half_made_store(tmp_path):
     with pytest.raises(TrackingError, match=r"half made.*leftover table _alembic_tmp_tags"):
         open_store(SETTINGS, tmp_path)
     assert db.stat().st_size == size  # the user's file is left as it was
+
+
+def test_a_migration_in_progress_elsewhere_is_waited_for(tmp_path, monkeypatch):
+    """Alembic's temporary table of a client outside capx's lock (``mlflow ui`` migrating at
+    this moment) goes within seconds: capx waits for it instead of calling the store broken."""
+    import threading
+
+    monkeypatch.setattr(tracking, "HALF_MADE_WAIT", 10.0)
+    db = _made_store(tmp_path)
+    with sqlite3.connect(db) as con:
+        con.execute("create table _alembic_tmp_tags (key text)")
+
+    def finish_migration():
+        time.sleep(1.0)
+        with sqlite3.connect(db) as con:
+            con.execute("drop table _alembic_tmp_tags")
+
+    threading.Thread(target=finish_migration).start()
+    tracking._READY.clear()
+    assert open_store(SETTINGS, tmp_path) is not None
 
 
 def test_a_migration_that_stopped_halfway_is_a_half_made_store(tmp_path):
