@@ -185,6 +185,8 @@ RANGE_RULES: list[RangeRule] = [
     ("solver.batch_size", lambda v: v >= 1, "must be an integer >= 1"),
     ("solver.grad_clip", lambda v: v is None or v > 0, "must be a positive number or null (off)"),
     ("tracking.log_every", lambda v: v >= 1, "must be an integer >= 1"),
+    ("tracking.system_metrics", lambda v: v in ("auto", True, False),
+     "must be auto, true or false"),
     ("tracking.experiment_name", lambda v: bool(v.strip()), "must not be empty"),
     ("checkpoint.every_epochs", lambda v: v >= 1, "must be an integer >= 1"),
     ("evaluation.val_batch_size", lambda v: v >= 1, "must be an integer >= 1"),

@@ -79,8 +79,9 @@ def evaluation_table(result: Any, split: Any) -> dict[str, list[Any]]:
     }
     for name, values in (getattr(result, "per_image", None) or {}).items():
         column = np.asarray(values, dtype=float).tolist()
-        if len(column) == n:
-            table[name] = [None if v != v else v for v in column]
+        if len(column) == n:  # a count named like a text column: "references" -> num_references
+            table[name if name not in table else f"num_{name}"] = [None if v != v else v
+                                                                 for v in column]
     return table
 
 
@@ -100,10 +101,11 @@ def source_tags(launch_folder: Path) -> dict[str, str]:
     return tags
 
 
-def system_metrics_monitor(setting: Any, run_id: str, uri: str) -> Any:
+def system_metrics_monitor(setting: Any, run_id: str, uri: str, resumed: bool = False) -> Any:
     """MLflow's system-metrics monitor for the run (CPU, memory, disk, network every 10 s as
-    ``system/...``), started; None when ``tracking.system_metrics`` is false, or when it is
-    ``auto`` and psutil (the ``system`` extra) is missing."""
+    ``system/...``; ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` changes it), started; a resumed
+    run's steps go on from its last. None when ``tracking.system_metrics`` is false, or when it
+    is ``auto`` and psutil (the ``system`` extra) is missing."""
     if setting is False or setting == "false":
         return None
     try:
@@ -113,6 +115,6 @@ def system_metrics_monitor(setting: Any, run_id: str, uri: str) -> Any:
         if setting is True:
             log.warning("tracking.system_metrics=true needs psutil: pip install -e '.[system]'")
         return None
-    monitor = SystemMetricsMonitor(run_id, tracking_uri=uri)
+    monitor = SystemMetricsMonitor(run_id, tracking_uri=uri, resume_logging=resumed)
     monitor.start()
     return monitor

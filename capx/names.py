@@ -70,6 +70,7 @@ LAST_CHECKPOINT = CHECKPOINTS + "/last.npz"
 LOSS_CURVE = "plots/loss_curve.png"
 SAMPLE_GRID = "samples/grid.png"
 EVALUATION_CAPTIONS = "evaluation/captions.txt"
+EVALUATION_TABLE = "evaluation/captions.json"   # every test caption, references, scores
 PER_IMAGE = "evaluation/per_image.json"  # per-image test scores: what the bootstrap resamples
 ERROR_TXT = "error.txt"
 REPORT = "report"                        # a sweep's report, on its parent run
@@ -83,3 +84,8 @@ def resume_folder(number: int) -> str:
 def epoch_samples(epoch: int) -> str:
     """The artifact with an epoch's sample captions."""
     return f"samples/epoch_{epoch:03d}.txt"
+
+
+def epoch_samples_table(epoch: int) -> str:
+    """The same captions as an MLflow table."""
+    return f"samples/epoch_{epoch:03d}.json"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import yaml
 
-from capx import liveness, names, tracking
+from capx import liveness, mlflow_records, names, tracking
 from capx.callbacks import RunState
 from capx.finished import fingerprint
 from capx.solver import Callback
@@ -82,7 +82,7 @@ def run_tags(plain: dict[str, Any], context: "JobContext") -> dict[str, Any]:
         "fold": split["fold"] if split["scheme"] == "kfold" else "",
         "experiment": context.choices.get("experiment", ""),
         "seed": plain["seed"], "hydra.output_dir": str(context.output_dir),
-        names.SOURCE_COMMIT: tracking.git_commit(context.original_cwd),
+        **mlflow_records.source_tags(context.original_cwd),
         names.SOURCE_NAME: "run.py", names.RESUMED_FROM: plain.get("resume"),
     }
 
@@ -197,6 +197,9 @@ class RunRecorder(Recorder):
         from capx.evaluation import data_statistics
 
         t = self.tracker
+        self.monitor = mlflow_records.system_metrics_monitor(
+            plain["tracking"].get("system_metrics", "auto"), self.run_id, self.uri,
+            resumed=self.resumes is not None)
         if self.resumes is not None:  # a continued run keeps its params and step-0 metrics
             self._record_resume(plain, context)
             return
@@ -205,7 +208,8 @@ class RunRecorder(Recorder):
         t.log_text("\n".join(context.overrides) + "\n", names.OVERRIDES_TXT)
         hydra_dir = context.output_dir / ".hydra"
         if hydra_dir.is_dir():
-            t.log_artifact(hydra_dir, names.HYDRA_CONFIG)
+            t.log_artifacts(hydra_dir, names.HYDRA_CONFIG)
+        t.log_inputs(mlflow_records.dataset_inputs(plain, parts.data))
         metrics = {f"{names.PARAMS}{k}": v for k, v in parts.model.param_counts().items()}
         metrics.update({f"{names.DATA}vocab_size": parts.tokenizer.vocab_size,
                         f"{names.DATA}train_captions": len(parts.data.train.captions),
@@ -235,7 +239,8 @@ class RunRecorder(Recorder):
         captions = solver_data["train_captions"]
         tokens = float((captions[:, 1:] != 0).sum(axis=1).mean()) if len(captions) else 0.0
         return EpochRecorder(state, self.tracker, plain["tracking"]["log_every"], tokens,
-                             plain["solver"]["batch_size"], logged=self.logged)
+                             plain["solver"]["batch_size"], logged=self.logged,
+                             val_ids=solver_data.get("val_image_ids"))
 
     def log_evaluation(self, metrics, step, result, test, test_split, train_captions):
         from capx.evaluation import evaluation_text, per_image_json
@@ -248,6 +253,8 @@ class RunRecorder(Recorder):
         self.tracker.log_text(evaluation_text(result, test, vocabulary(train_captions)),
                               names.EVALUATION_CAPTIONS)
         self.tracker.log_text(per_image_json(result, test), names.PER_IMAGE)
+        self.tracker.log_table(mlflow_records.evaluation_table(result, test),
+                               names.EVALUATION_TABLE)
 
     def log_outputs(self, state, parts):
         for path in (state.last_checkpoint, state.best_checkpoint):
@@ -306,6 +313,9 @@ class RunRecorder(Recorder):
         self.tracker.set_tags({names.RESUME_ERROR: f"{type(exc).__name__}: {exc}"[:5000]})
 
     def end(self, status):
+        monitor, self.monitor = getattr(self, "monitor", None), None
+        if monitor is not None:
+            safely(monitor.finish)
         self.tracker.end(status)
 
 
@@ -339,8 +349,9 @@ class EpochRecorder(Callback):
     FLUSH_EVERY = 50  # training-loss points sent to the store at once
 
     def __init__(self, state: RunState, tracker: Any, log_every: int, tokens_per_caption: float,
-                 batch_size: int, logged: dict[str, int] | None = None):
+                 batch_size: int, logged: dict[str, int] | None = None, val_ids: Any = None):
         self.state, self.tracker, self.log_every = state, tracker, log_every
+        self.val_ids = val_ids  # the dataset's ids of the val images, for the samples table
         self.tokens_per_caption, self.batch_size = tokens_per_caption, batch_size
         self.logged = {} if logged is None else logged  # filled when a resumed run reopens
         self.pending: list[Any] = []
@@ -387,6 +398,8 @@ class EpochRecorder(Callback):
         if state.samples:
             self.tracker.log_text("\n".join(x.line() for x in state.samples) + "\n",
                                   names.epoch_samples(solver.epoch))
+            self.tracker.log_table(mlflow_records.samples_table(state.samples, self.val_ids),
+                                   names.epoch_samples_table(solver.epoch))
 
     def on_train_end(self, solver: Any) -> None:
         self.flush()

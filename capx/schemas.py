@@ -61,6 +61,7 @@ class TrackingConfig:
     log_every: int = MISSING
     skip_finished: bool = MISSING
     log_model: bool = MISSING
+    system_metrics: Any = MISSING  # auto (when psutil is installed), true, false
     export: Optional[str] = MISSING
 
 

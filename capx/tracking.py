@@ -400,6 +400,21 @@ class Tracker:
         self._write(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path),
                     f"artifact {Path(path).name}")
 
+    def log_artifacts(self, folder: str | os.PathLike, artifact_path: str) -> None:
+        """The files of ``folder`` under ``artifact_path`` (not in a subfolder of its name)."""
+        self._write(lambda: self.client.log_artifacts(self.run_id, str(folder), artifact_path),
+                    f"artifacts {artifact_path}")
+
+    def log_table(self, table: dict[str, list[Any]], artifact_file: str) -> None:
+        """A table (MLflow's ``log_table``: the UI's table and evaluation views show it)."""
+        self._write(lambda: self.client.log_table(self.run_id, table, artifact_file),
+                    f"table {artifact_file}")
+
+    def log_inputs(self, datasets: Sequence[Any]) -> None:
+        """Datasets as run inputs (the UI's Dataset column)."""
+        self._write(lambda: self.client.log_inputs(self.run_id, datasets=list(datasets)),
+                    "dataset inputs")
+
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         self._write(lambda: self.client.log_figure(self.run_id, figure, artifact_file),
                     f"artifact {artifact_file}")

@@ -63,6 +63,20 @@ def test_the_logged_model_captions_what_the_model_samples(workdir, set_tracking_
     assert loaded.metadata.signature.inputs.to_dict()[0]["type"] == "tensor"
 
 
+def test_a_runs_model_registers_and_loads_from_the_registry(workdir, set_tracking_uri):
+    """``mlflow.register_model`` on the run's ``model/``; ``models:/<name>/1`` captions the same."""
+    import mlflow
+
+    run_id, uri = _trained(workdir)
+    set_tracking_uri(uri)
+    version = mlflow.register_model(f"runs:/{run_id}/model", "capx-captioner")
+    assert int(version.version) == 1 and version.run_id == run_id
+    registered = mlflow.pyfunc.load_model("models:/capx-captioner/1")
+    from_run = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    features = _features(from_run)
+    assert list(registered.predict(features)) == list(from_run.predict(features))
+
+
 def test_features_of_the_wrong_size_are_a_clear_error(workdir):
     _trained(workdir)
     captioner = Captioner.from_checkpoint(next(workdir.glob("outputs/job/checkpoints/best.npz")))

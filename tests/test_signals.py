@@ -166,12 +166,13 @@ def _signal_when_in_phase(process, folder: Path, signum: int) -> str:
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_preparing_data_kills_the_run_without_a_traceback(workdir, cache_dir):
+def test_ctrl_c_while_preparing_data_exits_130_without_a_traceback_or_a_run(workdir, cache_dir):
+    """The data is prepared before the run is created, so Ctrl-C then leaves no run at all."""
     process = _run_py_waiting_in(workdir, cache_dir, "capx.build", "load_data")
     output = _signal_when_in_phase(process, workdir, signal.SIGINT)
     assert process.returncode == 130, output
-    assert "Traceback" not in output and "interrupted (signal SIGINT)" in output
-    assert _only_run(workdir).info.status == "KILLED"
+    assert "Traceback" not in output and "before the run started" in output
+    assert _no_runs(workdir)
 
 
 @pytest.mark.slow

@@ -83,6 +83,8 @@ class CaptionData:
                 getattr(tokenizer, "last_truncated_fraction", 0.0))
             data[f"{split_name}_image_idxs"] = split.image_idxs
             data[f"{split_name}_features"] = split.features
+            if split.image_ids is not None:
+                data[f"{split_name}_image_ids"] = np.asarray(split.image_ids)
             if split.urls is not None:
                 data[f"{split_name}_urls"] = np.asarray(split.urls, dtype=object)
         return data

@@ -1,0 +1,72 @@
+"""A run follows MLflow's conventions, so MLflow's own views show it: the data splits as run
+inputs, sample and test captions as tables, system metrics, the code's commit, and the Hydra
+files under config/hydra/."""
+
+from __future__ import annotations
+
+import pytest
+
+from capx import mlflow_records
+from tests.test_experiment import _run_in_process, _runs, cache_dir, workdir  # noqa: F401
+
+
+def _artifacts(client, run_id, path=None):
+    for item in client.list_artifacts(run_id, path):
+        if item.is_dir:
+            yield from _artifacts(client, run_id, item.path)
+        else:
+            yield item.path
+
+
+@pytest.fixture
+def recorded(workdir, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    assert _run_in_process(workdir, "solver.num_epochs=2", "split.scheme=holdout",
+                           "tracking.system_metrics=true", "tracking.log_model=false",
+                           name="a") == "FINISHED"
+    assert _run_in_process(workdir, "tokenizer=char", "solver.num_epochs=1",
+                           "split.scheme=holdout", "tracking.system_metrics=false",
+                           "tracking.log_model=false", name="b") == "FINISHED"
+    client, runs = _runs(workdir)
+    return client, {r.data.tags["tokenizer"]: r for r in runs}
+
+
+def test_the_splits_are_run_inputs_with_a_content_digest(recorded):
+    _, runs = recorded
+    inputs = {t: {d.tags[0].value: d.dataset for d in r.inputs.dataset_inputs}
+              for t, r in runs.items()}
+    assert set(inputs["word"]) == {"train", "dev", "test"}
+    assert inputs["word"]["train"].name == "shapes/train"
+    assert '"captions":' in inputs["word"]["test"].profile
+    for split in ("train", "dev", "test"):  # the same text, whichever tokenizer reads it
+        assert inputs["word"][split].digest == inputs["char"][split].digest
+    assert len({d.digest for d in inputs["word"].values()}) == 3
+
+
+def test_samples_and_test_captions_are_tables(recorded):
+    client, runs = recorded
+    run = runs["word"]
+    paths = set(_artifacts(client, run.info.run_id))
+    assert {"samples/epoch_001.json", "samples/epoch_002.json",
+            "evaluation/captions.json"} <= paths
+    exp, ids = run.info.experiment_id, [run.info.run_id]  # MLflow's own reader finds them
+    samples = client.load_table(exp, "samples/epoch_002.json", run_ids=ids)
+    test = client.load_table(exp, "evaluation/captions.json", run_ids=ids)
+    assert list(samples.columns[:4]) == ["image", "image_id", "sampled", "reference"]
+    assert len(samples) == 2 and samples["reference"].str.len().min() > 0
+    assert len(test) == int(run.data.metrics["test/images"])
+    assert {"caption", "references", "image_id"} <= set(test.columns)
+    assert (test["references"].str.count(r" \| ") + 1 == test["num_references"]).all()
+    assert "bleu4" in test.columns
+
+
+def test_system_metrics_code_commit_and_hydra_files(recorded):
+    client, runs = recorded
+    word, char = runs["word"], runs["char"]
+    assert any(k.startswith("system/cpu_utilization") for k in word.data.metrics)
+    assert not any(k.startswith("system/") for k in char.data.metrics)  # switched off
+    tags = word.data.tags
+    assert tags["capx.launch.folder"]
+    own = mlflow_records.source_tags(mlflow_records.Path.cwd())
+    assert tags.get("mlflow.source.git.commit") == own.get("mlflow.source.git.commit")
+    assert not any(".hydra" in p for p in _artifacts(client, word.info.run_id, "config"))
