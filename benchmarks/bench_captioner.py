@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from benchmarks import seed_baseline
+from benchmarks import gemm_floor, seed_baseline
 from benchmarks.machine import (
     check_busy,
     gemm_peak_gflops,
@@ -99,6 +99,7 @@ class TrainRow:
     dense_ms: float = 0.0  # capx with packing off: every step over all N captions
     dense_gflop: float = 0.0  # the same formula with P = N * T
     dense_peak_fraction: float | None = None
+    floor_ms: float = 0.0  # the step's matrix products timed alone (benchmarks/gemm_floor.py)
     losses: dict[str, float] = field(default_factory=dict)
 
     def ratio(self, other_ms: float | None) -> float | None:
@@ -114,6 +115,7 @@ class SampleRow:
     capx_ms: float
     torch_ms: float | None = None
     seed_ms: float | None = None
+    floor_ms: float = 0.0
 
 
 # -- synthetic data -----------------------------------------------------------------------------
@@ -225,6 +227,8 @@ def measure_training(tok: Tokenization, cell: str, n: int, settings: Settings,
     row.losses["capx"] = capx_model.loss(features, captions)[0]
     row.capx_ms = median_ms(time_calls(capx_trainer(capx_model, features, captions),
                                        settings.repeats, settings.warmup))
+    row.floor_ms = gemm_floor.floor_ms(gemm_floor.training_gemms(capx_model, captions),
+                                       repeats=settings.repeats)
     if torch_model is not None:
         trainer = _torch_baseline().TorchTrainer(torch_model, features, captions)
         row.losses["torch"] = float(torch_model.loss(trainer.features, trainer.captions).detach())
@@ -254,6 +258,8 @@ def measure_sampling(tok: Tokenization, cell: str, settings: Settings) -> Sample
     length, reps = tok.sample_length, settings.sample_repeats
     row = SampleRow(tok.name, cell, settings.sample_images, length,
                     median_ms(time_calls(lambda: capx_model.sample(features, length), reps)))
+    row.floor_ms = gemm_floor.floor_ms(gemm_floor.sampling_gemms(capx_model, features, length),
+                                       repeats=reps)
     if torch_model is not None:
         trainer = _torch_baseline().TorchTrainer(torch_model, features, np.zeros((1, 2), np.int64))
         row.torch_ms = median_ms(time_calls(lambda: trainer.sample(features, length), reps))
@@ -265,35 +271,42 @@ def measure_sampling(tok: Tokenization, cell: str, settings: Settings) -> Sample
 
 # -- report -------------------------------------------------------------------------------------
 
+def _over(ms: float, floor_ms: float) -> float | None:
+    return ms / floor_ms if floor_ms > 0 else None
+
+
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def train_table(rows: list[TrainRow]) -> str:
     lines = [
-        "| tokens | cell | N | T | V | GFLOP/step | capx ms | torch ms | seed ms "
-        "| capx/torch | capx/seed | capx GFLOP/s | % of peak | dense ms | dense % of peak |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| tokens | cell | N | T | V | GFLOP/step | capx ms | floor ms | step / floor "
+        "| torch ms | seed ms | capx/torch | capx/seed | capx GFLOP/s | % of peak | dense ms "
+        "| dense % of peak |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         pct = None if r.peak_fraction is None else 100 * r.peak_fraction
         dense_pct = None if r.dense_peak_fraction is None else 100 * r.dense_peak_fraction
         lines.append(
             f"| {r.tokens} | {r.cell} | {r.batch} | {r.steps} | {r.vocab} | {r.gflop:.3f} "
-            f"| {_fmt(r.capx_ms)} | {_fmt(r.torch_ms)} | {_fmt(r.seed_ms)} "
-            f"| {_fmt(r.ratio(r.torch_ms), 2)} | {_fmt(r.ratio(r.seed_ms), 3)} "
+            f"| {_fmt(r.capx_ms)} | {_fmt(r.floor_ms)} | {_fmt(_over(r.capx_ms, r.floor_ms), 2)} "
+            f"| {_fmt(r.torch_ms)} | {_fmt(r.seed_ms)} | {_fmt(r.ratio(r.torch_ms), 2)} | {_fmt(r.ratio(r.seed_ms), 3)} "
             f"| {r.capx_gflops:.1f} | {_fmt(pct)} | {_fmt(r.dense_ms)} | {_fmt(dense_pct)} |")
     return "\n".join(lines)
 
 
 def sample_table(rows: list[SampleRow]) -> str:
     lines = [
-        "| tokens | cell | images | max length | capx ms | torch ms | seed ms | capx/torch |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| tokens | cell | images | max length | capx ms | floor ms | capx / floor | torch ms "
+        "| seed ms | capx/torch |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         ratio = None if r.torch_ms is None else r.capx_ms / r.torch_ms
         lines.append(f"| {r.tokens} | {r.cell} | {r.images} | {r.max_length} | {_fmt(r.capx_ms)} "
+                     f"| {_fmt(r.floor_ms)} | {_fmt(_over(r.capx_ms, r.floor_ms), 2)} "
                      f"| {_fmt(r.torch_ms)} | {_fmt(r.seed_ms)} | {_fmt(ratio, 2)} |")
     return "\n".join(lines)
 

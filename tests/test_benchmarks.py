@@ -212,3 +212,38 @@ def test_memory_measure_on_tiny_data():
     assert row["peak_traced_mb"] >= row["data_mb"] > 0
     assert row["seconds_per_iteration"] > 0 and row["iterations_per_epoch"] == 30
     assert np.isfinite(row["final_loss"])
+
+
+# -- the GEMM floor lists the step's products -----------------------------------------------------
+
+@pytest.mark.parametrize("cell,vocab_size", CASES)
+@pytest.mark.parametrize("fold", [False, True])
+def test_the_floor_lists_the_products_of_the_step(cell, vocab_size, fold):
+    """Unfolded, the listed products are the FLOP formula's work: 3 x forward, less the image
+    projection's second backward product (only dW_proj is needed, not d(features)). Folded, the
+    input products run over the V rows of the table instead of the P tokens."""
+    from benchmarks import gemm_floor
+
+    model, _, _, captions = tiny_problem(cell, vocab_size)
+    model.fold_embedding = fold
+    gemms = gemm_floor.training_gemms(model, captions)
+    real = int((captions[:, 1:] != 0).sum())
+    formula = bench.training_gflop(N, real, cell, vocab_size, D, W, H) * 1e9
+    flop = sum(g.flop for g in gemms)
+    width = model.params["Wh"].shape[1]
+    if not fold:
+        assert flop == pytest.approx(formula - 2 * N * D * H)
+    else:
+        input_work = 3 * 2 * W * width  # forward and both gradient products, per row
+        extra = 2 * vocab_size * real * width if vocab_size <= 128 else 0  # one-hot scatter
+        assert flop == pytest.approx(formula - 2 * N * D * H
+                                     + input_work * (vocab_size - real) + extra)
+
+
+def test_the_floor_of_sampling_follows_the_decode():
+    from benchmarks import gemm_floor
+
+    model, _, features, _ = tiny_problem("lstm", 12)
+    gemms = gemm_floor.sampling_gemms(model, features, max_length=5)
+    assert gemms[0].label.startswith("h0") and len(gemms) >= 3
+    assert gemm_floor.floor_ms(gemms, repeats=1) > 0

@@ -104,9 +104,17 @@ def odd_null_captions(rng, V):
 @pytest.mark.parametrize("cell_type", ["rnn", "lstm"])
 @pytest.mark.parametrize("pack", [True, False])
 @pytest.mark.parametrize("fold", [True, False])
-def test_loss_equals_the_reference_layers(cell_type, pack, fold):
-    """CaptioningRNN.loss (packed or dense, folded or not) equals capx.reference in float64."""
+@pytest.mark.parametrize("block_items", [None, 20, 50])
+@pytest.mark.parametrize("n", [1, 12])
+def test_loss_equals_the_reference_layers(cell_type, pack, fold, block_items, n, monkeypatch):
+    """CaptioningRNN.loss (packed or dense, folded or not) equals capx.reference in float64;
+    also with N=1, and with the LSTM's backward factors done block by block (20 gate elements
+    per block, less than one 24-wide row: a block per row; or 50: two rows per block)."""
+    import capx.cells.lstm
     from capx.reference import captioning_loss
+
+    if block_items is not None:
+        monkeypatch.setattr(capx.cells.lstm, "FACTOR_BLOCK_ITEMS", block_items)
 
     rng = np.random.RandomState(7)
     V = 9
@@ -116,8 +124,9 @@ def test_loss_equals_the_reference_layers(cell_type, pack, fold):
                           fold_embedding=fold)
     for name, value in model.params.items():  # non-zero biases, so a misplaced one shows up
         model.params[name] = rng.randn(*value.shape) * 0.5
-    features = rng.randn(12, 5)
-    captions = odd_null_captions(rng, V)
+    features = rng.randn(12, 5)[-n:]
+    captions = odd_null_captions(rng, V)[-n:]
+    assert (captions[:, 1:] != 0).any()
     loss, grads = model.loss(features, captions)
     params = {name: np.array(value) for name, value in model.params.items()}
     ref_loss, ref_grads = captioning_loss(params, features, captions, cell_type, null_id=0)

@@ -9,6 +9,9 @@ from capx.ops import sigmoid_
 from capx.packing import Packing
 from capx.registry import CELLS
 
+#: elements of gates per block of :func:`lstm_gate_factors_` (its passes then stay in cache)
+FACTOR_BLOCK_ITEMS = 1 << 18
+
 
 def lstm_activate_(a: np.ndarray, prev_c: np.ndarray, c_out: np.ndarray, tanh_c_out: np.ndarray,
                    h_out: np.ndarray) -> None:
@@ -44,30 +47,53 @@ def lstm_packed_forward(xw: np.ndarray, h0: np.ndarray, Wh: np.ndarray, packing:
     return h, (gates, c, tanh_c, h, h0, Wh, packing)
 
 
+def lstm_gate_factors_(gates: np.ndarray, tanh_c: np.ndarray, prev_c: np.ndarray,
+                       dc_dh: np.ndarray, forget: np.ndarray) -> None:
+    """The backward factors that do not depend on the incoming gradient, for a block of rows.
+
+    Writes ``dc_dh = o * (1 - tanh(c)^2)`` (d(c)/d(h) through ``h = o * tanh(c)``) and
+    ``forget = f``, and overwrites the activated gates ``i, f, o, g`` with d(c)/d(i pre-act.),
+    d(c)/d(f pre-act.), d(h)/d(o pre-act.) and d(c)/d(g pre-act.).
+    """
+    hidden = tanh_c.shape[1]
+    i, f, o, g = (gates[:, k * hidden : (k + 1) * hidden] for k in range(4))
+    one_minus, dg = np.empty_like(tanh_c), np.empty_like(tanh_c)
+    np.multiply(tanh_c, tanh_c, out=dc_dh)
+    np.subtract(1.0, dc_dh, out=dc_dh)
+    dc_dh *= o
+    forget[...] = f
+    np.subtract(1.0, o, out=one_minus)
+    o *= one_minus
+    o *= tanh_c
+    np.subtract(1.0, f, out=one_minus)
+    f *= one_minus
+    f *= prev_c
+    np.multiply(g, g, out=dg)
+    np.subtract(1.0, dg, out=dg)
+    dg *= i  # (1 - g^2) * i, while i still holds the gate
+    np.subtract(1.0, i, out=one_minus)
+    i *= one_minus
+    i *= g
+    g[...] = dg
+
+
 def lstm_packed_backward(dh: np.ndarray, cache):
     """Backward through :func:`lstm_packed_forward`; the cached gates become dxw (no copy).
 
     Every factor that does not depend on the incoming gradient is computed for all timesteps at
-    once, so the sequential loop only does a handful of in-place products per step.
+    once (:func:`lstm_gate_factors_`, block by block of rows, so that its passes stay in cache),
+    so the sequential loop only does a handful of in-place products per step.
     """
     gates, c, tanh_c, h, h0, Wh, packing = cache
     hidden = h0.shape[1]
-    i, f, o, g = (gates[:, k * hidden : (k + 1) * hidden] for k in range(4))
     prev_c = packing.previous(np.zeros_like(h0), c)
-    # d(c)/d(h) through h = o * tanh(c); then the gate factors, written over the gates.
-    dc_dh = 1.0 - tanh_c * tanh_c
-    dc_dh *= o
-    forget = f.copy()
-    o *= 1.0 - o
-    o *= tanh_c  # d(h)/d(o pre-activation)
-    f *= 1.0 - f
-    f *= prev_c  # d(c)/d(f pre-activation)
-    i_value = i.copy()
-    i *= 1.0 - i
-    i *= g  # d(c)/d(i pre-activation)
-    g *= g
-    np.subtract(1.0, g, out=g)
-    g *= i_value  # d(c)/d(g pre-activation)
+    dc_dh, forget = np.empty_like(c), np.empty_like(c)
+    factors = (gates, tanh_c, prev_c, dc_dh, forget)
+    block = max(1, FACTOR_BLOCK_ITEMS // (4 * hidden))
+    for start in range(0, gates.shape[0], block):
+        rows = slice(start, start + block)
+        lstm_gate_factors_(*(x[rows] for x in factors))
+    i, f, o, g = (gates[:, k * hidden : (k + 1) * hidden] for k in range(4))
 
     carried = CarriedGradient(h0)
     dnext_c = np.zeros_like(h0)
