@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from benchmarks import bench_captioner as bench
-from benchmarks.machine import limit_blas_threads, machine_info
+from benchmarks.machine import limit_blas_threads, machine_info, median_ms, time_calls
 from capx.cells import lstm
 from capx.ops import softmax_cross_entropy_
 from capx.optim import adam
@@ -50,14 +50,7 @@ def whole(work: Callable[[slice], object], rows: int) -> None:
 
 
 def median_us(call: Callable[[], object], repeats: int) -> float:
-    for _ in range(max(3, repeats // 10)):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1e6 * statistics.median(times)
+    return 1000.0 * median_ms(time_calls(call, repeats, warmup=max(3, repeats // 10)))
 
 
 def pieces(rng: np.random.Generator) -> dict[str, tuple[Callable, Callable]]:
