@@ -26,24 +26,55 @@ def sigmoid_(x: np.ndarray) -> np.ndarray:
 #: up to this many output rows, :func:`scatter_add_rows` multiplies by a one-hot matrix: for a
 #: small output (a character vocabulary) one matrix product beats sorting and copying every row
 ONE_HOT_MAX_ROWS = 128
+#: an id that occurs more often than this is summed in one reduction over its rows rather than
+#: in that many rounds (benchmarks/README.md: 8 was fastest of 2, 4, 8 and 16)
+HEAVY_ID_COUNT = 8
 
 
 def scatter_add_rows(indices: np.ndarray, values: np.ndarray, num_rows: int) -> np.ndarray:
-    """``out[indices[k]] += values[k]`` for all k (``np.add.at``'s result, without its loop).
+    """``out[indices[k]] += values[k]`` for all k: ``np.add.at``'s result without its loop.
 
-    Small outputs use a one-hot matrix product; larger ones a sorted segment sum.
+    Small outputs with 2-D values use a one-hot matrix product. Otherwise the result is
+    ``np.add.at``'s bit for bit (:func:`scatter_add_rows_in_order`).
     """
     if num_rows <= ONE_HOT_MAX_ROWS and values.ndim == 2:
         one_hot = np.zeros((num_rows, indices.size), dtype=values.dtype)
         one_hot[indices, np.arange(indices.size)] = 1
         return one_hot @ values
+    return scatter_add_rows_in_order(indices, values, num_rows)
+
+
+def scatter_add_rows_in_order(indices: np.ndarray, values: np.ndarray,
+                              num_rows: int) -> np.ndarray:
+    """``np.add.at(zeros, indices, values)``, bit for bit, adding each id's rows in their order.
+
+    Rows are added in rounds: round r adds the r-th occurrence of every id that has one, with
+    one fancy-indexed ``+=`` (the ids within a round are distinct, so nothing collides). An id
+    occurring more than :data:`HEAVY_ID_COUNT` times (``<START>``, "a") is instead summed in
+    one reduction over its rows, which NumPy does row after row along axis 0, as ``add.at``.
+    """
     out = np.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)
     if indices.size == 0:
         return out
-    order = np.argsort(indices, kind="stable")
-    sorted_indices = indices[order]
-    starts = np.flatnonzero(np.r_[True, sorted_indices[1:] != sorted_indices[:-1]])
-    out[sorted_indices[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    if int(np.prod(values.shape[1:])) < 2:  # one number per row: add.at is fast there, and a
+        np.add.at(out, indices, values)  # reduction over contiguous numbers would be pairwise
+        return out
+    order = np.argsort(indices, kind="stable")  # each id's rows together, in their order
+    sorted_ids = indices[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    counts = np.diff(np.r_[starts, indices.size])
+    for first, count in zip(starts[counts > HEAVY_ID_COUNT], counts[counts > HEAVY_ID_COUNT]):
+        out[sorted_ids[first]] = np.add.reduce(values[order[first : first + count]], axis=0)
+    light = np.repeat(counts <= HEAVY_ID_COUNT, counts)
+    occurrence = (np.arange(indices.size) - np.repeat(starts, counts))[light]
+    rows = order[light][np.argsort(occurrence, kind="stable")]  # round 0 first
+    bounds = np.r_[0, np.cumsum(np.bincount(occurrence))] if occurrence.size else [0]
+    ids, rows_values = indices[rows], values[rows]
+    for r, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if r == 0:
+            out[ids[begin:end]] = rows_values[begin:end]
+        else:
+            out[ids[begin:end]] += rows_values[begin:end]
     return out
 
 

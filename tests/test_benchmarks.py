@@ -247,3 +247,35 @@ def test_the_floor_of_sampling_follows_the_decode():
     gemms = gemm_floor.sampling_gemms(model, features, max_length=5)
     assert gemms[0].label.startswith("h0") and len(gemms) >= 3
     assert gemm_floor.floor_ms(gemms, repeats=1) > 0
+
+
+@pytest.mark.parametrize("cell,vocab_size,fold", [(c, v, f) for c, v in CASES for f in (False, True)]
+                         + [("lstm", 200, True)])
+def test_the_profiled_step_is_the_models_step_bit_for_bit(cell, vocab_size, fold):
+    """benchmarks/profile_step.py mirrors CaptioningRNN.loss with laps; the same loss and
+    gradients (bit for bit) keep the mirror from drifting, and its products are the floor's."""
+    from benchmarks import gemm_floor, profile_step
+
+    model, _, features, captions = tiny_problem(cell, vocab_size)
+    model.fold_embedding = fold
+    loss, grads = model.loss(features, captions)
+    clock = profile_step.Clock()
+    profiled_loss, profiled_grads = profile_step.profiled_loss(model, features, captions, clock)
+    assert profiled_loss == loss
+    for name in grads:
+        assert np.array_equal(profiled_grads[name], grads[name]), name
+    lapped = {p for p, g in clock.groups.items() if g == profile_step.GEMM}
+    assert lapped == {g.label for g in gemm_floor.training_gemms(model, captions)}
+
+
+def test_the_profile_table_accounts_for_the_step():
+    from benchmarks import profile_step
+
+    model, _, features, captions = tiny_problem("lstm", 12)
+    result = profile_step.profile(model, features, captions, repeats=2, warmup=1)
+    assert set(result["alone"]) <= set(result["phases"])
+    assert result["profiled_total"] == pytest.approx(sum(result["phases"].values()), rel=0.5)
+    table = profile_step.profile_table(result)
+    for phase in result["phases"]:
+        assert f"| {phase} |" in table
+    assert "Adam" in table and "(floor)" in table
