@@ -42,7 +42,7 @@ from benchmarks.bench_captioner import (
 from benchmarks.machine import check_busy, limit_blas_threads, machine_info
 from capx.captioner import CaptioningRNN, store_cell_grads
 from capx.cells.base import CarriedGradient
-from capx.cells.lstm import FACTOR_BLOCK_ITEMS, lstm_activate_, lstm_gate_factors_
+from capx.cells.lstm import lstm_activate_, lstm_backward_factors_
 from capx.ops import scatter_add_rows, softmax_cross_entropy_
 from capx.optim import adam
 from capx.packing import make_packing
@@ -136,12 +136,7 @@ def _lstm_backward(dh, cache, clock):
     hidden = h0.shape[1]
     prev_c = packing.previous(np.zeros_like(h0), c)
     clock.lap("c_prev, h_prev (packing.previous)", MEMORY)
-    dc_dh, forget = np.empty_like(c), np.empty_like(c)
-    factors = (gates, tanh_c, prev_c, dc_dh, forget)
-    block = max(1, FACTOR_BLOCK_ITEMS // (4 * hidden))
-    for start in range(0, gates.shape[0], block):
-        rows = slice(start, start + block)
-        lstm_gate_factors_(*(x[rows] for x in factors))
+    dc_dh, forget = lstm_backward_factors_(gates, tanh_c, prev_c)
     i, f, o, g = (gates[:, k * hidden : (k + 1) * hidden] for k in range(4))
     clock.lap("backward: gate factors (all steps)", ELEMENTWISE)
     carried = CarriedGradient(h0)

@@ -136,6 +136,36 @@ def test_loss_equals_the_reference_layers(cell_type, pack, fold, block_items, n,
         np.testing.assert_allclose(grads[name], g, rtol=1e-10, atol=1e-13, err_msg=name)
 
 
+@pytest.mark.parametrize("rows", [1, 7])
+def test_lstm_gate_math_on_a_strided_gate_array_equals_the_contiguous_one(rows):
+    """lstm_activate_ and lstm_gate_factors_ work through a gate-major view of their gate
+    array; on a strided one (every other column of a wider array) they write the same values
+    into it, and leave the columns in between alone."""
+    from capx.cells.lstm import by_gate, lstm_activate_, lstm_gate_factors_
+
+    rng = np.random.default_rng(3)
+    hidden = 5
+    wide = rng.standard_normal((rows, 8 * hidden))
+    between = wide[:, 1::2].copy()
+    strided, contiguous = wide[:, ::2], wide[:, ::2].copy()
+    assert not strided.flags.c_contiguous
+    assert np.array_equal(by_gate(strided)[2, -1], strided[-1, 2 * hidden : 3 * hidden])
+    prev_c = rng.standard_normal((rows, hidden))
+    outputs = []
+    for gates in (strided, contiguous):
+        c, tanh_c, h = (np.empty((rows, hidden)) for _ in range(3))
+        lstm_activate_(gates, prev_c, c, tanh_c, h)
+        dc_dh, forget = np.empty_like(c), np.empty_like(c)
+        after_activation = gates.copy()
+        lstm_gate_factors_(gates, tanh_c, prev_c, dc_dh, forget)
+        outputs.append((after_activation, gates.copy(), c, h, dc_dh, forget))
+    for got, expected in zip(*outputs):
+        assert np.array_equal(got, expected)
+    i, f, o, g = np.split(outputs[1][0], 4, axis=1)
+    np.testing.assert_allclose(outputs[1][3], o * np.tanh(f * prev_c + i * g), rtol=1e-12)
+    assert np.array_equal(wide[:, 1::2], between)
+
+
 def test_loss_is_float32_and_grads_flat_by_default():
     model = CaptioningRNN({"<NULL>": 0, "<START>": 1, "<END>": 2, "a": 3}, input_dim=5,
                           wordvec_dim=4, hidden_dim=3, seed=0)
