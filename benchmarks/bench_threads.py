@@ -35,6 +35,7 @@ from capx.ops import softmax_cross_entropy_
 from capx.optim import adam
 
 HIDDEN = 512
+FACTOR_BLOCK_ROWS = 128  # rows per block of the backward factors, as capx did until 2026-12-02
 POOL = ThreadPoolExecutor(1)
 
 
@@ -74,7 +75,7 @@ def pieces(rng: np.random.Generator) -> dict[str, tuple[Callable, Callable]]:
         prev_c = rng.standard_normal((rows, h), dtype=np.float32)
         dc_dh, forget = np.empty_like(tanh_c), np.empty_like(tanh_c)
         work = gates.copy()
-        step = max(1, lstm.FACTOR_BLOCK_ITEMS // (4 * h))
+        step = FACTOR_BLOCK_ROWS
 
         def factors(part, parts=(work, tanh_c, prev_c, dc_dh, forget), step=step):
             for start in range(part.start, part.stop, step):

@@ -42,7 +42,7 @@ from benchmarks.bench_captioner import (
 from benchmarks.machine import check_busy, limit_blas_threads, machine_info
 from capx.captioner import CaptioningRNN, store_cell_grads
 from capx.cells.base import CarriedGradient
-from capx.cells.lstm import lstm_activate_, lstm_backward_factors_
+from capx.cells.lstm import lstm_activate_for_backward_
 from capx.ops import scatter_add_rows, softmax_cross_entropy_
 from capx.optim import adam
 from capx.packing import make_packing
@@ -112,35 +112,33 @@ def _rnn_backward(dh, cache, clock):
 def _lstm_forward(xw, h0, Wh, packing, clock):
     """:func:`capx.cells.lstm.lstm_packed_forward` with laps."""
     rows, hidden = xw.shape[0], h0.shape[1]
-    gates = xw
-    h, c, tanh_c = (np.empty((rows, hidden), dtype=xw.dtype) for _ in range(3))
+    factors = xw
+    h, dc_dh, forget = (np.empty((rows, hidden), dtype=xw.dtype) for _ in range(3))
+    cell_states = (np.empty_like(h0), np.empty_like(h0))
     prev_h, prev_c = h0, np.zeros_like(h0)
     scratch = np.empty((h0.shape[0], 4 * hidden), dtype=xw.dtype)
-    clock.lap("forward: gate math", ELEMENTWISE)
+    clock.lap("forward: gate math and backward factors", ELEMENTWISE)
     for t in range(packing.num_steps):
         start, n = packing.offsets[t], packing.batch_sizes[t]
         sl = slice(start, start + n)
-        a = gates[sl]
+        a, c = factors[sl], cell_states[t % 2][:n]
         np.matmul(prev_h[:n], Wh, out=scratch[:n])
         clock.lap("h[t-1] @ Wh", GEMM)
         a += scratch[:n]
-        lstm_activate_(a, prev_c[:n], c[sl], tanh_c[sl], h[sl])
-        prev_h, prev_c = h[sl], c[sl]
-        clock.lap("forward: gate math", ELEMENTWISE)
-    return h, (gates, c, tanh_c, h, h0, Wh, packing)
+        lstm_activate_for_backward_(a, prev_c[:n], c, h[sl], dc_dh[sl], forget[sl])
+        prev_h, prev_c = h[sl], c
+        clock.lap("forward: gate math and backward factors", ELEMENTWISE)
+    return h, (factors, dc_dh, forget, h, h0, Wh, packing)
 
 
 def _lstm_backward(dh, cache, clock):
     """:func:`capx.cells.lstm.lstm_packed_backward` with laps."""
-    gates, c, tanh_c, h, h0, Wh, packing = cache
+    factors, dc_dh, forget, h, h0, Wh, packing = cache
     hidden = h0.shape[1]
-    prev_c = packing.previous(np.zeros_like(h0), c)
-    clock.lap("c_prev, h_prev (packing.previous)", MEMORY)
-    dc_dh, forget = lstm_backward_factors_(gates, tanh_c, prev_c)
-    i, f, o, g = (gates[:, k * hidden : (k + 1) * hidden] for k in range(4))
-    clock.lap("backward: gate factors (all steps)", ELEMENTWISE)
+    i, f, o, g = (factors[:, k * hidden : (k + 1) * hidden] for k in range(4))
     carried = CarriedGradient(h0)
     dnext_c, scratch = np.zeros_like(h0), np.empty_like(h0)
+    clock.lap("backward: gate math in the loop", ELEMENTWISE)
     for t in range(packing.num_steps - 1, -1, -1):
         start, n = packing.offsets[t], packing.batch_sizes[t]
         sl = slice(start, start + n)
@@ -155,13 +153,13 @@ def _lstm_backward(dh, cache, clock):
         g[sl] *= dc
         dc *= forget[sl]
         clock.lap("backward: gate math in the loop", ELEMENTWISE)
-        carried.propagate(gates[sl], Wh)
+        carried.propagate(factors[sl], Wh)
         clock.lap("Wh @ da.T", GEMM)
     h_prev = packing.previous(h0, h)
-    clock.lap("c_prev, h_prev (packing.previous)", MEMORY)
-    dWh = h_prev.T @ gates
+    clock.lap("h_prev (packing.previous)", MEMORY)
+    dWh = h_prev.T @ factors
     clock.lap("dWh = h_prev.T @ da", GEMM)
-    return gates, carried.dh0(), dWh
+    return factors, carried.dh0(), dWh
 
 
 CELL_PASSES = {"rnn": (_rnn_forward, _rnn_backward), "lstm": (_lstm_forward, _lstm_backward)}

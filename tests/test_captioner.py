@@ -104,17 +104,11 @@ def odd_null_captions(rng, V):
 @pytest.mark.parametrize("cell_type", ["rnn", "lstm"])
 @pytest.mark.parametrize("pack", [True, False])
 @pytest.mark.parametrize("fold", [True, False])
-@pytest.mark.parametrize("block_items", [None, 20, 50])
 @pytest.mark.parametrize("n", [1, 12])
-def test_loss_equals_the_reference_layers(cell_type, pack, fold, block_items, n, monkeypatch):
-    """CaptioningRNN.loss (packed or dense, folded or not) equals capx.reference in float64;
-    also with N=1, and with the LSTM's backward factors done block by block (20 gate elements
-    per block, less than one 24-wide row: a block per row; or 50: two rows per block)."""
-    import capx.cells.lstm
+def test_loss_equals_the_reference_layers(cell_type, pack, fold, n):
+    """CaptioningRNN.loss (packed or dense, folded or not) equals capx.reference in float64,
+    also with N=1."""
     from capx.reference import captioning_loss
-
-    if block_items is not None:
-        monkeypatch.setattr(capx.cells.lstm, "FACTOR_BLOCK_ITEMS", block_items)
 
     rng = np.random.RandomState(7)
     V = 9
@@ -137,33 +131,56 @@ def test_loss_equals_the_reference_layers(cell_type, pack, fold, block_items, n,
 
 
 @pytest.mark.parametrize("rows", [1, 7])
-def test_lstm_gate_math_on_a_strided_gate_array_equals_the_contiguous_one(rows):
-    """lstm_activate_ and lstm_gate_factors_ work through a gate-major view of their gate
-    array; on a strided one (every other column of a wider array) they write the same values
-    into it, and leave the columns in between alone."""
-    from capx.cells.lstm import by_gate, lstm_activate_, lstm_gate_factors_
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_lstm_gate_math_by_gate_equals_the_plain_formulas(rows, layout):
+    """lstm_activate_, lstm_gate_factors_ and the training step's fused
+    lstm_activate_for_backward_ work through a gate-major view of the gate rows: on contiguous
+    rows and on strided ones (every other column of a wider array) they give the textbook
+    gates, cell state and factors, leave the columns in between alone, and agree bit for bit."""
+    from capx.cells.lstm import (by_gate, lstm_activate_, lstm_activate_for_backward_,
+                                 lstm_gate_factors_)
 
     rng = np.random.default_rng(3)
     hidden = 5
-    wide = rng.standard_normal((rows, 8 * hidden))
-    between = wide[:, 1::2].copy()
-    strided, contiguous = wide[:, ::2], wide[:, ::2].copy()
-    assert not strided.flags.c_contiguous
-    assert np.array_equal(by_gate(strided)[2, -1], strided[-1, 2 * hidden : 3 * hidden])
+    pre = rng.standard_normal((rows, 4 * hidden))
     prev_c = rng.standard_normal((rows, hidden))
-    outputs = []
-    for gates in (strided, contiguous):
-        c, tanh_c, h = (np.empty((rows, hidden)) for _ in range(3))
-        lstm_activate_(gates, prev_c, c, tanh_c, h)
-        dc_dh, forget = np.empty_like(c), np.empty_like(c)
-        after_activation = gates.copy()
-        lstm_gate_factors_(gates, tanh_c, prev_c, dc_dh, forget)
-        outputs.append((after_activation, gates.copy(), c, h, dc_dh, forget))
-    for got, expected in zip(*outputs):
+
+    def gate_rows():
+        wide = rng.standard_normal((rows, 8 * hidden))
+        if layout == "contiguous":
+            return wide, pre.copy()
+        wide[:, ::2] = pre
+        return wide, wide[:, ::2]
+
+    wide, gates = gate_rows()
+    between = wide[:, 1::2].copy()
+    assert gates.flags.c_contiguous == (layout == "contiguous")
+    assert np.array_equal(by_gate(gates)[2, -1], gates[-1, 2 * hidden : 3 * hidden])
+    c, tanh_c, h, dc_dh, forget = (np.empty((rows, hidden)) for _ in range(5))
+    lstm_activate_(gates, prev_c, c, tanh_c, h)
+    activated = gates.copy()
+    lstm_gate_factors_(gates, tanh_c, prev_c, dc_dh, forget)
+
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    i, f, o, g = sig(pre[:, :hidden]), sig(pre[:, hidden : 2 * hidden]), \
+        sig(pre[:, 2 * hidden : 3 * hidden]), np.tanh(pre[:, 3 * hidden :])
+    expected_c = f * prev_c + i * g
+    np.testing.assert_allclose(activated, np.hstack([i, f, o, g]), rtol=1e-12)
+    np.testing.assert_allclose(c, expected_c, rtol=1e-12)
+    np.testing.assert_allclose(h, o * np.tanh(expected_c), rtol=1e-12)
+    np.testing.assert_allclose(dc_dh, o * (1 - np.tanh(expected_c) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(forget, f, rtol=1e-12)
+    expected_factors = np.hstack([i * (1 - i) * g, f * (1 - f) * prev_c,
+                                  o * (1 - o) * np.tanh(expected_c), (1 - g**2) * i])
+    np.testing.assert_allclose(gates, expected_factors, rtol=1e-10, atol=1e-15)
+    if layout == "strided":
+        assert np.array_equal(wide[:, 1::2], between)
+
+    _, fused = gate_rows()
+    fused_outputs = [np.empty((rows, hidden)) for _ in range(4)]
+    lstm_activate_for_backward_(fused, prev_c, *fused_outputs)
+    for got, expected in zip([fused] + fused_outputs, [gates, c, h, dc_dh, forget]):
         assert np.array_equal(got, expected)
-    i, f, o, g = np.split(outputs[1][0], 4, axis=1)
-    np.testing.assert_allclose(outputs[1][3], o * np.tanh(f * prev_c + i * g), rtol=1e-12)
-    assert np.array_equal(wide[:, 1::2], between)
 
 
 def test_loss_is_float32_and_grads_flat_by_default():

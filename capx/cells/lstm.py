@@ -1,4 +1,11 @@
-"""LSTM cell, gates ordered i, f, o, g in one 4H matrix; the cell state starts at zero."""
+"""LSTM cell, gates ordered i, f, o, g in one 4H matrix; the cell state starts at zero.
+
+The gate math works gate by gate in a contiguous gate-major buffer (4, n, H), read from and
+written back to the (n, 4H) gate rows once: NumPy's loops over the strided column blocks of a
+gate row cost more than the two copies (benchmarks/README.md). In training, each step's backward
+factors (everything the backward needs that does not depend on the incoming gradient) are
+computed right after its gates, while they are in cache, and the cache keeps only the factors.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,6 @@ import numpy as np
 from capx.cells.base import CarriedGradient, Cell
 from capx.packing import Packing
 from capx.registry import CELLS
-
-#: elements of gates per block of :func:`lstm_gate_factors_` (its passes then stay in cache)
-FACTOR_BLOCK_ITEMS = 1 << 18
 
 
 def by_gate(a: np.ndarray) -> np.ndarray:
@@ -23,17 +27,12 @@ def by_gate(a: np.ndarray) -> np.ndarray:
                                            strides=(hidden * col, row, col))
 
 
-def lstm_activate_(a: np.ndarray, prev_c: np.ndarray, c_out: np.ndarray, tanh_c_out: np.ndarray,
-                   h_out: np.ndarray) -> None:
-    """Turn pre-activations ``a`` (n, 4H) into gates in place and write c, tanh(c) and h.
+def _activate_into(columns: np.ndarray, gates: np.ndarray, prev_c: np.ndarray,
+                   c_out: np.ndarray, tanh_c_out: np.ndarray, h_out: np.ndarray) -> None:
+    """Gates (4, n, H) from pre-activations ``columns`` (4, n, H); writes c, tanh(c) and h.
 
-    The gates are computed in a contiguous gate-major buffer (4, n, H), read from and written
-    back to ``a`` once: NumPy's loops over the strided column blocks of ``a`` cost more than the
-    two copies (15-28% faster for 25-128 rows, benchmarks/README.md). The sigmoid is
-    ``0.5 * tanh(0.5 x) + 0.5``, as :func:`capx.ops.sigmoid_`.
+    The sigmoid is ``0.5 * tanh(0.5 x) + 0.5``, as :func:`capx.ops.sigmoid_`.
     """
-    columns = by_gate(a)
-    gates = np.empty(columns.shape, dtype=a.dtype)
     ifo = gates[:3]
     np.multiply(columns[:3], 0.5, out=ifo)
     np.tanh(ifo, out=ifo)
@@ -46,49 +45,17 @@ def lstm_activate_(a: np.ndarray, prev_c: np.ndarray, c_out: np.ndarray, tanh_c_
     c_out += tanh_c_out
     np.tanh(c_out, out=tanh_c_out)
     np.multiply(o, tanh_c_out, out=h_out)
-    columns[...] = gates
 
 
-def lstm_packed_forward(xw: np.ndarray, h0: np.ndarray, Wh: np.ndarray, packing: Packing):
-    """Run the recurrence; ``xw`` (P, 4H) is overwritten with the activated gates."""
-    rows, hidden = xw.shape[0], h0.shape[1]
-    gates = xw
-    h = np.empty((rows, hidden), dtype=xw.dtype)
-    c = np.empty_like(h)
-    tanh_c = np.empty_like(h)
-    prev_h, prev_c = h0, np.zeros_like(h0)
-    scratch = np.empty((h0.shape[0], 4 * hidden), dtype=xw.dtype)
-    for t in range(packing.num_steps):
-        start, n = packing.offsets[t], packing.batch_sizes[t]
-        sl = slice(start, start + n)
-        a = gates[sl]
-        np.matmul(prev_h[:n], Wh, out=scratch[:n])
-        a += scratch[:n]
-        lstm_activate_(a, prev_c[:n], c[sl], tanh_c[sl], h[sl])
-        prev_h, prev_c = h[sl], c[sl]
-    return h, (gates, c, tanh_c, h, h0, Wh, packing)
-
-
-def lstm_gate_factors_(gates: np.ndarray, tanh_c: np.ndarray, prev_c: np.ndarray,
-                       dc_dh: np.ndarray, forget: np.ndarray, work: np.ndarray | None = None
-                       ) -> None:
-    """The backward factors that do not depend on the incoming gradient, for a block of rows.
-
-    Writes ``dc_dh = o * (1 - tanh(c)^2)`` (d(c)/d(h) through ``h = o * tanh(c)``) and
-    ``forget = f``, and overwrites the activated gates ``i, f, o, g`` with d(c)/d(i pre-act.),
-    d(c)/d(f pre-act.), d(h)/d(o pre-act.) and d(c)/d(g pre-act.). Like
-    :func:`lstm_activate_`, it works gate by gate in a contiguous buffer, ``work`` (4, rows, H)
-    when given.
-    """
-    columns = by_gate(gates)
-    work = np.empty(columns.shape, dtype=gates.dtype) if work is None else work
-    np.copyto(work, columns)
-    i, f, o, g = work
+def _factors_(gates: np.ndarray, tanh_c: np.ndarray, prev_c: np.ndarray, dc_dh_out: np.ndarray,
+              forget_out: np.ndarray) -> None:
+    """Backward factors from activated gates (4, n, H), in place; see :func:`lstm_gate_factors_`."""
+    i, f, o, g = gates
     one_minus, dg = np.empty_like(tanh_c), np.empty_like(tanh_c)
-    np.multiply(tanh_c, tanh_c, out=dc_dh)
-    np.subtract(1.0, dc_dh, out=dc_dh)
-    dc_dh *= o
-    forget[...] = f
+    np.multiply(tanh_c, tanh_c, out=dc_dh_out)
+    np.subtract(1.0, dc_dh_out, out=dc_dh_out)
+    dc_dh_out *= o
+    forget_out[...] = f
     np.subtract(1.0, o, out=one_minus)
     o *= one_minus
     o *= tanh_c
@@ -102,37 +69,74 @@ def lstm_gate_factors_(gates: np.ndarray, tanh_c: np.ndarray, prev_c: np.ndarray
     i *= one_minus
     i *= g
     g[...] = dg
+
+
+def lstm_activate_(a: np.ndarray, prev_c: np.ndarray, c_out: np.ndarray, tanh_c_out: np.ndarray,
+                   h_out: np.ndarray) -> None:
+    """Turn pre-activations ``a`` (n, 4H) into gates in place and write c, tanh(c) and h."""
+    columns = by_gate(a)
+    gates = np.empty(columns.shape, dtype=a.dtype)
+    _activate_into(columns, gates, prev_c, c_out, tanh_c_out, h_out)
+    columns[...] = gates
+
+
+def lstm_gate_factors_(gates: np.ndarray, tanh_c: np.ndarray, prev_c: np.ndarray,
+                       dc_dh_out: np.ndarray, forget_out: np.ndarray) -> None:
+    """The backward factors that do not depend on the incoming gradient, from activated gates.
+
+    Writes ``dc_dh = o * (1 - tanh(c)^2)`` (d(c)/d(h) through ``h = o * tanh(c)``) and
+    ``forget = f``, and overwrites the gates ``i, f, o, g`` (n, 4H) with d(c)/d(i pre-act.),
+    d(c)/d(f pre-act.), d(h)/d(o pre-act.) and d(c)/d(g pre-act.). Training computes them
+    inside :func:`lstm_activate_for_backward_`; this is the same on its own.
+    """
+    columns = by_gate(gates)
+    work = np.array(columns)  # a contiguous copy
+    _factors_(work, tanh_c, prev_c, dc_dh_out, forget_out)
     columns[...] = work
 
 
-def lstm_backward_factors_(gates: np.ndarray, tanh_c: np.ndarray, prev_c: np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`lstm_gate_factors_` for all packed rows, block by block of rows so that its passes
-    stay in cache; returns (dc_dh, forget) and overwrites ``gates`` with the gate factors."""
-    rows, hidden = tanh_c.shape
-    dc_dh, forget = np.empty_like(tanh_c), np.empty_like(tanh_c)
-    block = max(1, FACTOR_BLOCK_ITEMS // (4 * hidden))
-    work = np.empty((4, min(block, rows), hidden), dtype=gates.dtype)
-    for start in range(0, rows, block):
-        part = slice(start, min(start + block, rows))
-        lstm_gate_factors_(gates[part], tanh_c[part], prev_c[part], dc_dh[part], forget[part],
-                           work=work[:, : part.stop - part.start])
-    return dc_dh, forget
+def lstm_activate_for_backward_(a: np.ndarray, prev_c: np.ndarray, c_out: np.ndarray,
+                                h_out: np.ndarray, dc_dh_out: np.ndarray,
+                                forget_out: np.ndarray) -> None:
+    """:func:`lstm_activate_` followed by :func:`lstm_gate_factors_` on the same rows, without
+    writing the gates in between: ``a`` ends up holding the gate factors."""
+    columns = by_gate(a)
+    gates = np.empty(columns.shape, dtype=a.dtype)
+    tanh_c = np.empty_like(c_out)
+    _activate_into(columns, gates, prev_c, c_out, tanh_c, h_out)
+    _factors_(gates, tanh_c, prev_c, dc_dh_out, forget_out)
+    columns[...] = gates
+
+
+def lstm_packed_forward(xw: np.ndarray, h0: np.ndarray, Wh: np.ndarray, packing: Packing):
+    """Run the recurrence; ``xw`` (P, 4H) is overwritten with the gate factors."""
+    rows, hidden = xw.shape[0], h0.shape[1]
+    factors = xw
+    h = np.empty((rows, hidden), dtype=xw.dtype)
+    dc_dh, forget = np.empty_like(h), np.empty_like(h)
+    cell_states = (np.empty_like(h0), np.empty_like(h0))  # steps t and t-1 (the backward
+    prev_h, prev_c = h0, np.zeros_like(h0)               # needs no cell state)
+    scratch = np.empty((h0.shape[0], 4 * hidden), dtype=xw.dtype)
+    for t in range(packing.num_steps):
+        start, n = packing.offsets[t], packing.batch_sizes[t]
+        sl = slice(start, start + n)
+        a, c = factors[sl], cell_states[t % 2][:n]
+        np.matmul(prev_h[:n], Wh, out=scratch[:n])
+        a += scratch[:n]
+        lstm_activate_for_backward_(a, prev_c[:n], c, h[sl], dc_dh[sl], forget[sl])
+        prev_h, prev_c = h[sl], c
+    return h, (factors, dc_dh, forget, h, h0, Wh, packing)
 
 
 def lstm_packed_backward(dh: np.ndarray, cache):
-    """Backward through :func:`lstm_packed_forward`; the cached gates become dxw (no copy).
+    """Backward through :func:`lstm_packed_forward`; the cached factors become dxw (no copy).
 
-    Every factor that does not depend on the incoming gradient is computed for all timesteps at
-    once (:func:`lstm_gate_factors_`, block by block of rows, so that its passes stay in cache),
-    so the sequential loop only does a handful of in-place products per step.
+    The forward left every factor that does not depend on the incoming gradient, so the
+    sequential loop only does a handful of in-place products per step.
     """
-    gates, c, tanh_c, h, h0, Wh, packing = cache
+    factors, dc_dh, forget, h, h0, Wh, packing = cache
     hidden = h0.shape[1]
-    prev_c = packing.previous(np.zeros_like(h0), c)
-    dc_dh, forget = lstm_backward_factors_(gates, tanh_c, prev_c)
-    i, f, o, g = (gates[:, k * hidden : (k + 1) * hidden] for k in range(4))
-
+    i, f, o, g = (factors[:, k * hidden : (k + 1) * hidden] for k in range(4))
     carried = CarriedGradient(h0)
     dnext_c = np.zeros_like(h0)
     scratch = np.empty_like(h0)
@@ -149,10 +153,10 @@ def lstm_packed_backward(dh: np.ndarray, cache):
         f[sl] *= dc
         g[sl] *= dc
         dc *= forget[sl]  # becomes d(prev_c)
-        carried.propagate(gates[sl], Wh)
+        carried.propagate(factors[sl], Wh)
     h_prev = packing.previous(h0, h)
-    dWh = h_prev.T @ gates
-    return gates, carried.dh0(), dWh
+    dWh = h_prev.T @ factors
+    return factors, carried.dh0(), dWh
 
 
 @CELLS.register("lstm")
