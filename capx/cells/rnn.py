@@ -10,26 +10,30 @@ from capx.registry import CELLS
 
 
 def rnn_packed_forward(xw: np.ndarray, h0: np.ndarray, Wh: np.ndarray, packing: Packing):
-    """Run the recurrence in place over ``xw``; returns hidden states (P, H) and the cache."""
+    """Run the recurrence in place over ``xw``; returns hidden states (P, H) and the cache.
+
+    Each step also leaves ``1 - h^2`` for the backward, computed while h is in cache.
+    """
     h = xw
+    dtanh = np.empty_like(h)
     prev = h0
     scratch = np.empty_like(h0)
     for t in range(packing.num_steps):
         start, n = packing.offsets[t], packing.batch_sizes[t]
-        a = h[start : start + n]
+        a, d = h[start : start + n], dtanh[start : start + n]
         np.matmul(prev[:n], Wh, out=scratch[:n])
         a += scratch[:n]
         np.tanh(a, out=a)
+        np.multiply(a, a, out=d)
+        np.subtract(1.0, d, out=d)
         prev = a
-    return h, (h, h0, Wh, packing)
+    return h, (h, dtanh, h0, Wh, packing)
 
 
 def rnn_packed_backward(dh: np.ndarray, cache):
     """Backward through :func:`rnn_packed_forward`; ``dh`` is overwritten with dxw."""
-    h, h0, Wh, packing = cache
+    h, dtanh, h0, Wh, packing = cache
     da_all = dh
-    dtanh = np.multiply(h, h)
-    np.subtract(1.0, dtanh, out=dtanh)  # for all timesteps at once, outside the loop
     carried = CarriedGradient(h0)
     for t in range(packing.num_steps - 1, -1, -1):
         start, n = packing.offsets[t], packing.batch_sizes[t]
