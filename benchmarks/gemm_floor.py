@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from capx.captioner import CaptioningRNN
-from capx.ops import ONE_HOT_MAX_ROWS
 from capx.packing import make_packing
 
 
@@ -68,8 +67,6 @@ def training_gemms(model: CaptioningRNN, captions: np.ndarray) -> list[Gemm]:
     gemms += [Gemm("Wh @ da.T", H, GH, n, b_t=True) for n in reversed(steps)]
     gemms.append(Gemm("dWh = h_prev.T @ da", H, P, GH, a_t=True))
     if path == "fold":
-        if V <= ONE_HOT_MAX_ROWS:
-            gemms.append(Gemm("dtable = one_hot @ dxw", V, P, GH))
         gemms += [Gemm("dW_embed = dtable @ Wx.T", V, GH, W, b_t=True),
                   Gemm("dWx = W_embed.T @ dtable", W, V, GH, a_t=True)]
     else:

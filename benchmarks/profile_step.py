@@ -222,15 +222,8 @@ def profiled_loss(model: CaptioningRNN, features: np.ndarray, captions: np.ndarr
                      {"Wh": dWh}, g)
     clock.lap("gradient buffer, store_cell_grads", BOOKKEEPING)
     if fold:
-        if model.vocab_size <= gemm_floor.ONE_HOT_MAX_ROWS:
-            one_hot = np.zeros((model.vocab_size, ids.size), dtype=dxw.dtype)
-            one_hot[ids, np.arange(ids.size)] = 1
-            clock.lap("embedding scatter", MEMORY)
-            dtable = one_hot @ dxw
-            clock.lap("dtable = one_hot @ dxw", GEMM)
-        else:
-            dtable = scatter_add_rows(ids, dxw, model.vocab_size)
-            clock.lap("embedding scatter", MEMORY)
+        dtable = scatter_add_rows(ids, dxw, model.vocab_size)
+        clock.lap("embedding scatter", MEMORY)
         np.matmul(dtable, p["Wx"].T, out=g["W_embed"])
         clock.lap("dW_embed = dtable @ Wx.T", GEMM)
         np.matmul(p["W_embed"].T, dtable, out=g["Wx"])
@@ -325,6 +318,29 @@ def profile_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SUMMARY_GROUPS = (ADAM, ELEMENTWISE, SOFTMAX, MEMORY, BOOKKEEPING)
+
+
+def summary_row(label: str, result: dict[str, Any]) -> str:
+    """One Markdown row: the plain step, its floor, and what the gap between them is made of,
+    as milliseconds in the profiled step: the products' excess over their times alone, then
+    each group of the other work."""
+    phases, groups, alone = result["phases"], result["groups"], result["alone"]
+    gemm_in = sum(s for name, s in phases.items() if groups[name] == GEMM)
+    floor = sum(alone.values())
+    by_group = {g: sum(s for name, s in phases.items() if groups[name] == g)
+                for g in SUMMARY_GROUPS}
+    cells = [f"{1000 * result['plain_step']:.1f}", f"{1000 * floor:.1f}",
+             f"{result['plain_step'] / floor:.2f}", f"{1000 * (gemm_in - floor):.1f}"]
+    cells += [f"{1000 * by_group[g]:.1f}" for g in SUMMARY_GROUPS]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+SUMMARY_HEADER = ("| configuration | step ms | floor ms | step / floor | products' excess ms | "
+                  + " | ".join(f"{g} ms" for g in SUMMARY_GROUPS) + " |\n"
+                  + "|---|" + "--:|" * (4 + len(SUMMARY_GROUPS)))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[50])
@@ -345,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"- NumPy {info['numpy']}, BLAS: {blas}")
         print(f"- environment: {info['env']}")
         print(f"- busy check before: {check_busy().describe()}\n")
+        summary = []
         for tok in TOKENIZATIONS:
             for cell in CELLS:
                 if args.only and f"{tok.name}-{cell}" not in args.only:
@@ -354,10 +371,15 @@ def main(argv: list[str] | None = None) -> None:
                     features = make_features(n, settings.input_dim, rng)
                     captions = make_captions(n, tok.steps, tok.vocab_size, rng)
                     model = build_models(tok, cell, settings, seed=n)[0]
+                    result = profile(model, features, captions, args.repeats)
+                    summary.append(summary_row(f"{tok.name} {cell}, N={n}", result))
                     print(f"### {tok.name} {cell}, N={n}\n")
-                    print(profile_table(profile(model, features, captions, args.repeats)))
+                    print(profile_table(result))
                     print()
-        print(f"- busy check after: {check_busy().describe()}")
+        print("### Summary: the step, its floor, and what the gap is made of\n")
+        print(SUMMARY_HEADER)
+        print("\n".join(summary))
+        print(f"\n- busy check after: {check_busy().describe()}")
 
 
 if __name__ == "__main__":

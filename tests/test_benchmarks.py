@@ -235,9 +235,7 @@ def test_the_floor_lists_the_products_of_the_step(cell, vocab_size, fold):
         assert flop == pytest.approx(formula - 2 * N * D * H)
     else:
         input_work = 3 * 2 * W * width  # forward and both gradient products, per row
-        extra = 2 * vocab_size * real * width if vocab_size <= 128 else 0  # one-hot scatter
-        assert flop == pytest.approx(formula - 2 * N * D * H
-                                     + input_work * (vocab_size - real) + extra)
+        assert flop == pytest.approx(formula - 2 * N * D * H + input_work * (vocab_size - real))
 
 
 def test_the_floor_of_sampling_follows_the_decode():
@@ -279,3 +277,5 @@ def test_the_profile_table_accounts_for_the_step():
     for phase in result["phases"]:
         assert f"| {phase} |" in table
     assert "Adam" in table and "(floor)" in table
+    row = profile_step.summary_row("lstm", result)
+    assert row.count("|") == profile_step.SUMMARY_HEADER.splitlines()[0].count("|")
