@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -67,6 +68,7 @@ FLOP_FORMULA = (
 class Settings:
     batch_sizes: tuple[int, ...] = BATCH_SIZES
     repeats: int = 20  # capx and torch
+    rounds: int = 3  # capx, its floor and torch take turns, repeats / rounds timings each
     seed_repeats: int = 5  # the seed is 5-20x slower; a median of 5 is plenty for that gap
     sample_repeats: int = 10
     warmup: int = 2
@@ -213,6 +215,29 @@ def build_models(tok: Tokenization, cell: str, settings: Settings, seed: int):
     return capx_model, torch_model, seed_model
 
 
+def in_turns(calls: dict[str, Callable[[], Any]], gemms: list, settings: Settings
+             ) -> dict[str, float]:
+    """Median ms of each call and of the GEMM floor, measured in ``settings.rounds`` turns.
+
+    On a shared machine the speed drifts from minute to minute; taking turns (capx, its floor,
+    torch, capx, ...) lets every column see the same minutes, so their ratios hold even when
+    the absolute figures move. After the first turn, one untimed call re-warms the caches.
+    """
+    rounds = max(1, settings.rounds)
+    per_turn = max(1, settings.repeats // rounds)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    floors = []
+    for turn in range(rounds):
+        warmup = settings.warmup if turn == 0 else 1
+        for name, call in calls.items():
+            times[name] += time_calls(call, per_turn, warmup)
+            if name == "capx":
+                floors.append(gemm_floor.floor_ms(gemms, repeats=per_turn))
+    medians = {name: median_ms(t) for name, t in times.items()}
+    medians["floor"] = statistics.median(floors)
+    return medians
+
+
 def measure_training(tok: Tokenization, cell: str, n: int, settings: Settings,
                      peak_gflops: float) -> TrainRow:
     rng = np.random.default_rng([settings.data_seed, n, tok.steps, GATES[cell]])
@@ -225,14 +250,14 @@ def measure_training(tok: Tokenization, cell: str, n: int, settings: Settings,
                                   settings.wordvec_dim, settings.hidden_dim), capx_ms=0.0)
 
     row.losses["capx"] = capx_model.loss(features, captions)[0]
-    row.capx_ms = median_ms(time_calls(capx_trainer(capx_model, features, captions),
-                                       settings.repeats, settings.warmup))
-    row.floor_ms = gemm_floor.floor_ms(gemm_floor.training_gemms(capx_model, captions),
-                                       repeats=settings.repeats)
+    trainers = {"capx": capx_trainer(capx_model, features, captions)}
     if torch_model is not None:
         trainer = _torch_baseline().TorchTrainer(torch_model, features, captions)
         row.losses["torch"] = float(torch_model.loss(trainer.features, trainer.captions).detach())
-        row.torch_ms = median_ms(time_calls(trainer.step, settings.repeats, settings.warmup))
+        trainers["torch"] = trainer.step
+    times = in_turns(trainers, gemm_floor.training_gemms(capx_model, captions), settings)
+    row.capx_ms, row.floor_ms = times["capx"], times["floor"]
+    row.torch_ms = times.get("torch")
     if seed_model is not None:
         row.losses["seed"] = seed_model.loss(features.astype(np.float64), captions)[0]
         row.seed_ms = median_ms(time_calls(seed_trainer(seed_model, features, captions),
@@ -256,13 +281,14 @@ def measure_sampling(tok: Tokenization, cell: str, settings: Settings) -> Sample
     features = make_features(settings.sample_images, settings.input_dim, rng)
     capx_model, torch_model, seed_model = build_models(tok, cell, settings, seed=1)
     length, reps = tok.sample_length, settings.sample_repeats
-    row = SampleRow(tok.name, cell, settings.sample_images, length,
-                    median_ms(time_calls(lambda: capx_model.sample(features, length), reps)))
-    row.floor_ms = gemm_floor.floor_ms(gemm_floor.sampling_gemms(capx_model, features, length),
-                                       repeats=reps)
+    samplers = {"capx": lambda: capx_model.sample(features, length)}
     if torch_model is not None:
         trainer = _torch_baseline().TorchTrainer(torch_model, features, np.zeros((1, 2), np.int64))
-        row.torch_ms = median_ms(time_calls(lambda: trainer.sample(features, length), reps))
+        samplers["torch"] = lambda: trainer.sample(features, length)
+    times = in_turns(samplers, gemm_floor.sampling_gemms(capx_model, features, length),
+                     dataclasses.replace(settings, repeats=reps))
+    row = SampleRow(tok.name, cell, settings.sample_images, length, times["capx"],
+                    torch_ms=times.get("torch"), floor_ms=times["floor"])
     if seed_model is not None:
         features64 = features.astype(np.float64)
         row.seed_ms = median_ms(time_calls(lambda: seed_model.sample(features64, length), reps))
@@ -358,6 +384,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="threads for NumPy's BLAS and torch (default 2; 0 = library default)")
     parser.add_argument("--repeats", type=int,
                         help="timed training steps per config for capx and torch (default 20)")
+    parser.add_argument("--rounds", type=int,
+                        help="turns that capx, its floor and torch take (default 3)")
     parser.add_argument("--seed-repeats", type=int,
                         help="timed training steps per config for the seed baseline (default 5)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
@@ -369,12 +397,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     settings = Settings(threads=args.threads or None, run_torch=not args.no_torch,
                         run_seed=not args.no_seed)
     if args.quick:
-        settings.batch_sizes, settings.repeats, settings.seed_repeats = (50,), 5, 2
+        settings.batch_sizes, settings.repeats, settings.seed_repeats = (50,), 6, 2
+        settings.rounds = 2
         settings.sample_repeats, settings.warmup = 3, 1
     if args.repeats is not None:
         if args.repeats < 1:
             raise SystemExit(f"--repeats must be at least 1, got {args.repeats}")
         settings.repeats = args.repeats
+    if args.rounds is not None:
+        if args.rounds < 1:
+            raise SystemExit(f"--rounds must be at least 1, got {args.rounds}")
+        settings.rounds = args.rounds
     if args.seed_repeats is not None:
         if args.seed_repeats < 1:
             raise SystemExit(f"--seed-repeats must be at least 1, got {args.seed_repeats}")

@@ -279,3 +279,25 @@ def test_the_profile_table_accounts_for_the_step():
     assert "Adam" in table and "(floor)" in table
     row = profile_step.summary_row("lstm", result)
     assert row.count("|") == profile_step.SUMMARY_HEADER.splitlines()[0].count("|")
+
+
+def test_compare_checkouts_tabulates_medians_and_refuses_a_folder_that_is_not_capx(tmp_path):
+    from benchmarks import compare_checkouts
+
+    before = [{"word rnn, N=25": 10.0}, {"word rnn, N=25": 14.0}, {"word rnn, N=25": 12.0}]
+    after = [{"word rnn, N=25": 6.0}, {"word rnn, N=25": 9.0}, {"word rnn, N=25": 5.0}]
+    table = compare_checkouts.table(before, after)
+    assert "| word rnn, N=25 | 12.0 (10.0-14.0) | 6.0 (5.0-9.0) | 0.50 |" in table
+    with pytest.raises(SystemExit, match="not a capx checkout"):
+        compare_checkouts.main([str(tmp_path)])
+
+
+def test_the_columns_take_turns_with_the_floor():
+    calls = []
+    settings = bench.Settings(repeats=6, rounds=3, warmup=1)
+    times = bench.in_turns({"capx": lambda: calls.append("capx"),
+                            "torch": lambda: calls.append("torch")},
+                           [], settings)
+    assert set(times) == {"capx", "torch", "floor"} and times["floor"] == 0.0
+    # per turn: one warm-up and two timed calls each, capx then torch
+    assert calls == (["capx"] * 3 + ["torch"] * 3) * 3
