@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# end-to-end sweeps in subprocesses, about a minute in all: outside the default suite's budget
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["dataset=shapes", "dataset.num_train=50", "dataset.num_val=10", "progress=false",
         "split.folds=3", "model.param_budget=12000", "model.wordvec_dim=8",
