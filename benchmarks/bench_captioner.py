@@ -217,14 +217,15 @@ def build_models(tok: Tokenization, cell: str, settings: Settings, seed: int):
 
 def in_turns(calls: dict[str, Callable[[], Any]], gemms: list, settings: Settings
              ) -> dict[str, float]:
-    """Median ms of each call and of the GEMM floor, measured in ``settings.rounds`` turns.
+    """Median ms of each call and of the GEMM floor, measured in ``settings.rounds`` turns of
+    ``ceil(repeats / rounds)`` timings each.
 
     On a shared machine the speed drifts from minute to minute; taking turns (capx, its floor,
     torch, capx, ...) lets every column see the same minutes, so their ratios hold even when
     the absolute figures move. After the first turn, one untimed call re-warms the caches.
     """
     rounds = max(1, settings.rounds)
-    per_turn = max(1, settings.repeats // rounds)
+    per_turn = -(-settings.repeats // rounds)  # at least ``repeats`` timings in all
     times: dict[str, list[float]] = {name: [] for name in calls}
     floors = []
     for turn in range(rounds):

@@ -7,8 +7,8 @@ array at once. This measures, side by side in one run, each piece of element-wis
 training step on one thread and split in two halves on a persistent two-thread pool:
 
 - the bare cost of handing a task to a pool thread and waiting for it;
-- one LSTM step's gate math (``lstm_activate_``) at N = 25, 50, 128 (H = 512);
-- the LSTM's backward factors over all rows (word P = 600, char P = 3000);
+- one LSTM step's gate math (``lstm_activate_``) at N = 25, 50, 128 (H = 512), and the same
+  with the backward factors a training step computes with it (``lstm_activate_for_backward_``);
 - the softmax and cross-entropy over 600 x 1004 scores; Adam over 2.6 M parameters;
 - Adam again, but run right after a word-LSTM ``loss`` call, as in a training step: OpenBLAS's
   worker threads then still spin on the other core for a while.
@@ -35,7 +35,6 @@ from capx.ops import softmax_cross_entropy_
 from capx.optim import adam
 
 HIDDEN = 512
-FACTOR_BLOCK_ROWS = 128  # rows per block of the backward factors, as capx did until 2026-12-02
 POOL = ThreadPoolExecutor(1)
 
 
@@ -69,22 +68,12 @@ def pieces(rng: np.random.Generator) -> dict[str, tuple[Callable, Callable]]:
             lambda work=work, a=a: np.copyto(work, a),
             lambda split, n=n, work=work, prev_c=prev_c, c=c, tanh_c=tanh_c, hh=hh: split(
                 lambda r: lstm.lstm_activate_(work[r], prev_c[r], c[r], tanh_c[r], hh[r]), n))
-    for rows, label in ((600, "word"), (3000, "char")):
-        gates = (1 / (1 + np.exp(-rng.standard_normal((rows, 4 * h))))).astype(np.float32)
-        tanh_c = np.tanh(rng.standard_normal((rows, h))).astype(np.float32)
-        prev_c = rng.standard_normal((rows, h), dtype=np.float32)
-        dc_dh, forget = np.empty_like(tanh_c), np.empty_like(tanh_c)
-        work = gates.copy()
-        step = FACTOR_BLOCK_ROWS
-
-        def factors(part, parts=(work, tanh_c, prev_c, dc_dh, forget), step=step):
-            for start in range(part.start, part.stop, step):
-                block = slice(start, min(start + step, part.stop))
-                lstm.lstm_gate_factors_(*(x[block] for x in parts))
-
-        out[f"LSTM backward factors, {label} P={rows}"] = (
-            lambda work=work, gates=gates: np.copyto(work, gates),
-            lambda split, rows=rows, factors=factors: split(factors, rows))
+        dc_dh, forget = np.empty_like(c), np.empty_like(c)
+        out[f"LSTM step gate math and backward factors, N={n}"] = (
+            lambda work=work, a=a: np.copyto(work, a),
+            lambda split, n=n, work=work, prev_c=prev_c, c=c, hh=hh, dc_dh=dc_dh, forget=forget:
+            split(lambda r: lstm.lstm_activate_for_backward_(
+                work[r], prev_c[r], c[r], hh[r], dc_dh[r], forget[r]), n))
     scores = rng.standard_normal((600, 1004), dtype=np.float32)
     targets, weights = rng.integers(0, 1004, 600), np.full(600, 0.02, np.float32)
     work_scores = scores.copy()

@@ -9,8 +9,11 @@ Run from the repository root, with an older checkout beside it::
 Each round runs one fresh process per checkout, each importing *its* checkout's ``capx`` and
 ``benchmarks.bench_captioner``, and timing the training step (loss, gradients, Adam) for every
 tokenization x cell x N and greedy sampling of 50 images, on the same synthetic batches.
-Alternating the checkouts round by round spreads a shared machine's slow minutes over both
-columns; the table gives each side's median and range over the rounds, and their ratio.
+Alternating the checkouts round by round (before-after, after-before, ...) spreads a shared
+machine's slow minutes over both columns; the table gives each side's median and range over the
+rounds, and their ratio. Only Python code comes from each checkout: an editable install's
+``capx`` package data (``conf/``) resolves to the installed checkout for both, which these
+timings do not read.
 """
 
 from __future__ import annotations
@@ -95,9 +98,10 @@ def main(argv: list[str] | None = None) -> None:
         if not (folder / "capx").is_dir() or not (folder / "benchmarks").is_dir():
             raise SystemExit(f"{folder} is not a capx checkout (no capx/ and benchmarks/)")
     before, after = [], []
-    for k in range(args.rounds):
-        before.append(run_child(before_dir, args.batch, args.repeats))
-        after.append(run_child(after_dir, args.batch, args.repeats))
+    for k in range(args.rounds):  # before-after, then after-before: no side always goes first
+        order = [(before_dir, before), (after_dir, after)]
+        for folder, results in order if k % 2 == 0 else order[::-1]:
+            results.append(run_child(folder, args.batch, args.repeats))
         print(f"round {k + 1} of {args.rounds} done", file=sys.stderr, flush=True)
     print(f"- before: {before_dir}\n- after: {after_dir}\n- {args.rounds} rounds, "
           f"{args.repeats} timed steps each, BLAS threads 2\n")

@@ -12,7 +12,9 @@ products are named as in :mod:`benchmarks.gemm_floor`, which times each one alon
 ratio ("in step / alone") is what leaving the product's inputs out of cache, or waking BLAS's
 threads, costs. Everything else is grouped: element-wise work, the softmax, gathers and
 scatters, Adam, bookkeeping. ``tests/test_benchmarks.py`` checks that the profiled step gives
-``model.loss``'s loss and gradients bit for bit, so this mirror cannot drift from the code.
+``model.loss``'s loss and gradients bit for bit, which catches a mirror that computes
+something else; a change to the cells or the captioner that keeps their results (most speed
+changes) must be copied here by hand.
 
 Profiled and plain steps alternate, so the table's last lines compare the profile's total with
 the plain step measured in the same minutes (the laps cost well under 1%).
@@ -265,7 +267,7 @@ def profile(model: CaptioningRNN, features: np.ndarray, captions: np.ndarray,
     and the plain step's median, the plain and profiled steps alternating."""
     reuse_freed_memory()
     plain = capx_trainer(model, features, captions)
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = {}  # the profiled steps' Adam state; ``plain`` keeps its own
     runs: list[Clock] = []
     plain_times: list[float] = []
     for k in range(warmup + repeats):

@@ -29,18 +29,28 @@ HEAVY_ID_COUNT = 8
 
 
 def scatter_add_rows(indices: np.ndarray, values: np.ndarray, num_rows: int) -> np.ndarray:
-    """``out[indices[k]] += values[k]`` for all k: ``np.add.at(zeros, indices, values)``, bit for
-    bit, without its per-element loop (benchmarks/README.md: 1.2-14x faster than add.at, a
-    sorted ``reduceat`` or, for a character vocabulary, a one-hot matrix product).
+    """``out[indices[k]] += values[k]`` for 1-D ``indices`` in ``[0, num_rows)``:
+    ``np.add.at(zeros, indices, values)``, bit for bit, without its per-element loop
+    (benchmarks/README.md: 1.2-10x faster than the sorted ``reduceat`` or, for a character
+    vocabulary, the one-hot matrix product used before).
 
     Rows are added in rounds: round r adds the r-th occurrence of every id that has one, with
     one fancy-indexed ``+=`` (the ids within a round are distinct, so nothing collides). An id
     occurring more than :data:`HEAVY_ID_COUNT` times (``<START>``, "a") is instead summed in
-    one reduction over its rows, which NumPy does row after row along axis 0, as ``add.at``.
+    one reduction over its rows: NumPy reduces over an axis that is not the innermost one row
+    after row, in order, as ``add.at`` does (pairwise summation applies only along the
+    innermost, contiguous axis; ``tests/test_layers.py`` pins this).
     """
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or indices.shape[0] != values.shape[0]:
+        raise ValueError(f"scatter_add_rows: indices must be 1-D with one id per row of values, "
+                         f"got indices {indices.shape} and values {values.shape}")
     out = np.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)
     if indices.size == 0:
         return out
+    if indices.min() < 0 or indices.max() >= num_rows:
+        raise ValueError(f"scatter_add_rows: ids must be in [0, {num_rows}), got "
+                         f"{indices.min()}..{indices.max()}")
     if int(np.prod(values.shape[1:])) < 2:  # one number per row: add.at is fast there, and a
         np.add.at(out, indices, values)  # reduction over contiguous numbers would be pairwise
         return out

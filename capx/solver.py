@@ -64,7 +64,8 @@ class CaptioningSolver:
         an update makes parameters non-finite.
 
         ``reuse_memory`` applies :func:`capx.runtime.reuse_freed_memory` (a process-wide malloc
-        setting that makes each step reuse freed buffers instead of fresh pages).
+        setting that makes each step reuse freed buffers instead of fresh pages; the process
+        then keeps up to 1 GB of freed heap).
         """
         if reuse_memory:
             reuse_freed_memory()

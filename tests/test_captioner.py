@@ -133,12 +133,11 @@ def test_loss_equals_the_reference_layers(cell_type, pack, fold, n):
 @pytest.mark.parametrize("rows", [1, 7])
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 def test_lstm_gate_math_by_gate_equals_the_plain_formulas(rows, layout):
-    """lstm_activate_, lstm_gate_factors_ and the training step's fused
-    lstm_activate_for_backward_ work through a gate-major view of the gate rows: on contiguous
-    rows and on strided ones (every other column of a wider array) they give the textbook
-    gates, cell state and factors, leave the columns in between alone, and agree bit for bit."""
-    from capx.cells.lstm import (by_gate, lstm_activate_, lstm_activate_for_backward_,
-                                 lstm_gate_factors_)
+    """lstm_activate_ (decoding) and the training step's lstm_activate_for_backward_ work
+    through a gate-major view of the gate rows: on contiguous rows and on strided ones (every
+    other column of a wider array) they give the textbook gates, cell state, h and backward
+    factors, agree with each other bit for bit, and leave the columns in between alone."""
+    from capx.cells.lstm import by_gate, lstm_activate_, lstm_activate_for_backward_
 
     rng = np.random.default_rng(3)
     hidden = 5
@@ -156,31 +155,39 @@ def test_lstm_gate_math_by_gate_equals_the_plain_formulas(rows, layout):
     between = wide[:, 1::2].copy()
     assert gates.flags.c_contiguous == (layout == "contiguous")
     assert np.array_equal(by_gate(gates)[2, -1], gates[-1, 2 * hidden : 3 * hidden])
-    c, tanh_c, h, dc_dh, forget = (np.empty((rows, hidden)) for _ in range(5))
+    c, tanh_c, h = (np.empty((rows, hidden)) for _ in range(3))
     lstm_activate_(gates, prev_c, c, tanh_c, h)
-    activated = gates.copy()
-    lstm_gate_factors_(gates, tanh_c, prev_c, dc_dh, forget)
 
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
-    i, f, o, g = sig(pre[:, :hidden]), sig(pre[:, hidden : 2 * hidden]), \
-        sig(pre[:, 2 * hidden : 3 * hidden]), np.tanh(pre[:, 3 * hidden :])
+    i, f, o = (sig(pre[:, k * hidden : (k + 1) * hidden]) for k in range(3))
+    g = np.tanh(pre[:, 3 * hidden :])
     expected_c = f * prev_c + i * g
-    np.testing.assert_allclose(activated, np.hstack([i, f, o, g]), rtol=1e-12)
+    np.testing.assert_allclose(gates, np.hstack([i, f, o, g]), rtol=1e-12)
     np.testing.assert_allclose(c, expected_c, rtol=1e-12)
+    np.testing.assert_allclose(tanh_c, np.tanh(expected_c), rtol=1e-12)
     np.testing.assert_allclose(h, o * np.tanh(expected_c), rtol=1e-12)
-    np.testing.assert_allclose(dc_dh, o * (1 - np.tanh(expected_c) ** 2), rtol=1e-12)
-    np.testing.assert_allclose(forget, f, rtol=1e-12)
-    expected_factors = np.hstack([i * (1 - i) * g, f * (1 - f) * prev_c,
-                                  o * (1 - o) * np.tanh(expected_c), (1 - g**2) * i])
-    np.testing.assert_allclose(gates, expected_factors, rtol=1e-10, atol=1e-15)
     if layout == "strided":
         assert np.array_equal(wide[:, 1::2], between)
 
-    _, fused = gate_rows()
-    fused_outputs = [np.empty((rows, hidden)) for _ in range(4)]
-    lstm_activate_for_backward_(fused, prev_c, *fused_outputs)
-    for got, expected in zip([fused] + fused_outputs, [gates, c, h, dc_dh, forget]):
-        assert np.array_equal(got, expected)
+    wide, factors = gate_rows()
+    between = wide[:, 1::2].copy()
+    fused = [np.empty((rows, hidden)) for _ in range(4)]
+    lstm_activate_for_backward_(factors, prev_c, *fused)
+    assert np.array_equal(fused[0], c) and np.array_equal(fused[1], h)
+    np.testing.assert_allclose(fused[2], o * (1 - np.tanh(expected_c) ** 2), rtol=1e-12)
+    assert np.array_equal(fused[3], gates[:, hidden : 2 * hidden])  # the forget gate itself
+    expected_factors = np.hstack([i * (1 - i) * g, f * (1 - f) * prev_c,
+                                  o * (1 - o) * np.tanh(expected_c), (1 - g**2) * i])
+    np.testing.assert_allclose(factors, expected_factors, rtol=1e-10, atol=1e-15)
+    if layout == "strided":
+        assert np.array_equal(wide[:, 1::2], between)
+
+
+def test_a_gate_array_must_hold_four_gates():
+    from capx.cells.lstm import by_gate
+
+    with pytest.raises(ValueError, match="4H columns"):
+        by_gate(np.zeros((2, 10)))
 
 
 def test_loss_is_float32_and_grads_flat_by_default():

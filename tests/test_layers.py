@@ -274,6 +274,22 @@ def test_scatter_add_rows_is_add_at_bit_for_bit(row_shape, dtype):
         assert np.array_equal(np.signbit(got), np.signbit(expected))
         if size == 500:
             assert np.bincount(indices).max() > HEAVY_ID_COUNT  # both ways are exercised
+        # row shapes () and (1,) take add.at itself: a reduction of one number per row would
+        # run along the contiguous axis, pairwise, and differ in the last bits
+        strided = np.repeat(values, 2, axis=0)[::2]  # the same values, not contiguous
+        assert np.array_equal(scatter_add_rows(indices, strided, num_rows), expected)
+
+
+def test_scatter_add_rows_refuses_ids_it_cannot_place():
+    from capx.ops import scatter_add_rows
+
+    values = np.ones((3, 2))
+    for indices, message in [(np.array([0, 1]), "one id per row"),
+                             (np.array([[0, 1, 2]]), "1-D"),
+                             (np.array([0, -1, 2]), r"in \[0, 4\)"),
+                             (np.array([0, 4, 2]), r"in \[0, 4\)")]:
+        with pytest.raises(ValueError, match=message):
+            scatter_add_rows(indices, values, 4)
 
 
 @pytest.mark.parametrize("cell_type,gates", [("rnn", 1), ("lstm", 4)])

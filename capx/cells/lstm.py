@@ -19,7 +19,10 @@ from capx.registry import CELLS
 def by_gate(a: np.ndarray) -> np.ndarray:
     """The gate-major view (4, n, H) of a gate array ``a`` (n, 4H): ``by_gate(a)[k, r]`` is
     gate k (i, f, o, g) of row r. A view for any strides of ``a``; writes go to ``a``."""
-    n, hidden = a.shape[0], a.shape[1] // 4
+    n, width = a.shape
+    if width % 4:
+        raise ValueError(f"an LSTM gate array has 4H columns (i, f, o, g), got {width}")
+    hidden = width // 4
     if a.flags.c_contiguous:  # the usual case, and the cheap one
         return a.reshape(n, 4, hidden).transpose(1, 0, 2)
     row, col = a.strides
@@ -27,18 +30,19 @@ def by_gate(a: np.ndarray) -> np.ndarray:
                                            strides=(hidden * col, row, col))
 
 
-def _activate_into(columns: np.ndarray, gates: np.ndarray, prev_c: np.ndarray,
+def _activate_into(a_by_gate: np.ndarray, gates: np.ndarray, prev_c: np.ndarray,
                    c_out: np.ndarray, tanh_c_out: np.ndarray, h_out: np.ndarray) -> None:
-    """Gates (4, n, H) from pre-activations ``columns`` (4, n, H); writes c, tanh(c) and h.
+    """Gates (4, n, H) from the pre-activations' gate-major view ``a_by_gate`` (4, n, H);
+    writes c, tanh(c) and h.
 
     The sigmoid is ``0.5 * tanh(0.5 x) + 0.5``, as :func:`capx.ops.sigmoid_`.
     """
     ifo = gates[:3]
-    np.multiply(columns[:3], 0.5, out=ifo)
+    np.multiply(a_by_gate[:3], 0.5, out=ifo)
     np.tanh(ifo, out=ifo)
     ifo *= 0.5
     ifo += 0.5
-    np.tanh(columns[3], out=gates[3])
+    np.tanh(a_by_gate[3], out=gates[3])
     i, f, o, g = gates
     np.multiply(f, prev_c, out=c_out)
     np.multiply(i, g, out=tanh_c_out)  # scratch until it holds tanh(c)
@@ -49,7 +53,13 @@ def _activate_into(columns: np.ndarray, gates: np.ndarray, prev_c: np.ndarray,
 
 def _factors_(gates: np.ndarray, tanh_c: np.ndarray, prev_c: np.ndarray, dc_dh_out: np.ndarray,
               forget_out: np.ndarray) -> None:
-    """Backward factors from activated gates (4, n, H), in place; see :func:`lstm_gate_factors_`."""
+    """The backward factors that do not depend on the incoming gradient, from activated gates
+    (4, n, H), in place.
+
+    Writes ``dc_dh = o * (1 - tanh(c)^2)`` (d(c)/d(h) through ``h = o * tanh(c)``) and
+    ``forget = f``, and overwrites the gates ``i, f, o, g`` with d(c)/d(i pre-act.),
+    d(c)/d(f pre-act.), d(h)/d(o pre-act.) and d(c)/d(g pre-act.).
+    """
     i, f, o, g = gates
     one_minus, dg = np.empty_like(tanh_c), np.empty_like(tanh_c)
     np.multiply(tanh_c, tanh_c, out=dc_dh_out)
@@ -74,38 +84,24 @@ def _factors_(gates: np.ndarray, tanh_c: np.ndarray, prev_c: np.ndarray, dc_dh_o
 def lstm_activate_(a: np.ndarray, prev_c: np.ndarray, c_out: np.ndarray, tanh_c_out: np.ndarray,
                    h_out: np.ndarray) -> None:
     """Turn pre-activations ``a`` (n, 4H) into gates in place and write c, tanh(c) and h."""
-    columns = by_gate(a)
-    gates = np.empty(columns.shape, dtype=a.dtype)
-    _activate_into(columns, gates, prev_c, c_out, tanh_c_out, h_out)
-    columns[...] = gates
-
-
-def lstm_gate_factors_(gates: np.ndarray, tanh_c: np.ndarray, prev_c: np.ndarray,
-                       dc_dh_out: np.ndarray, forget_out: np.ndarray) -> None:
-    """The backward factors that do not depend on the incoming gradient, from activated gates.
-
-    Writes ``dc_dh = o * (1 - tanh(c)^2)`` (d(c)/d(h) through ``h = o * tanh(c)``) and
-    ``forget = f``, and overwrites the gates ``i, f, o, g`` (n, 4H) with d(c)/d(i pre-act.),
-    d(c)/d(f pre-act.), d(h)/d(o pre-act.) and d(c)/d(g pre-act.). Training computes them
-    inside :func:`lstm_activate_for_backward_`; this is the same on its own.
-    """
-    columns = by_gate(gates)
-    work = np.array(columns)  # a contiguous copy
-    _factors_(work, tanh_c, prev_c, dc_dh_out, forget_out)
-    columns[...] = work
+    a_by_gate = by_gate(a)
+    gates = np.empty(a_by_gate.shape, dtype=a.dtype)
+    _activate_into(a_by_gate, gates, prev_c, c_out, tanh_c_out, h_out)
+    a_by_gate[...] = gates
 
 
 def lstm_activate_for_backward_(a: np.ndarray, prev_c: np.ndarray, c_out: np.ndarray,
                                 h_out: np.ndarray, dc_dh_out: np.ndarray,
                                 forget_out: np.ndarray) -> None:
-    """:func:`lstm_activate_` followed by :func:`lstm_gate_factors_` on the same rows, without
-    writing the gates in between: ``a`` ends up holding the gate factors."""
-    columns = by_gate(a)
-    gates = np.empty(columns.shape, dtype=a.dtype)
+    """:func:`lstm_activate_`, then the backward factors of the same rows (:func:`_factors_`)
+    while they are in cache: ``a`` ends up holding the gate factors, not the gates, and
+    ``dc_dh_out`` and ``forget_out`` the rest of what the backward needs."""
+    a_by_gate = by_gate(a)
+    gates = np.empty(a_by_gate.shape, dtype=a.dtype)
     tanh_c = np.empty_like(c_out)
-    _activate_into(columns, gates, prev_c, c_out, tanh_c, h_out)
+    _activate_into(a_by_gate, gates, prev_c, c_out, tanh_c, h_out)
     _factors_(gates, tanh_c, prev_c, dc_dh_out, forget_out)
-    columns[...] = gates
+    a_by_gate[...] = gates
 
 
 def lstm_packed_forward(xw: np.ndarray, h0: np.ndarray, Wh: np.ndarray, packing: Packing):
@@ -114,8 +110,9 @@ def lstm_packed_forward(xw: np.ndarray, h0: np.ndarray, Wh: np.ndarray, packing:
     factors = xw
     h = np.empty((rows, hidden), dtype=xw.dtype)
     dc_dh, forget = np.empty_like(h), np.empty_like(h)
-    cell_states = (np.empty_like(h0), np.empty_like(h0))  # steps t and t-1 (the backward
-    prev_h, prev_c = h0, np.zeros_like(h0)               # needs no cell state)
+    # the cell states of steps t and t-1, in turn (the backward needs none of them)
+    cell_states = (np.empty(h0.shape, dtype=xw.dtype), np.empty(h0.shape, dtype=xw.dtype))
+    prev_h, prev_c = h0, np.zeros_like(h0)
     scratch = np.empty((h0.shape[0], 4 * hidden), dtype=xw.dtype)
     for t in range(packing.num_steps):
         start, n = packing.offsets[t], packing.batch_sizes[t]
