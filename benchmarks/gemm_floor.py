@@ -53,12 +53,13 @@ def training_gemms(model: CaptioningRNN, captions: np.ndarray) -> list[Gemm]:
     GH = _gates(model) * H
     packing = make_packing(captions[:, 1:] != model._null, pack=model.pack)
     P = packing.num_rows
-    path = "fold" if model._fold(P) else "gather"
-    rows = V if path == "fold" else P
+    path = "fold" if model._fold() else "gather"
+    tokens = len(np.unique(captions[:, :-1][packing.rows, packing.steps]))
+    rows = tokens if path == "fold" else P
     steps = [int(n) for n in packing.batch_sizes]
 
     gemms = [Gemm("h0 = feats @ W_proj", n_batch, D, H)]
-    gemms.append(Gemm("table = W_embed @ Wx", V, W, GH) if path == "fold"
+    gemms.append(Gemm("table = W_embed[tokens] @ Wx", rows, W, GH) if path == "fold"
                   else Gemm("xw = x @ Wx", rows, W, GH))
     gemms += [Gemm("h[t-1] @ Wh", n, H, GH) for n in steps]
     gemms += [Gemm("scores = h @ W_vocab", P, H, V),
@@ -67,8 +68,8 @@ def training_gemms(model: CaptioningRNN, captions: np.ndarray) -> list[Gemm]:
     gemms += [Gemm("Wh @ da.T", H, GH, n, b_t=True) for n in reversed(steps)]
     gemms.append(Gemm("dWh = h_prev.T @ da", H, P, GH, a_t=True))
     if path == "fold":
-        gemms += [Gemm("dW_embed = dtable @ Wx.T", V, GH, W, b_t=True),
-                  Gemm("dWx = W_embed.T @ dtable", W, V, GH, a_t=True)]
+        gemms += [Gemm("dW_embed[tokens] = dtable @ Wx.T", rows, GH, W, b_t=True),
+                  Gemm("dWx = W_embed[tokens].T @ dtable", W, rows, GH, a_t=True)]
     else:
         gemms += [Gemm("dWx = x.T @ dxw", W, rows, GH, a_t=True),
                   Gemm("dx = dxw @ Wx.T", rows, GH, W, b_t=True)]

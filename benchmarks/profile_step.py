@@ -188,13 +188,16 @@ def profiled_loss(model: CaptioningRNN, features: np.ndarray, captions: np.ndarr
     h0 = h0 + p["b_proj"]
     clock.lap("biases", ELEMENTWISE)
 
-    fold = model._fold(packing.num_rows)
+    fold = model._fold()
     if fold:
-        table = p["W_embed"] @ p["Wx"]
-        clock.lap("table = W_embed @ Wx", GEMM)
-        table = table + p["b"]
+        tokens, rows = np.unique(ids, return_inverse=True)
+        embedded = p["W_embed"][tokens]
+        clock.lap("embedding gather", MEMORY)
+        table = embedded @ p["Wx"]
+        clock.lap("table = W_embed[tokens] @ Wx", GEMM)
+        table += p["b"]
         clock.lap("biases", ELEMENTWISE)
-        xw = table[ids]
+        xw = table[rows]
         clock.lap("embedding gather", MEMORY)
     else:
         x = p["W_embed"][ids]
@@ -224,12 +227,15 @@ def profiled_loss(model: CaptioningRNN, features: np.ndarray, captions: np.ndarr
                      {"Wh": dWh}, g)
     clock.lap("gradient buffer, store_cell_grads", BOOKKEEPING)
     if fold:
-        dtable = scatter_add_rows(ids, dxw, model.vocab_size)
+        dtable = scatter_add_rows(rows, dxw, tokens.size)
         clock.lap("embedding scatter", MEMORY)
-        np.matmul(dtable, p["Wx"].T, out=g["W_embed"])
-        clock.lap("dW_embed = dtable @ Wx.T", GEMM)
-        np.matmul(p["W_embed"].T, dtable, out=g["Wx"])
-        clock.lap("dWx = W_embed.T @ dtable", GEMM)
+        dembedded = dtable @ p["Wx"].T
+        clock.lap("dW_embed[tokens] = dtable @ Wx.T", GEMM)
+        g["W_embed"][...] = 0
+        g["W_embed"][tokens] = dembedded
+        clock.lap("embedding scatter", MEMORY)
+        np.matmul(embedded.T, dtable, out=g["Wx"])
+        clock.lap("dWx = W_embed[tokens].T @ dtable", GEMM)
         np.sum(dtable, axis=0, out=g["b"])
         clock.lap("bias gradients", ELEMENTWISE)
     else:

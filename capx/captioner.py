@@ -2,9 +2,11 @@
 
 The CS231n assignment-3 model with its API, computed on packed sequences (see
 :mod:`capx.packing`): ``<NULL>`` padding after a caption's last token costs nothing, and the
-vocabulary projection and softmax touch only real positions. When the vocabulary is smaller than
-the number of tokens in a batch (character models), the embedding is folded into the input
-projection: ``W_embed @ Wx + b`` is computed once and its rows gathered.
+vocabulary projection and softmax touch only real positions. The embedding is folded into the
+input projection: ``W_embed[tokens] @ Wx + b`` is computed once for each distinct token of the
+batch and its rows gathered. A batch holds far fewer distinct tokens than positions (at most 60
+characters; a few hundred words, "a" and ``<START>`` dozens of times each), so the input
+products and their gradients run over those rows only (benchmarks/README.md).
 
 The recurrence is a cell plugin (see :mod:`capx.cells.base` for the contract): the cell declares
 its own parameters, which ``params`` holds between ``W_embed`` and ``W_vocab`` (``Wx, Wh, b`` for
@@ -47,8 +49,9 @@ class CaptioningRNN(DecodingMixin):
                  seed: int | None = None, pack: bool = True, fold_embedding: str | bool = "auto"):
         """``seed=None`` draws the initial weights from NumPy's global RNG, as CS231n does.
 
-        ``pack`` skips ``<NULL>`` padding; ``fold_embedding`` ("auto", True, False) chooses the
-        folded embedding path. Both only change speed, never results.
+        ``pack`` skips ``<NULL>`` padding; ``fold_embedding`` ("auto" or True: the input
+        projection over the batch's distinct tokens; False: over every position, the plain
+        CS231n way). Both only change speed, never results.
         """
         self.cell_type = cell_type
         self.cell = CELLS.get(cell_type)()
@@ -105,9 +108,13 @@ class CaptioningRNN(DecodingMixin):
         feats = np.asarray(features[packing.order], dtype=self.dtype)
         h0 = feats @ p["W_proj"] + p["b_proj"]
 
-        fold = self._fold(packing.num_rows)
+        fold = self._fold()
         if fold:
-            xw = (p["W_embed"] @ p["Wx"] + p["b"])[ids]
+            tokens, rows = np.unique(ids, return_inverse=True)  # ids == tokens[rows]
+            embedded = p["W_embed"][tokens]
+            table = embedded @ p["Wx"]
+            table += p["b"]
+            xw = table[rows]
         else:
             x = p["W_embed"][ids]  # a gather: a fresh array
             if self.projects_input:
@@ -129,9 +136,10 @@ class CaptioningRNN(DecodingMixin):
         if not self.projects_input:
             g["W_embed"][...] = scatter_add_rows(ids, dxw, self.vocab_size)
         elif fold:
-            dtable = scatter_add_rows(ids, dxw, self.vocab_size)
-            np.matmul(dtable, p["Wx"].T, out=g["W_embed"])
-            np.matmul(p["W_embed"].T, dtable, out=g["Wx"])
+            dtable = scatter_add_rows(rows, dxw, tokens.size)
+            g["W_embed"][...] = 0
+            g["W_embed"][tokens] = dtable @ p["Wx"].T
+            np.matmul(embedded.T, dtable, out=g["Wx"])
             np.sum(dtable, axis=0, out=g["b"])
         else:
             np.matmul(x.T, dxw, out=g["Wx"])
@@ -141,12 +149,9 @@ class CaptioningRNN(DecodingMixin):
         np.sum(dh0, axis=0, out=g["b_proj"])
         return loss, g
 
-    def _fold(self, num_tokens: int) -> bool:
-        if not self.projects_input:
-            return False
-        if self.fold_embedding == "auto":
-            return self.vocab_size < num_tokens
-        return bool(self.fold_embedding)
+    def _fold(self) -> bool:
+        """Whether the input projection runs over the batch's distinct tokens (see __init__)."""
+        return self.projects_input and (self.fold_embedding == "auto" or bool(self.fold_embedding))
 
     # -- bookkeeping ------------------------------------------------------------------------
 

@@ -221,7 +221,7 @@ def test_memory_measure_on_tiny_data():
 def test_the_floor_lists_the_products_of_the_step(cell, vocab_size, fold):
     """Unfolded, the listed products are the FLOP formula's work: 3 x forward, less the image
     projection's second backward product (only dW_proj is needed, not d(features)). Folded, the
-    input products run over the V rows of the table instead of the P tokens."""
+    input products run over the batch's distinct tokens instead of the P positions."""
     from benchmarks import gemm_floor
 
     model, _, _, captions = tiny_problem(cell, vocab_size)
@@ -235,7 +235,9 @@ def test_the_floor_lists_the_products_of_the_step(cell, vocab_size, fold):
         assert flop == pytest.approx(formula - 2 * N * D * H)
     else:
         input_work = 3 * 2 * W * width  # forward and both gradient products, per row
-        assert flop == pytest.approx(formula - 2 * N * D * H + input_work * (vocab_size - real))
+        tokens = len(np.unique(captions[:, :-1][captions[:, 1:] != 0]))
+        assert tokens < real
+        assert flop == pytest.approx(formula - 2 * N * D * H + input_work * (tokens - real))
 
 
 def test_the_floor_of_sampling_follows_the_decode():
@@ -301,3 +303,15 @@ def test_the_columns_take_turns_with_the_floor():
     assert set(times) == {"capx", "torch", "floor"} and times["floor"] == 0.0
     # per turn: one warm-up and two timed calls each, capx then torch
     assert calls == (["capx"] * 3 + ["torch"] * 3) * 3
+
+
+def test_zipf_ids_keep_the_special_tokens_and_repeat_words_more_than_uniform_ids():
+    from benchmarks import bench_fold
+
+    rng = np.random.default_rng(0)
+    captions = bench.make_captions(50, 16, 1004, rng)
+    zipf = bench_fold.zipf_ids(captions, 1004, rng)
+    special = captions < len(bench.SPECIALS)
+    assert np.array_equal(zipf[special], captions[special])
+    assert (zipf[~special] >= len(bench.SPECIALS)).all() and (zipf < 1004).all()
+    assert len(np.unique(zipf[~special])) < 0.7 * len(np.unique(captions[~special]))
