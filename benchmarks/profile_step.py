@@ -47,7 +47,6 @@ from capx.cells.base import CarriedGradient
 from capx.cells.lstm import lstm_activate_for_backward_
 from capx.ops import scatter_add_rows, softmax_cross_entropy_
 from capx.optim import adam
-from capx.packing import make_packing
 from capx.runtime import reuse_freed_memory
 
 #: the groups of the non-GEMM phases, in the order the table lists them
@@ -175,13 +174,7 @@ def profiled_loss(model: CaptioningRNN, features: np.ndarray, captions: np.ndarr
     forward, backward = CELL_PASSES[model.cell_type]
     p = model.params
     clock.restart()
-    captions = np.asarray(captions)
-    mask = captions[:, 1:] != model._null
-    packing = make_packing(mask, pack=model.pack)
-    ids = captions[:, :-1][packing.rows, packing.steps].astype(np.intp)
-    targets = captions[:, 1:][packing.rows, packing.steps].astype(np.intp)
-    weights = mask[packing.rows, packing.steps].astype(model.dtype) / captions.shape[0]
-    feats = np.asarray(features[packing.order], dtype=model.dtype)
+    packing, ids, targets, weights, feats = model.packed_batch(features, captions)
     clock.lap("batch: packing, ids, targets", MEMORY)
     h0 = feats @ p["W_proj"]
     clock.lap("h0 = feats @ W_proj", GEMM)

@@ -17,14 +17,14 @@ row at once, and the cell gets its result.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from capx.captioner_decoding import DecodingMixin
 from capx.cells.base import INPUT_PROJECTION, projects_input
 from capx.ops import scatter_add_rows, softmax_cross_entropy_
-from capx.packing import make_packing
+from capx.packing import Packing, make_packing
 from capx.params import GradDict, ParamDict
 from capx.registry import CELLS
 
@@ -39,6 +39,16 @@ PARAM_GROUPS = {
 RECURRENT = "recurrent"
 #: the captioner's own parameters, before and after the cell's
 HEAD_PARAMS, TAIL_PARAMS = ("W_proj", "b_proj", "W_embed"), ("W_vocab", "b_vocab")
+
+
+class PackedBatch(NamedTuple):
+    """A minibatch in packed order (:meth:`CaptioningRNN.packed_batch`)."""
+
+    packing: Packing
+    ids: np.ndarray  # (P,) input token of each packed row
+    targets: np.ndarray  # (P,) token to predict
+    weights: np.ndarray  # (P,) loss weight: 0 for <NULL> targets, else 1 / N
+    feats: np.ndarray  # (N, D) image features, in the packing's caption order
 
 
 class CaptioningRNN(DecodingMixin):
@@ -99,13 +109,7 @@ class CaptioningRNN(DecodingMixin):
         with one gradient per parameter (``grads.flat`` is all of them as one array).
         """
         p = self.params
-        captions = np.asarray(captions)
-        mask = captions[:, 1:] != self._null
-        packing = make_packing(mask, pack=self.pack)
-        ids = captions[:, :-1][packing.rows, packing.steps].astype(np.intp)
-        targets = captions[:, 1:][packing.rows, packing.steps].astype(np.intp)
-        weights = mask[packing.rows, packing.steps].astype(self.dtype) / captions.shape[0]
-        feats = np.asarray(features[packing.order], dtype=self.dtype)
+        packing, ids, targets, weights, feats = self.packed_batch(features, captions)
         h0 = feats @ p["W_proj"] + p["b_proj"]
 
         fold = self._fold()
@@ -148,6 +152,18 @@ class CaptioningRNN(DecodingMixin):
         np.matmul(feats.T, dh0, out=g["W_proj"])
         np.sum(dh0, axis=0, out=g["b_proj"])
         return loss, g
+
+    def packed_batch(self, features: np.ndarray, captions: np.ndarray) -> PackedBatch:
+        """The batch in packed order: input ids, targets, per-row loss weights (the ``<NULL>``
+        mask and the 1/N averaging) and the image features, sorted like the packing."""
+        captions = np.asarray(captions)
+        mask = captions[:, 1:] != self._null
+        packing = make_packing(mask, pack=self.pack)
+        ids = captions[:, :-1][packing.rows, packing.steps].astype(np.intp)
+        targets = captions[:, 1:][packing.rows, packing.steps].astype(np.intp)
+        weights = mask[packing.rows, packing.steps].astype(self.dtype) / captions.shape[0]
+        feats = np.asarray(features[packing.order], dtype=self.dtype)
+        return PackedBatch(packing, ids, targets, weights, feats)
 
     def _fold(self) -> bool:
         """Whether the input projection runs over the batch's distinct tokens (see __init__)."""
