@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from capx.datasets.coco import image_id_from_url
-from capx.image_features import list_images
+from capx.images.features_file import list_images
 from capx.encoders.preprocess import open_image
 from capx.registry import ENCODERS
 

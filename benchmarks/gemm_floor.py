@@ -7,7 +7,7 @@ kernels, so ``step / floor`` is what everything around the GEMMs costs (element-
 gathers and scatters, and the products' inputs having left the cache).
 
 The lists mirror :meth:`capx.captioner.CaptioningRNN.loss`, the cells' packed loops
-(:mod:`capx.cells`) and :meth:`capx.captioner_decoding.DecodingMixin.generate`;
+(:mod:`capx.cells`) and :meth:`capx.sampling.DecodingMixin.generate`;
 ``tests/test_benchmarks.py`` checks their FLOPs against the step's FLOP formula.
 """
 

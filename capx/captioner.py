@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from capx.captioner_decoding import DecodingMixin
+from capx.sampling import DecodingMixin
 from capx.cells.base import INPUT_PROJECTION, projects_input
 from capx.ops import scatter_add_rows, softmax_cross_entropy_
 from capx.packing import Packing, make_packing

@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from capx.checkpoint_checks import state_problems
-from capx.io import atomic_savez
+from capx.atomic_files import atomic_savez
 
 FORMAT = "capx-checkpoint"
 FORMAT_VERSION = 1

@@ -16,12 +16,12 @@ from capx import __version__
 
 # subcommand name -> (module that implements it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("capx.train", "train and track a run, or a sweep with -m (what python run.py does)"),
-    "caption": ("capx.caption", "caption image files with a trained run or checkpoint"),
-    "download": ("capx.download", "fetch a dataset (the CS231n COCO captions) into the data folder"),
-    "export": ("capx.export", "write a study's finished runs to a JSON-lines file for git"),
-    "features": ("capx.features", "image features of image files or folders into an h5 file"),
-    "report": ("capx.report", "compare a study's runs (tokenizer x cell): tables and plots"),
+    "train": ("capx.run.train_command", "train and track a run, or a sweep with -m (what python run.py does)"),
+    "caption": ("capx.images.caption_command", "caption image files with a trained run or checkpoint"),
+    "download": ("capx.datasets.download", "fetch a dataset (the CS231n COCO captions) into the data folder"),
+    "export": ("capx.study.export", "write a study's finished runs to a JSON-lines file for git"),
+    "features": ("capx.images.features_command", "image features of image files or folders into an h5 file"),
+    "report": ("capx.study.report", "compare a study's runs (tokenizer x cell): tables and plots"),
 }
 #: subcommands whose arguments go to them untouched
 RAW_ARGUMENTS = ("train",)

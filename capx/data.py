@@ -31,7 +31,7 @@ COCO_DIR_ENV = "CAPX_COCO_DIR"
 DATA_DIR_ENV = "CAPX_DATA_DIR"  # the folder `capx download` writes coco_captioning/ into
 DEFAULT_COCO_DIR = Path("data") / "coco_captioning"
 HOW_TO_GET_DATA = (
-    "get the data with `capx download coco` (or `python -m capx.download coco`), "
+    "get the data with `capx download coco` (or `python -m capx.datasets.download coco`), "
     f"or point the {COCO_DIR_ENV} environment variable (with run.py: dataset.base_dir=...) at an "
     "existing coco_captioning folder"
 )

@@ -2,7 +2,7 @@
 
 :class:`Captioner` rebuilds the model and tokenizer a checkpoint was trained with (the sizes
 come from the saved parameters, the cell and decoder from its config), so a run can caption new
-features, be scored from Python, or be served as an MLflow model (:mod:`capx.mlflow_model`)
+features, be scored from Python, or be served as an MLflow model (:mod:`capx.tracking.logged_model`)
 without its data or its MLflow store::
 
     captioner = Captioner.from_checkpoint("outputs/.../checkpoints/best.npz")
@@ -33,7 +33,7 @@ class Captioner:
     def from_checkpoint(cls, path: str | os.PathLike | Checkpoint) -> "Captioner":
         """The model and tokenizer saved in ``path`` (a ``capx`` checkpoint ``.npz``)."""
         from capx.captioner import CaptioningRNN
-        from capx.evaluation import decoder_settings
+        from capx.run.scoring import decoder_settings
         from capx.registry import load_plugins
         from capx.tokenizers import Tokenizer
 

@@ -4,7 +4,7 @@
 missing hyperparameters get the CS231n defaults. Rules compute in the dtype of ``w``. The solver
 applies them to the model's whole flat parameter buffer at once. :func:`hyperparameters` declares
 the settings a rule takes (besides the learning rate) and their ranges, so that
-``solver.options`` is checked before a run starts (:mod:`capx.config`).
+``solver.options`` is checked before a run starts (:mod:`capx.run.config`).
 """
 
 from __future__ import annotations

@@ -142,6 +142,6 @@ def _describe(obj: Any) -> str:
 CELLS = Registry("cell", builtin_modules=("capx.cells",))
 UPDATE_RULES = Registry("update rule", builtin_modules=("capx.optim",))
 TOKENIZERS = Registry("tokenizer", builtin_modules=("capx.tokenizers",))
-DATASETS = Registry("dataset", builtin_modules=("capx.datasets",))
+DATASETS = Registry("dataset", builtin_modules=("capx.datasets", "capx.images.image_folder"))
 DECODERS = Registry("decoder", builtin_modules=("capx.decoding",))
 ENCODERS = Registry("encoder", builtin_modules=("capx.encoders",))

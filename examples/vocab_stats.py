@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from capx.tokenizers import CharTokenizer, WordTokenizer
-from capx.tokenizers.stats import format_stats_table, vocab_stats
+from capx.tokenizers.vocab_stats import format_stats_table, vocab_stats
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -13,7 +13,7 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 if str(REPO_ROOT) not in sys.path:  # plugins/ and examples/ import from the repository root
     sys.path.insert(0, str(REPO_ROOT))
 
-import capx.schemas  # noqa: E402,F401 - stores base_config, which conf/config.yaml starts from
+import capx.run.schemas  # noqa: E402,F401 - stores base_config, which conf/config.yaml starts from
 
 
 @pytest.fixture(autouse=True, scope="session")

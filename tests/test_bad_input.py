@@ -1,6 +1,6 @@
 """Bad input is a clear error before any work, and leaves no MLflow run behind.
 
-Each case goes through ``capx.experiment.main`` as ``run.py`` does: exit code 2 (invalid), a
+Each case goes through ``capx.run.main.main`` as ``run.py`` does: exit code 2 (invalid), a
 message that names the setting, no traceback, and no run in the store.
 """
 
@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-import capx.experiment
+import capx.run.main
 from tests.test_experiment import REPO, SMOKE, cache_dir, workdir  # noqa: F401
 
 
 def _main(*overrides: str) -> int:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[*SMOKE, *overrides])
-    return capx.experiment.main(cfg)
+    return capx.run.main.main(cfg)
 
 
 def _run_count(folder: Path) -> int:
@@ -76,12 +76,12 @@ def test_a_tracking_server_that_does_not_answer_fails_fast_and_clearly(workdir, 
 def test_a_read_only_store_is_reported_before_any_work(workdir, monkeypatch, capsys):
     """The permission check itself (as root every file is writable, so os.access is faked for
     the database: the one thing this test controls)."""
-    import capx.preflight
+    import capx.tracking.preflight
 
     assert _main() == 0  # the store now exists
     db = workdir / "mlflow.db"
     real_access = os.access
-    monkeypatch.setattr(capx.preflight.os, "access",
+    monkeypatch.setattr(capx.tracking.preflight.os, "access",
                         lambda path, mode: False if Path(path) == db else real_access(path, mode))
     assert _main() == 2
     err = capsys.readouterr().err
@@ -103,9 +103,9 @@ def test_report_and_export_without_a_store_say_so_and_create_nothing(tmp_path, m
 
 
 def test_run_py_in_a_read_only_folder_says_where_to_write(tmp_path, monkeypatch):
-    from capx.preflight import check_start_folder
+    from capx.tracking.preflight import check_start_folder
 
-    monkeypatch.setattr("capx.preflight.os.access", lambda path, mode: False)
+    monkeypatch.setattr("capx.tracking.preflight.os.access", lambda path, mode: False)
     message = check_start_folder(tmp_path, ["model=char"])
     assert message and "read-only" in message and "hydra.run.dir=" in message
     assert check_start_folder(tmp_path, ["hydra.run.dir=/tmp/x"]) is None
@@ -135,7 +135,7 @@ def test_a_failing_store_mid_run_degrades_tracking_and_training_finishes(workdir
     and the run is still closed (not left RUNNING)."""
     import logging
 
-    from capx.recorder import RunRecorder
+    from capx.run.recorder import RunRecorder
 
     opened = RunRecorder.__init__
 
@@ -166,7 +166,7 @@ def test_deleting_the_database_mid_run_does_not_stop_training(tmp_path, cache_di
     script.write_text(
         "import runpy, sys\n"
         "from pathlib import Path\n"
-        "import capx.callbacks as cb\n"
+        "import capx.run.callbacks as cb\n"
         "original = cb.Checkpointer.on_epoch_end\n"
         "def on_epoch_end(self, solver):\n"
         "    original(self, solver)\n"

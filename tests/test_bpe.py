@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from capx.config import plugin_options
+from capx.run.config import plugin_options
 from capx.registry import TOKENIZERS
 from capx.tokenizers import (
     END_ID, NULL_ID, SPECIAL_TOKENS, START_ID, UNK, UNK_ID, BPETokenizer, CharTokenizer,
     NotFittedError, Tokenizer, WordTokenizer, make_tokenizer,
 )
-from capx.tokenizers.stats import vocab_stats
+from capx.tokenizers.vocab_stats import vocab_stats
 
 # Caption-like training text whose alphabet the property tests draw from: letters of both cases,
 # digits, every ASCII punctuation mark, a few non-ASCII letters and a literal ▁ (sentencepiece's
@@ -295,7 +295,7 @@ def test_registry_config_and_options():
 def test_config_composes_validates_and_builds_the_tokenizer():
     from hydra import compose, initialize_config_dir
 
-    from capx.config import validate
+    from capx.run.config import validate
 
     with initialize_config_dir(config_dir=str(Path(__file__).parents[1] / "conf"),
                                version_base="1.3"):

@@ -18,8 +18,8 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from capx.config import ConfigError, validate
-from capx.schemas import (
+from capx.run.config import ConfigError, validate
+from capx.run.schemas import (
     FIXED_GROUPS, TopLevelConfig, plugins_from_overrides, register_plugin_options,
 )
 from test_registry import fresh_plugins, install_demo_plugin  # noqa: F401 - a fixture, a helper
@@ -141,7 +141,7 @@ def test_run_py_stops_on_a_bad_value_without_traceback(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()  # stopped before any work
 
 
-# -- types and defaults: Hydra checks the schemas of capx/schemas.py while composing -------------
+# -- types and defaults: Hydra checks the schemas of capx/run/schemas.py while composing -------------
 
 
 def _run_py(*args: str, cwd: Path, pythonpath: str = "") -> subprocess.CompletedProcess:

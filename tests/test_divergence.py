@@ -125,7 +125,7 @@ def test_divergence_after_an_epoch_keeps_that_epochs_checkpoint(workdir, monkeyp
 
 
 def test_the_checkpointer_keeps_its_files_when_the_parameters_are_not_finite(tmp_path, caplog):
-    from capx.callbacks import Checkpointer, RunState
+    from capx.run.callbacks import Checkpointer, RunState
     from tests.test_checkpoint import _solver, _tokenizer_dict
 
     state, solver = RunState(), _solver()

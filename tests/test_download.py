@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from capx import cli
-from capx.download import COCO, DownloadError, download, missing_files
+from capx.datasets.download import COCO, DownloadError, download, missing_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ZIP_PATH = "/coco_captioning.zip"
@@ -279,11 +279,11 @@ def test_the_coco_archive_is_pinned_to_its_real_size(tmp_path: Path, server: Fil
     a short or different file is refused on the headers, whatever Content-Length says."""
     import dataclasses
 
-    import capx.download
+    import capx.datasets.download
 
     assert COCO.expected_size == 1_035_210_391
     local = dataclasses.replace(COCO, url=server.url())
-    monkeypatch.setitem(capx.download.SOURCES, "coco", local)
+    monkeypatch.setitem(capx.datasets.download.SOURCES, "coco", local)
     server.files[ZIP_PATH] = payload
     with pytest.raises(DownloadError, match=rf"offers {len(payload)} bytes but 1035210391 were"):
         download("coco", tmp_path / "data", quiet=True)
@@ -432,7 +432,7 @@ def test_python_m_capx_download(tmp_path: Path, server: FileServer, payload: byt
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
 
     result = subprocess.run(
-        [sys.executable, "-m", "capx.download", "coco", "--dest", str(dest), "--url", server.url()],
+        [sys.executable, "-m", "capx.datasets.download", "coco", "--dest", str(dest), "--url", server.url()],
         capture_output=True,
         text=True,
         env=env,

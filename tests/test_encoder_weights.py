@@ -54,7 +54,7 @@ def test_the_encoder_registry_lists_its_encoders():
 def test_capx_computes_and_captions_features_without_importing_torch():
     script = (
         "import sys, numpy as np\n"
-        "import capx.caption, capx.features, capx.datasets.image_folder\n"
+        "import capx.images.caption_command, capx.images.features_command, capx.images.image_folder\n"
         "from capx.registry import ENCODERS\n"
         "encoder = ENCODERS.get('efficientnet_lite0')()\n"
         "assert encoder.encode(np.zeros((1, 224, 224, 3), np.float32)).shape == (1, 1280)\n"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from capx.config import ConfigError, validate
+from capx.run.config import ConfigError, validate
 from capx.datasets.base import CaptionSplit
-from capx.evaluation import (data_statistics, decoder_settings, evenly_spread_rows, first_images,
+from capx.run.scoring import (data_statistics, decoder_settings, evenly_spread_rows, first_images,
                              timing_summary)
-from capx.experiment import JobContext, run
+from capx.run.main import JobContext, run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """End-to-end experiments on tiny shapes data, read back from the MLflow store.
 
-Fast tests run ``capx.experiment.run`` in-process on a config composed like ``run.py`` would;
+Fast tests run ``capx.run.main.run`` in-process on a config composed like ``run.py`` would;
 one runs ``run.py -m`` as a subprocess. Launcher, interrupt and server tests are marked slow.
 """
 
@@ -20,8 +20,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from capx.checkpoint import load_checkpoint
-from capx.config import ConfigError
-from capx.experiment import JobContext, run
+from capx.run.config import ConfigError
+from capx.run.main import JobContext, run
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["experiment=smoke", "progress=false"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from capx.finished import finished_in_export, fingerprint
+from capx.tracking.finished import finished_in_export, fingerprint
 
 BASE = {"seed": 0, "model": {"hidden_dim": 128}, "tracking": {"experiment_name": "a"},
         "progress": "auto", "resume": None, "checkpoint": {"every_epochs": 1},

@@ -18,8 +18,8 @@ from tests.test_experiment import REPO, SMOKE, _runs, cache_dir, workdir  # noqa
 def test_a_sweep_job_returns_its_objective_and_records_it(workdir):
     """``main`` in a multirun returns the objective (val/bits_per_char at the selected epoch),
     the same value the run logs as ``objective`` with the metric's name as a tag."""
-    import capx.experiment
-    from capx.experiment import JobContext
+    import capx.run.main
+    from capx.run.main import JobContext
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[*SMOKE, "solver.num_epochs=2"])
@@ -27,7 +27,7 @@ def test_a_sweep_job_returns_its_objective_and_records_it(workdir):
     original = JobContext.current
     JobContext.current = classmethod(lambda cls: context)
     try:
-        value = capx.experiment.main(cfg)
+        value = capx.run.main.main(cfg)
     finally:
         JobContext.current = original
     _, runs = _runs(workdir)
@@ -42,8 +42,8 @@ def test_a_sweep_job_returns_its_objective_and_records_it(workdir):
 
 
 def test_a_failed_sweep_job_returns_nan(workdir):
-    import capx.experiment
-    from capx.experiment import JobContext
+    import capx.run.main
+    from capx.run.main import JobContext
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[*SMOKE, "dataset.num_val=0"])
@@ -51,13 +51,13 @@ def test_a_failed_sweep_job_returns_nan(workdir):
     original = JobContext.current
     JobContext.current = classmethod(lambda cls: context)
     try:
-        assert math.isnan(capx.experiment.main(cfg))
+        assert math.isnan(capx.run.main.main(cfg))
     finally:
         JobContext.current = original
 
 
 def test_the_objective_must_be_a_dev_metric():
-    from capx.config import ConfigError, validate
+    from capx.run.config import ConfigError, validate
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[*SMOKE, "objective=test/bits_per_char"])

@@ -80,7 +80,7 @@ def test_image_folder_without_a_folder_says_what_to_set():
 def test_features_train_and_caption_end_to_end(tmp_path, monkeypatch, capsys):
     from hydra import compose, initialize_config_dir
 
-    from capx.experiment import JobContext, run
+    from capx.run.main import JobContext, run
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -134,7 +134,7 @@ def test_features_train_and_caption_end_to_end(tmp_path, monkeypatch, capsys):
 
 
 def test_caption_uses_the_features_the_model_was_trained_on(coco_mini):
-    from capx.caption import features_for
+    from capx.images.caption_command import features_for
 
     raw = features_for({"dataset": {"name": "coco_json", "base_dir": str(coco_mini)}}, 1280,
                        None, None)

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from capx import liveness
-from capx.preflight import open_store
+from capx.tracking import liveness
+from capx.tracking.preflight import open_store
 from tests.test_experiment import REPO, SMOKE, _runs, _subprocess_env, cache_dir, workdir  # noqa: F401
 
 SETTINGS = {"enabled": True, "uri": None, "experiment_name": "capx"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from capx import mlflow_records
+from capx.tracking import records
 from tests.test_experiment import _run_in_process, _runs, cache_dir, workdir  # noqa: F401
 
 
@@ -67,6 +67,6 @@ def test_system_metrics_code_commit_and_hydra_files(recorded):
     assert not any(k.startswith("system/") for k in char.data.metrics)  # switched off
     tags = word.data.tags
     assert tags["capx.launch.folder"]
-    own = mlflow_records.source_tags(mlflow_records.Path.cwd())
+    own = records.source_tags(records.Path.cwd())
     assert tags.get("mlflow.source.git.commit") == own.get("mlflow.source.git.commit")
     assert not any(".hydra" in p for p in _artifacts(client, word.info.run_id, "config"))

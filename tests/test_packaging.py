@@ -30,7 +30,7 @@ def test_the_wheel_holds_the_configs_and_plugins(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "capx/conf/config.yaml" in names
     assert "capx/conf/experiment/smoke.yaml" in names and "capx/conf/hydra/job_logging/capx.yaml" in names
-    assert "plugins/gru.py" in names and "capx/train.py" in names
+    assert "plugins/gru.py" in names and "capx/run/train_command.py" in names
     assert not any(n.startswith(("tests/", "docs/", "conf/")) for n in names)
 
 

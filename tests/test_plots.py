@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from capx.plots import sample_grid_figure
+from capx.run.plots import sample_grid_figure
 
 
 def test_sample_grid_titles_never_overlap_the_images_above():
@@ -36,8 +36,8 @@ def test_sample_grid_does_not_touch_the_pyplot_backend():
 def test_learning_curves_join_one_setting_across_max_train_sizes():
     """The caption-only study varies dataset.max_train, which labels each size as its own row;
     the learning-curve figure must still join them into one line per setting."""
-    from capx.study_plots import bits_vs_train_size
-    from capx.study_tables import Row
+    from capx.study.plots import bits_vs_train_size
+    from capx.study.tables import Row
 
     def record(captions: int, bits: float, seed: str) -> dict:
         return {"labels": {"seed": seed},

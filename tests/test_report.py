@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from capx.cli import main as cli_main
-from capx.report import ReportError, make_report, report_markdown
-from capx.study_tables import compare, make_rows, row_interval
+from capx.study.report import ReportError, make_report, report_markdown
+from capx.study.tables import compare, make_rows, row_interval
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def sweep(tmp_path_factory) -> tuple[Path, str, str]:
         [sys.executable, str(REPO / "run.py"), "-m", "experiment=smoke", "progress=false",
          "tokenizer=char,word", "tokenizer.max_length=60", "tracking.experiment_name=study",
          "hydra.sweep.dir=sweep",
-         "+hydra.callbacks.report._target_=capx.hydra_callbacks.ReportCallback"],
+         "+hydra.callbacks.report._target_=capx.run.sweep_callbacks.ReportCallback"],
         cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     parent = (folder / "sweep" / "mlflow_parent_run_id.txt").read_text().strip()

@@ -19,13 +19,13 @@ import time
 import numpy as np
 import pytest
 
-import capx.build
-import capx.recorder
-from capx import names
+import capx.run.build
+import capx.run.recorder
+from capx.tracking import names
 from capx.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from capx.config import ConfigError
+from capx.run.config import ConfigError
 from capx.data import DataError
-from capx.resume_lock import ResumeInProgressError, lock_folder, resume_lock
+from capx.run.resume_lock import ResumeInProgressError, lock_folder, resume_lock
 from tests.test_experiment import (REPO, SMOKE, _artifacts, _client, _run_in_process,  # noqa: F401
                                    _run_py, _runs, _subprocess_env, cache_dir, workdir)
 
@@ -38,26 +38,26 @@ class _Killed(BaseException):
 
 def _kill_at_iteration(monkeypatch, iteration: int) -> None:
     """The job dies (after the recorder flushed the iteration's loss) at ``iteration``."""
-    original = capx.recorder.EpochRecorder.on_iteration_end
+    original = capx.run.recorder.EpochRecorder.on_iteration_end
 
     def dying(self, solver, loss):
         original(self, solver, loss)
         if solver.iteration == iteration:
             raise _Killed
 
-    monkeypatch.setattr(capx.recorder.EpochRecorder, "on_iteration_end", dying)
+    monkeypatch.setattr(capx.run.recorder.EpochRecorder, "on_iteration_end", dying)
 
 
 def _sigterm_at_iteration(monkeypatch, iteration: int) -> None:
     """SIGTERM at ``iteration``: the solver stops after it, the job saves and ends KILLED."""
-    original = capx.recorder.EpochRecorder.on_iteration_end
+    original = capx.run.recorder.EpochRecorder.on_iteration_end
 
     def stopping(self, solver, loss):
         original(self, solver, loss)
         if solver.iteration == iteration:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(capx.recorder.EpochRecorder, "on_iteration_end", stopping)
+    monkeypatch.setattr(capx.run.recorder.EpochRecorder, "on_iteration_end", stopping)
 
 
 def _steps(client, run_id: str, key: str) -> list[int]:
@@ -75,7 +75,7 @@ def test_a_resume_after_a_kill_logs_each_metric_step_once(workdir, monkeypatch):
     the resume by run id (from the checkpoint uploaded at epoch 1) logs steps 16-20 only,
     no second params/data/test points, and a training time that does not go down; resuming
     the FINISHED run again adds nothing."""
-    monkeypatch.setattr(capx.recorder.EpochRecorder, "FLUSH_EVERY", 1)
+    monkeypatch.setattr(capx.run.recorder.EpochRecorder, "FLUSH_EVERY", 1)
     _kill_at_iteration(monkeypatch, 15)
     with pytest.raises(_Killed):
         _run_in_process(workdir, *FAST, "solver.num_epochs=2", name="first")
@@ -174,7 +174,7 @@ def test_a_resume_that_cannot_start_leaves_the_source_run_untouched(workdir, mon
         raise DataError("the shapes files are gone")
 
     with monkeypatch.context() as patch:
-        patch.setattr(capx.build, "load_data", missing)
+        patch.setattr(capx.run.build, "load_data", missing)
         with pytest.raises(DataError, match="shapes files are gone"):
             _run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=2", name="second")
     after = client.get_run(run_id)
@@ -184,7 +184,7 @@ def test_a_resume_that_cannot_start_leaves_the_source_run_untouched(workdir, mon
     def broken(*args):
         raise RuntimeError("no callbacks today")
 
-    monkeypatch.setattr(capx.build, "make_callbacks", broken)
+    monkeypatch.setattr(capx.run.build, "make_callbacks", broken)
     assert _run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=2",
                            name="third") == "FAILED"
     after = client.get_run(run_id)
@@ -215,7 +215,7 @@ def test_a_checkpoint_of_another_run_in_a_runs_artifacts_is_refused(workdir):
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from capx.resume_lock import resume_lock
+    from capx.run.resume_lock import resume_lock
     with resume_lock(sys.argv[1], Path(sys.argv[2])):
         print("locked", flush=True)
         time.sleep(60)
@@ -251,16 +251,16 @@ def test_one_resume_of_a_run_at_a_time_and_a_dead_process_holds_no_lock(workdir)
 
 def test_a_failed_checkpoint_upload_is_a_warning_and_the_resume_error_names_the_local_copy(
         workdir, monkeypatch, caplog):
-    import capx.tracking
+    import capx.tracking.store
 
-    original = capx.tracking.Tracker.log_artifact
+    original = capx.tracking.store.Tracker.log_artifact
 
     def no_checkpoints(self, path, artifact_path=None):
         if artifact_path == names.CHECKPOINTS:
             raise OSError("Read-only file system")
         return original(self, path, artifact_path)
 
-    monkeypatch.setattr(capx.tracking.Tracker, "log_artifact", no_checkpoints)
+    monkeypatch.setattr(capx.tracking.store.Tracker, "log_artifact", no_checkpoints)
     with caplog.at_level(logging.WARNING):
         assert _run_in_process(workdir, *FAST, "evaluation.final=false",
                                name="first") == "FINISHED"

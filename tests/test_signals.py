@@ -21,7 +21,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from capx.checkpoint import load_checkpoint
-from capx.experiment import JobContext, run
+from capx.run.main import JobContext, run
 from tests.test_experiment import REPO, SMOKE, cache_dir, workdir  # noqa: F401
 
 def _only_run(folder: Path):
@@ -59,11 +59,11 @@ def _no_runs(folder: Path) -> bool:
 
 
 def _main(*overrides: str) -> int:
-    import capx.experiment
+    import capx.run.main
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[*SMOKE, *overrides])
-    return capx.experiment.main(cfg)
+    return capx.run.main.main(cfg)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -71,9 +71,9 @@ def test_a_signal_while_preparing_data_exits_130_and_leaves_no_run(workdir, monk
                                                                    signum):
     """The data, tokenizer and model are prepared before the run is created, so a signal
     then leaves nothing RUNNING: there is no run yet, and nothing was trained."""
-    import capx.build
+    import capx.run.build
 
-    _signal_inside(monkeypatch, capx.build, "load_data", signum)
+    _signal_inside(monkeypatch, capx.run.build, "load_data", signum)
     assert _main() == 130
     err = capsys.readouterr().err
     assert "before the run started" in err and "Traceback" not in err
@@ -82,17 +82,17 @@ def test_a_signal_while_preparing_data_exits_130_and_leaves_no_run(workdir, monk
 
 
 def test_a_signal_while_building_the_model_leaves_no_run(workdir, monkeypatch):
-    import capx.build
+    import capx.run.build
 
-    _signal_inside(monkeypatch, capx.build, "hidden_dim", signal.SIGTERM)
+    _signal_inside(monkeypatch, capx.run.build, "hidden_dim", signal.SIGTERM)
     assert _main("evaluation.final=false") == 130
     assert _no_runs(workdir)
 
 
 def test_a_signal_before_the_first_iteration_saves_the_starting_state(workdir, monkeypatch):
-    import capx.console
+    import capx.run.console
 
-    _signal_inside(monkeypatch, capx.console, "starting", signal.SIGTERM)
+    _signal_inside(monkeypatch, capx.run.console, "starting", signal.SIGTERM)
     assert _job(workdir, "evaluation.final=false") == "KILLED"
     assert _only_run(workdir).info.status == "KILLED"
     assert load_checkpoint(workdir / "out" / "checkpoints" / "last.npz").state["iteration"] == 0
@@ -102,14 +102,14 @@ def test_a_signal_during_the_final_evaluation_keeps_the_trained_checkpoint(workd
                                                                           monkeypatch):
     """The evaluation swaps the selected epoch's parameters into the model; the checkpoint
     written before it must stay the trained state (resume then only re-runs the evaluation)."""
-    import capx.job
+    import capx.run.training
 
     def interrupted_evaluation(plain, parts, state):
         parts.model.params.flat[...] = 0.0  # what a half-done evaluation may leave behind
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("the signal should have stopped the evaluation")
 
-    monkeypatch.setattr(capx.job, "score_on_test", interrupted_evaluation)
+    monkeypatch.setattr(capx.run.training, "score_on_test", interrupted_evaluation)
     assert _job(workdir) == "KILLED"
     recorded = _only_run(workdir)
     assert recorded.info.status == "KILLED" and "test/bleu4" not in recorded.data.metrics
@@ -119,9 +119,9 @@ def test_a_signal_during_the_final_evaluation_keeps_the_trained_checkpoint(workd
 
 
 def test_a_signal_before_the_run_exists_exits_130_without_a_run(workdir, monkeypatch, capsys):
-    import capx.experiment
+    import capx.run.main
 
-    _signal_inside(monkeypatch, capx.experiment, "open_recorder", signal.SIGINT)
+    _signal_inside(monkeypatch, capx.run.main, "open_recorder", signal.SIGINT)
     assert _main() == 130
     assert "before the run started" in capsys.readouterr().err
     assert _no_runs(workdir)
@@ -168,7 +168,7 @@ def _signal_when_in_phase(process, folder: Path, signum: int) -> str:
 @pytest.mark.slow
 def test_ctrl_c_while_preparing_data_exits_130_without_a_traceback_or_a_run(workdir, cache_dir):
     """The data is prepared before the run is created, so Ctrl-C then leaves no run at all."""
-    process = _run_py_waiting_in(workdir, cache_dir, "capx.build", "load_data")
+    process = _run_py_waiting_in(workdir, cache_dir, "capx.run.build", "load_data")
     output = _signal_when_in_phase(process, workdir, signal.SIGINT)
     assert process.returncode == 130, output
     assert "Traceback" not in output and "before the run started" in output
@@ -177,7 +177,7 @@ def test_ctrl_c_while_preparing_data_exits_130_without_a_traceback_or_a_run(work
 
 @pytest.mark.slow
 def test_sigterm_during_the_final_evaluation_kills_the_run_and_it_resumes(workdir, cache_dir):
-    process = _run_py_waiting_in(workdir, cache_dir, "capx.job", "score_on_test")
+    process = _run_py_waiting_in(workdir, cache_dir, "capx.run.training", "score_on_test")
     output = _signal_when_in_phase(process, workdir, signal.SIGTERM)
     assert process.returncode == 130, output
     assert "Traceback" not in output

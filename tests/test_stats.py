@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from capx.stats import (Statistic, mean_ci, paired_bootstrap, paired_bootstrap_runs, ratio,
+from capx.study.statistics import (Statistic, mean_ci, paired_bootstrap, paired_bootstrap_runs, ratio,
                         resample_counts, t_quantile)
 
 LN2 = math.log(2)
@@ -230,13 +230,13 @@ class TestColumnDictInterface:
 
 
 def stats_paired(a, b, statistic):
-    from capx.stats import paired_two_level_interval
+    from capx.study.statistics import paired_two_level_interval
 
     return paired_two_level_interval(list(zip(a, b)), statistic, n_boot=2000, seed=4)
 
 
 def test_t_test_p_and_holm_by_hand():
-    from capx.stats import holm, t_test_p
+    from capx.study.statistics import holm, t_test_p
 
     sample = np.array([2.5, 1.5, 3.0, 1.0])  # mean 2, sd 0.9129, t = 4.382, df 3
     assert t_test_p(sample) == pytest.approx(0.022006, abs=1e-5)  # scipy.stats.ttest_1samp

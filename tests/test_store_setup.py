@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from capx import tracking
-from capx.preflight import TrackingError, open_store
+from capx.tracking import store as tracking
+from capx.tracking.preflight import TrackingError, open_store
 from tests.test_experiment import REPO, SMOKE, _runs, cache_dir  # noqa: F401
 
 SETTINGS = {"enabled": True, "uri": None, "experiment_name": "capx"}
@@ -32,7 +32,7 @@ def _made_store(folder: Path) -> Path:
 
 def _open_in_a_new_process(folder: Path) -> subprocess.CompletedProcess:
     """``open_store`` as the next run would call it (MLflow caches a store per process)."""
-    code = ("import sys; from capx.preflight import TrackingError, open_store\n"
+    code = ("import sys; from capx.tracking.preflight import TrackingError, open_store\n"
             "try:\n"
             f"    open_store({SETTINGS!r}, {str(folder)!r})\n"
             "except TrackingError as exc:\n"
@@ -99,16 +99,16 @@ def test_a_migration_that_stopped_halfway_is_a_half_made_store(tmp_path):
 
 def test_the_store_lock_is_beside_the_database_and_signals_wait(tmp_path, monkeypatch):
     """Creation runs under the lock file and with SIGINT/SIGTERM held back."""
-    import capx.interrupts
+    import capx.run.interrupts
 
     entered = []
-    real = capx.interrupts.deferred
+    real = capx.run.interrupts.deferred
 
     def recording():
         entered.append((tmp_path / "mlflow.db.lock").exists())
         return real()
 
-    monkeypatch.setattr(capx.interrupts, "deferred", recording)
+    monkeypatch.setattr(capx.run.interrupts, "deferred", recording)
     tracking._READY.discard(tracking.tracking_uri(None, tmp_path))
     open_store(SETTINGS, tmp_path)
     assert entered == [True]

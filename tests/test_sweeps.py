@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from capx.outcomes import OUTCOME_FILE, sweep_summary, write_outcome
+from capx.run.outcomes import OUTCOME_FILE, sweep_summary, write_outcome
 from tests.test_experiment import (REPO, SMOKE, _run_py, _runs, _subprocess_env,  # noqa: F401
                                    cache_dir, workdir)
 

@@ -15,7 +15,7 @@ from capx.tokenizers import (
     END_ID, NULL_ID, SPECIAL_TOKENS, START_ID, UNK, UNK_ID, CharTokenizer, NotFittedError,
     Tokenizer, WordTokenizer, make_tokenizer,
 )
-from capx.tokenizers.stats import format_stats_table, length_summary, vocab_stats
+from capx.tokenizers.vocab_stats import format_stats_table, length_summary, vocab_stats
 
 CONFIGS = [
     ("word", {}),

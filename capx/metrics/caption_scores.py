@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from capx.metrics.text import canonical_text
-from capx.stats import Statistic
+from capx.study.statistics import Statistic
 
 BLEU_ORDER = 4
 TINY, SMALL = 1e-15, 1e-9  # pycocoevalcap's guards against 0/0
@@ -122,8 +122,8 @@ def corpus_bleu(totals: dict[str, np.ndarray], n: int = BLEU_ORDER) -> np.ndarra
 
 
 def bleu_statistic(per_image: dict[str, np.ndarray], n: int = BLEU_ORDER) -> Statistic:
-    """Corpus BLEU-n as a :class:`capx.stats.Statistic` of the per-image counts, for
-    :func:`capx.stats.paired_bootstrap` (images without references are NaN: left out)."""
+    """Corpus BLEU-n as a :class:`capx.study.statistics.Statistic` of the per-image counts, for
+    :func:`capx.study.statistics.paired_bootstrap` (images without references are NaN: left out)."""
     columns = np.stack([np.asarray(per_image[c], dtype=np.float64) for c in BLEU_COUNT_COLUMNS],
                        axis=1)
     return Statistic(columns, lambda totals: corpus_bleu(

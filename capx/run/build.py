@@ -1,0 +1,241 @@
+"""The parts of one job, built from its validated config: data with its splits, tokenizer,
+speller, model, and the solver with its callbacks.
+
+:func:`prepare` makes the data, tokenizer, model and solver, in that order (each needs the ones
+before), before any MLflow run exists, so that bad data or options are reported without leaving
+a run behind; :func:`attach` then adds what writes into the run (checkpoints, the recorder's
+callbacks). :class:`capx.run.training.Job` trains them and handles the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import numpy as np
+import yaml
+
+from capx.run.callbacks import Checkpointer, EarlyStopping, ProgressBar, RunState, Validation
+from capx.checkpoint import Checkpoint, CheckpointError, check_compatible, load_checkpoint
+from capx.run.scoring import text_validation
+
+if TYPE_CHECKING:
+    from capx.run.main import JobContext
+    from capx.run.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Parts:
+    """What a job trains and evaluates; ``images_for(image_ids)`` draws images' pictures
+    when the dataset plugin can (see :func:`capx.datasets.base.pictures_of`), else None."""
+
+    data: Any            # CaptionData: train, val (the dev split) and test (None: score val)
+    tokenizer: Any
+    speller: Any
+    solver_data: dict[str, Any]
+    truncated: float     # the share of train captions the tokenizer cut
+    data_seconds: float  # loading, splitting, fitting the tokenizer and encoding
+    model: Any
+    solver: Any
+    images_for: Callable[[Any], np.ndarray] | None = None
+    checkpointer: Checkpointer | None = None  # set by :func:`attach`, once the run exists
+
+
+class PluginOptionError(ValueError):
+    """A dataset or tokenizer plugin rejected the options it was given."""
+
+
+def prepare(plain: dict[str, Any], checkpoint: Checkpoint | None, state: RunState) -> Parts:
+    """Data, tokenizer, speller, model and solver (no callbacks yet); a resumed job gets the
+    checkpoint's state and selection. Raises the data's, the plugins' and the checkpoint's
+    errors (:data:`capx.run.training.USER_ERRORS`) before any run is created."""
+    from capx.captioner import CaptioningRNN
+    from capx.metrics.spelling import CharNgramSpeller
+    from capx.solver import CaptioningSolver
+
+    started = time.perf_counter()
+    data, images_for = load_data(plain)
+    tokenizer = make_tokenizer(plain, data, checkpoint)
+    speller = CharNgramSpeller().fit(data.train.captions)
+    solver_data = data.to_solver_data(tokenizer)
+    truncated = solver_data["train_truncated_fraction"]
+    data_seconds = time.perf_counter() - started
+    model_cfg, solver_cfg = plain["model"], plain["solver"]
+    model = CaptioningRNN(
+        tokenizer.word_to_idx, input_dim=data.feature_dim,
+        wordvec_dim=model_cfg["wordvec_dim"], hidden_dim=hidden_dim(plain, tokenizer, data),
+        cell_type=plain["cell"]["name"], dtype=np.dtype(model_cfg["dtype"]), seed=plain["seed"])
+    optim_config = {"learning_rate": float(solver_cfg["learning_rate"]),
+                    **solver_cfg["options"]}
+    solver = CaptioningSolver(
+        model, solver_data, update_rule=solver_cfg["update_rule"],
+        optim_config=optim_config, lr_decay=solver_cfg["lr_decay"],
+        batch_size=solver_cfg["batch_size"], num_epochs=solver_cfg["num_epochs"],
+        verbose=False, grad_clip=solver_cfg["grad_clip"], seed=plain["seed"])
+    if checkpoint is not None:
+        check_compatible(checkpoint, model.params, tokenizer.idx_to_word)
+        solver.load_state_dict(checkpoint.state)
+        apply_learning_rate(solver, plain, checkpoint)
+        restore_selection(state, model, checkpoint.meta)
+    parts = Parts(data, tokenizer, speller, solver_data, truncated, data_seconds, model, solver,
+                  images_for)
+    check_fits(plain, parts)
+    return parts
+
+
+def attach(parts: Parts, plain: dict[str, Any], context: "JobContext", state: RunState,
+           recorder: "Recorder") -> Parts:
+    """The checkpointer (its files name the run) and the solver's callbacks."""
+    parts.checkpointer = Checkpointer(
+        state, context.output_dir / "checkpoints", parts.tokenizer.to_dict(),
+        yaml.safe_dump(plain, sort_keys=False),
+        {"run_id": recorder.run_id, "output_dir": str(context.output_dir)},
+        plain["checkpoint"]["every_epochs"], on_saved=recorder.checkpoint_saved)
+    parts.solver.callbacks = make_callbacks(plain, state, parts, recorder)
+    return parts
+
+
+def check_fits(plain: dict[str, Any], parts: Parts) -> None:
+    """Settings that only the data can check: a batch no larger than the training captions,
+    and a dev split to validate on; a :class:`capx.data.DataError` naming the setting."""
+    from capx.data import DataError
+
+    train, val = parts.data.train, parts.data.val
+    batch = int(plain["solver"]["batch_size"])
+    if batch > len(train.captions):
+        raise DataError(
+            f"solver.batch_size={batch} is larger than the {len(train.captions)} training "
+            f"captions of this dataset and split; use solver.batch_size={len(train.captions)} "
+            f"or less")
+    if len(val.captions) == 0:
+        raise DataError(
+            "the dev (val) split is empty, so there is nothing to validate or select an epoch "
+            "on; give the dataset some validation images (e.g. dataset.num_val >= 1) or raise "
+            "split.dev_percent")
+
+
+def load_data(plain: dict[str, Any]) -> tuple[Any, Callable[[str, Any], np.ndarray] | None]:
+    """The dataset plugin's data, re-split into train / dev (val) / test by ``split``, and its
+    pictures (None when the plugin draws none)."""
+    from capx.datasets.base import pictures_of
+    from capx.datasets.splits import SplitSettings, make_splits
+    from capx.registry import DATASETS
+
+    options = dict(plain["dataset"])
+    name = options.pop("name")
+    plugin = DATASETS.get(name)
+    with plugin_options_checked("dataset", name, options):
+        data = plugin(**options)
+    return make_splits(data, SplitSettings(**plain["split"])), pictures_of(plugin, options)
+
+
+@contextmanager
+def plugin_options_checked(group: str, name: str, options: dict[str, Any]) -> Iterator[None]:
+    """A plugin's ``ValueError`` for its options (``num_train=-5``) becomes a
+    :class:`PluginOptionError` that names the group, the plugin and the options given."""
+    from capx.data import DataError
+
+    try:
+        yield
+    except DataError:
+        raise
+    except ValueError as exc:
+        given = ", ".join(f"{group}.{k}={v!r}" for k, v in options.items())
+        raise PluginOptionError(f"{group} {name!r} rejected its options ({given}): {exc}") from exc
+
+
+def make_tokenizer(plain: dict[str, Any], data: Any, checkpoint: Checkpoint | None) -> Any:
+    """Fitted on the train captions, or restored from the checkpoint when resuming (which must
+    have been trained with the same tokenizer settings)."""
+    from capx.tokenizers import Tokenizer, make_tokenizer as make
+
+    options = dict(plain["tokenizer"])
+    name = options.pop("name")
+    with plugin_options_checked("tokenizer", name, options):
+        fresh = make(name, **options)
+        saved = checkpoint.tokenizer if checkpoint is not None else {}
+        if not saved.get("name"):
+            return fresh.fit(data.train.captions)
+    wanted = {"name": fresh.name, "options": fresh.options()}
+    if wanted != {"name": saved["name"], "options": saved.get("options")}:
+        raise CheckpointError(
+            f"{checkpoint.path} was trained with another tokenizer and vocabulary "
+            f"({saved['name']} {saved.get('options')}); this run asks for {wanted['name']} "
+            f"{wanted['options']}. Resume with the tokenizer settings it was trained with.")
+    return Tokenizer.from_dict(saved)
+
+
+def hidden_dim(plain: dict[str, Any], tokenizer: Any, data: Any) -> int:
+    """``model.hidden_dim``, or the size that meets ``model.param_budget`` for this vocabulary."""
+    model_cfg = plain["model"]
+    if not model_cfg.get("param_budget"):
+        return int(model_cfg["hidden_dim"])
+    from capx.budget import budget_squeeze_warning, hidden_for_budget
+
+    budget, cell = int(model_cfg["param_budget"]), plain["cell"]["name"]
+    hidden = hidden_for_budget(budget, cell, tokenizer.vocab_size, data.feature_dim,
+                               int(model_cfg["wordvec_dim"]))
+    warning = budget_squeeze_warning(budget, cell, tokenizer.vocab_size, hidden)
+    if warning:
+        log.warning(warning)
+    return hidden
+
+
+def apply_learning_rate(solver: Any, plain: dict[str, Any], checkpoint: Checkpoint) -> None:
+    """A ``solver.learning_rate`` other than the checkpoint's, given with the resume, replaces
+    the restored optimiser's current rate (``lr_decay`` goes on from it); said on the console."""
+    saved = (yaml.safe_load(checkpoint.config_yaml) or {}).get("solver", {})
+    wanted = float(plain["solver"]["learning_rate"])
+    if saved.get("learning_rate") is None or float(saved["learning_rate"]) == wanted:
+        return
+    restored = solver.learning_rate
+    for config in solver.optim_configs.values():
+        config["learning_rate"] = wanted
+    log.info("resume: solver.learning_rate=%g replaces the restored optimiser's rate %g (the "
+             "run started with %g); lr_decay applies from here", wanted,
+             restored if restored is not None else float("nan"), float(saved["learning_rate"]))
+
+
+def restore_selection(state: RunState, model: Any, meta: dict[str, Any]) -> None:
+    """The best-so-far epoch, score and parameters of the run being resumed, and how long it
+    had trained."""
+    state.earlier_train_seconds = float(meta.get("train_seconds") or 0.0)
+    state.best_val_loss = meta.get("best_val_loss")
+    state.best_score = meta.get("best_score")
+    state.best_epoch = meta.get("best_epoch")
+    state.selected_metrics = dict(meta.get("selected_metrics") or {})
+    best = meta.get("best_checkpoint")
+    if best and Path(best).is_file():
+        saved = load_checkpoint(best).state["params"]
+        flat = model.params.flat.copy()
+        state.best_params = np.concatenate(
+            [np.asarray(saved[name], dtype=flat.dtype).ravel() for name in model.params])
+        state.best_checkpoint = Path(best)
+
+
+def make_callbacks(plain: dict[str, Any], state: RunState, parts: Parts,
+                   recorder: "Recorder") -> list[Any]:
+    """Validation, early stopping, checkpoints, the recorder's epoch metrics, the progress bar:
+    in this order, since each reads what the ones before left in ``state``."""
+    evaluation, tokenizer = plain["evaluation"], parts.tokenizer
+    text_metrics = text_validation(parts.data.val, tokenizer, evaluation["max_val_captions"],
+                                   evaluation["val_batch_size"], speller=parts.speller)
+    callbacks: list[Any] = [
+        Validation(state, parts.solver_data, tokenizer.decode,
+                   max_length=tokenizer.max_length + 1, batch_size=evaluation["val_batch_size"],
+                   max_captions=evaluation["max_val_captions"],
+                   num_samples=evaluation["num_samples"], text_metrics=text_metrics),
+    ]
+    if plain["solver"]["patience"]:
+        callbacks.append(EarlyStopping(state, plain["solver"]["patience"]))
+    callbacks.append(parts.checkpointer)
+    callbacks.append(recorder.epoch_callback(state, plain, parts.solver_data))
+    progress = plain["progress"]
+    callbacks.append(ProgressBar(state, None if progress == "auto" else bool(progress)))
+    return callbacks

@@ -1,0 +1,247 @@
+"""Validate a composed experiment config before any work starts.
+
+Hydra already rejects, while composing, an unknown group option (``cell=gruu``), an override of a
+key that does not exist, a value of the wrong type and a key that no schema declares in the fixed
+groups (model, solver, split, ...: the dataclasses in :mod:`capx.run.schemas`). This module checks the
+rest: value ranges (a negative learning rate, a zero hidden size), and plugin names and options
+against what the registries hold (a dataset's or tokenizer's options are the keyword arguments its
+plugin takes, so a misspelled option gets a "did you mean"). It checks keys and types too, for a
+config that did not come through Hydra (one saved in a checkpoint, a plain dict). Every problem is
+reported at once, each naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import fields, is_dataclass
+from typing import Any, Callable, get_args, get_origin, get_type_hints
+
+from omegaconf import DictConfig, OmegaConf
+
+from capx.datasets.splits import SCHEMES as SPLIT_SCHEMES
+from capx.registry import CELLS, DATASETS, DECODERS, TOKENIZERS, UPDATE_RULES, load_plugins
+from capx.run.schemas import (  # noqa: F401 - the schemas are part of this module's interface
+    FIXED_GROUPS, PLUGIN_GROUPS, CheckpointConfig, EvaluationConfig, ModelConfig, SolverConfig,
+    SplitConfig, TopLevelConfig, TrackingConfig,
+)
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message lists every problem found."""
+
+
+# A config saved before ``split`` existed was trained on the dataset's own train/val split.
+SPLIT_BEFORE_IT_EXISTED = {"scheme": "given", "folds": 5, "fold": 0, "dev_percent": 15,
+                           "train_percent": 100, "seed": 0}
+DEFAULT_DECODING = {"name": "greedy"}
+DEFAULT_OBJECTIVE = "val/bits_per_char"
+TOP_LEVEL_KEYS = [f.name for f in fields(TopLevelConfig)]
+PROGRESS_VALUES = ("auto", True, False)
+DTYPES = ("float32", "float64")
+
+
+def validate(cfg: DictConfig | dict) -> dict[str, Any]:
+    """Check ``cfg`` and return it as a plain resolved dict; raise :class:`ConfigError` if wrong.
+
+    Imports the modules listed under ``plugins`` first, so their cells, tokenizers and datasets
+    count as known names.
+    """
+    plain = _to_plain(cfg)
+    plain.setdefault("decoding", dict(DEFAULT_DECODING))  # configs saved before it existed
+    plain.setdefault("split", dict(SPLIT_BEFORE_IT_EXISTED))
+    plain.setdefault("objective", DEFAULT_OBJECTIVE)
+    problems: list[str] = []
+    _check_keys("", plain, TOP_LEVEL_KEYS, problems)
+    _check_fields("", plain, TopLevelConfig, problems)
+    if plain.get("progress", "auto") not in PROGRESS_VALUES:
+        problems.append(f"progress: must be one of auto, true, false; got {plain['progress']!r}")
+    plugins = plain.get("plugins") or []
+    if isinstance(plugins, list):
+        try:
+            load_plugins(plugins)
+        except ImportError as exc:
+            problems.append(f"plugins: {exc}")
+    for group, schema in FIXED_GROUPS.items():
+        section = plain.get(group)
+        if not isinstance(section, dict):
+            problems.append(f"{group}: missing or not a mapping (pick one with {group}=...)")
+            continue
+        _check_keys(f"{group}.", section, [f.name for f in fields(schema)], problems)
+        _check_fields(f"{group}.", section, schema, problems)
+    for group in PLUGIN_GROUPS:
+        _check_plugin_group(group, plain.get(group), problems)
+    if not problems:
+        _check_ranges(plain, problems)
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+    return plain
+
+
+def _to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
+    if isinstance(cfg, DictConfig):
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError("invalid config:\n  - " + "\n  - ".join(
+                f"{key}: no value (set it in a conf/ YAML file or on the command line)"
+                for key in missing))
+        try:
+            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+        except Exception as exc:  # noqa: BLE001 - interpolation errors name the key themselves
+            raise ConfigError(f"invalid config: {exc}") from exc
+    return dict(cfg)
+
+
+def _check_keys(prefix: str, section: dict, allowed: list[str], problems: list[str]) -> None:
+    for key in section:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{prefix}{key}: unknown key{hint}; allowed keys: "
+                            f"{', '.join(sorted(allowed))}")
+
+
+def _check_fields(prefix: str, section: dict, schema: type, problems: list[str]) -> None:
+    hints = get_type_hints(schema)
+    for f in fields(schema):
+        if f.name in section and not _has_type(section[f.name], hints[f.name]):
+            problems.append(f"{prefix}{f.name}: expected {_type_name(hints[f.name])}, "
+                            f"got {section[f.name]!r}")
+
+
+def _has_type(value: Any, annotation: Any) -> bool:
+    if annotation is Any:
+        return True
+    if is_dataclass(annotation):  # a fixed group: its own keys are checked one by one
+        return isinstance(value, dict)
+    if get_origin(annotation) in (dict, list):
+        return isinstance(value, get_origin(annotation))
+    if get_origin(annotation) is not None and type(None) in get_args(annotation):
+        return value is None or _has_type(value, [a for a in get_args(annotation)
+                                                  if a is not type(None)][0])
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _type_name(annotation: Any) -> str:
+    if is_dataclass(annotation) or get_origin(annotation) is dict:
+        return "a mapping"
+    if get_origin(annotation) is list:
+        return "a list"
+    if get_origin(annotation) is not None:
+        inner = [a for a in get_args(annotation) if a is not type(None)][0]
+        return f"{_type_name(inner)} or null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            list: "a list", dict: "a mapping"}.get(annotation, str(annotation))
+
+
+def _check_plugin_group(group: str, section: Any, problems: list[str]) -> None:
+    if not isinstance(section, dict) or "name" not in section:
+        problems.append(f"{group}: missing or has no 'name' (pick one with {group}=...)")
+        return
+    registry = {"dataset": DATASETS, "tokenizer": TOKENIZERS, "cell": CELLS,
+                "decoding": DECODERS}[group]
+    name = section["name"]
+    if name not in registry:
+        problems.append(f"{group}.name: unknown {registry.kind} {name!r}; registered: "
+                        f"{', '.join(registry.names())}. A plugin's module must be listed under "
+                        f"'plugins:' (e.g. plugins=[plugins.gru] for cell=gru)")
+        return
+    allowed = ["name"] + plugin_options(group, registry.get(name))
+    _check_keys(f"{group}.", section, allowed, problems)
+
+
+def plugin_options(group: str, plugin: Callable[..., Any]) -> list[str]:
+    """The keyword options a dataset function or tokenizer class takes (what its config may set)."""
+    if group == "cell":
+        return []
+    if group == "decoding":  # decoder(model, features, max_length, **options); rng is internal
+        params = list(inspect.signature(plugin).parameters.values())[3:]
+        return [p.name for p in params if p.name != "rng" and p.kind in (
+            inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    kinds = ((inspect.Parameter.KEYWORD_ONLY,) if group == "tokenizer" else
+             (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    return [p.name for p in inspect.signature(plugin).parameters.values() if p.kind in kinds]
+
+
+RangeRule = tuple[str, Callable[[Any], bool], str]
+RANGE_RULES: list[RangeRule] = [
+    ("model.wordvec_dim", lambda v: v > 0, "must be a positive integer"),
+    ("model.hidden_dim", lambda v: v > 0, "must be a positive integer"),
+    ("model.dtype", lambda v: v in DTYPES, f"must be one of {', '.join(DTYPES)}"),
+    ("model.param_budget", lambda v: v is None or v >= 1000, "must be >= 1000 or null (off)"),
+    ("solver.patience", lambda v: v is None or v >= 1, "must be an integer >= 1 or null (off)"),
+    ("split.scheme", lambda v: v in SPLIT_SCHEMES, f"must be one of {', '.join(SPLIT_SCHEMES)}"),
+    ("split.folds", lambda v: v >= 2, "must be an integer >= 2"),
+    ("split.fold", lambda v: v >= 0, "must be an integer >= 0 (and < split.folds)"),
+    ("split.dev_percent", lambda v: 0 < v < 100, "must be in 1..99"),
+    ("split.train_percent", lambda v: 0 < v <= 100, "must be in 1..100"),
+    ("solver.learning_rate", lambda v: v > 0, "must be a positive number"),
+    ("solver.lr_decay", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("solver.num_epochs", lambda v: v >= 1, "must be an integer >= 1"),
+    ("solver.batch_size", lambda v: v >= 1, "must be an integer >= 1"),
+    ("solver.grad_clip", lambda v: v is None or v > 0, "must be a positive number or null (off)"),
+    ("tracking.log_every", lambda v: v >= 1, "must be an integer >= 1"),
+    ("tracking.system_metrics", lambda v: v in ("auto", True, False),
+     "must be auto, true or false"),
+    ("tracking.experiment_name", lambda v: bool(v.strip()), "must not be empty"),
+    ("checkpoint.every_epochs", lambda v: v >= 1, "must be an integer >= 1"),
+    ("evaluation.val_batch_size", lambda v: v >= 1, "must be an integer >= 1"),
+    ("evaluation.max_val_captions", lambda v: v is None or v >= 1, "must be >= 1 or null (all)"),
+    ("evaluation.num_samples", lambda v: v >= 0, "must be an integer >= 0"),
+    ("evaluation.max_eval_images", lambda v: v is None or v >= 1, "must be >= 1 or null (all)"),
+    ("evaluation.compare_beam", lambda v: v is None or v >= 1, "must be >= 1 or null (off)"),
+    ("evaluation.java_metrics", lambda v: v in ("auto", True, False),
+     "must be auto, true or false"),
+    ("decoding.beam_width", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
+    ("decoding.temperature", lambda v: isinstance(v, (int, float)) and v >= 0,
+     "must be a number >= 0"),
+    ("decoding.top_k", lambda v: v is None or (isinstance(v, int) and v >= 1),
+     "must be an integer >= 1 or null"),
+    ("tokenizer.max_length", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
+    ("seed", lambda v: v >= 0, "must be an integer >= 0"),
+    ("objective", lambda v: v.startswith("val/") and len(v) > 4,
+     "must name a dev metric (val/bits_per_char, val/loss, ...): hyperparameters are chosen on "
+     "dev, never on the test set"),
+]
+
+
+def _check_ranges(plain: dict[str, Any], problems: list[str]) -> None:
+    for dotted, ok, message in RANGE_RULES:
+        group, _, key = dotted.rpartition(".")
+        section = plain.get(group) if group else plain
+        if isinstance(section, dict) and key in section and not ok(section[key]):
+            problems.append(f"{dotted}: {message}, got {section[key]!r}")
+    split = plain["split"]
+    if split["scheme"] == "kfold" and split["fold"] >= split["folds"]:
+        problems.append(f"split.fold: must be < split.folds ({split['folds']}), "
+                        f"got {split['fold']}")
+    rule = plain["solver"]["update_rule"]
+    if rule not in UPDATE_RULES:
+        problems.append(f"solver.update_rule: unknown update rule {rule!r}; registered: "
+                        f"{', '.join(UPDATE_RULES.names())}")
+    else:
+        _check_update_rule_options(rule, plain["solver"].get("options") or {}, problems)
+
+
+def _check_update_rule_options(rule: str, options: dict[str, Any], problems: list[str]) -> None:
+    """``solver.options`` against the settings the rule declares (:func:`capx.optim.
+    hyperparameters`); a rule that declares none (a third-party one) is not checked."""
+    declared = getattr(UPDATE_RULES.get(rule), "hyperparameters", None)
+    if declared is None:
+        return
+    for key, value in options.items():
+        where = f"solver.options.{key}"
+        if key == "learning_rate":
+            problems.append(f"{where}: set solver.learning_rate instead")
+        elif key not in declared:
+            known = ", ".join(declared) or "none"
+            close = difflib.get_close_matches(key, list(declared), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{where}: {rule} takes no option {key!r}{hint}; its options: "
+                            f"{known}")
+        elif not declared[key][0](value):
+            problems.append(f"{where}: {declared[key][1]}, got {value!r}")

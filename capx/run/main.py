@@ -1,0 +1,175 @@
+"""One experiment job: config -> (skip if done) -> store -> parts -> run -> :class:`capx.run.training.Job`.
+
+:func:`main` is what ``run.py`` calls under Hydra; :func:`run` does the work and returns the run's
+status (``FINISHED``, ``FAILED`` or ``KILLED``; ``SKIPPED`` for a sweep job already done). Every
+check that can fail on the user's input comes before the MLflow run is created: the config
+(:mod:`capx.run.config`), the checkpoint to resume, the tracking store (:mod:`capx.tracking.preflight`), and
+the data, tokenizer and model (:func:`capx.run.build.prepare`); those errors raise, and :func:`main`
+prints them without a traceback. Once the run exists, failures end it FAILED instead of raising,
+so one failed job of a sweep does not stop the others. The parts are trained and finished in
+:mod:`capx.run.training`, recorded by :mod:`capx.run.recorder` and printed by :mod:`capx.run.console`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from capx.run import interrupts
+
+from capx.tracking import store as tracking
+from capx.run.build import PluginOptionError, prepare
+from capx.run.callbacks import RunState
+from capx.run.config import ConfigError, validate
+from capx.tracking.finished import already_finished
+from capx.run.training import USER_ERRORS, Job
+from capx.run.outcomes import write_outcome
+from capx.tracking.preflight import open_store
+from capx.run.recorder import open_recorder
+from capx.run.resume import config_for_resume, resolve_resume
+from capx.run.resume_lock import ResumeInProgressError, lock_folder, resume_lock
+
+log = logging.getLogger(__name__)
+
+EXIT_CODES = {"FINISHED": 0, "SKIPPED": 0, "FAILED": 1, "INVALID": 2, "KILLED": 130}
+
+
+@dataclass
+class JobContext:
+    """Where this job runs: Hydra's folders and overrides, or plain defaults outside Hydra."""
+
+    original_cwd: Path
+    output_dir: Path
+    multirun: bool = False
+    sweep_dir: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def current(cls) -> "JobContext":
+        try:
+            from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
+
+            hc = HydraConfig.get()
+        except (ImportError, ValueError):
+            cwd = Path.cwd()
+            return cls(cwd, cwd / "outputs" / datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f"))
+        cwd = Path(hc.runtime.cwd)
+        sweep_dir = Path(hc.sweep.dir)
+        return cls(
+            original_cwd=cwd,
+            output_dir=Path(hc.runtime.output_dir),
+            multirun=hc.mode == RunMode.MULTIRUN,
+            sweep_dir=sweep_dir if sweep_dir.is_absolute() else cwd / sweep_dir,
+            overrides=list(hc.overrides.task),
+            choices={k: str(v) for k, v in hc.runtime.choices.items() if v is not None},
+        )
+
+
+def main(cfg: DictConfig) -> int | float:
+    """``run.py``'s body: run the job; config errors print without a traceback. Returns an exit
+    code for a single run (0 finished, 1 failed, 2 invalid config, 130 interrupted). In a sweep
+    it never raises, so the other jobs go on: it writes the job's outcome into its folder (for
+    the sweep's end, :mod:`capx.run.outcomes`) and returns its objective (NaN unless it finished:
+    Optuna counts that trial failed)."""
+    context = JobContext.current()
+    try:
+        with interrupts.handled_by(interrupts.Signals()):  # the job installs its own
+            outcome = run_job(cfg, context)
+    except (ConfigError, PluginOptionError, ResumeInProgressError, *USER_ERRORS) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        outcome = Outcome("INVALID", error=f"{type(exc).__name__}: {exc}")
+    except interrupts.Interrupted as exc:
+        print(f"interrupted ({exc}) before the run started: nothing was trained",
+              file=sys.stderr)
+        outcome = Outcome("KILLED", error=f"interrupted ({exc}) before the run started")
+    except Exception as exc:  # noqa: BLE001 - in a sweep, one job's bug must not stop the others
+        if not context.multirun:
+            raise
+        log.exception("job failed before its run started")
+        outcome = Outcome("FAILED", error=f"{type(exc).__name__}: {exc}")
+    if context.multirun:
+        write_outcome(context.output_dir, {**asdict(outcome), "overrides": context.overrides})
+        return outcome.objective
+    return EXIT_CODES.get(outcome.status, 1)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended: its run's status and id, why it did not finish, and its objective
+    (NaN unless FINISHED)."""
+
+    status: str
+    objective: float = float("nan")
+    run_id: str | None = None
+    error: str | None = None
+
+
+def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
+    """Validate ``cfg``, train, track; returns the MLflow status of the run."""
+    return run_job(cfg, context).status
+
+
+def run_job(cfg: DictConfig | dict, context: JobContext | None = None) -> Outcome:
+    """:func:`run`, returning the :class:`Outcome` (a sweeper needs the objective)."""
+    context = context or JobContext.current()
+    plain = validate(cfg)
+    checkpoint = None
+    if plain.get("resume"):
+        checkpoint, source_run = resolve_resume(plain, context.original_cwd, context.output_dir)
+        plain = config_for_resume(plain, checkpoint, context.overrides)
+    else:
+        source_run = None
+    if checkpoint is None and context.multirun and plain["tracking"]["skip_finished"]:
+        done = already_finished(plain, context.original_cwd)
+        if done:
+            log.info("skipping %s: run %s already FINISHED with this configuration",
+                     run_name(plain, context), done)
+            return Outcome("SKIPPED")
+    with _one_resume_at_a_time(plain, context, source_run):
+        store = open_store(plain["tracking"], context.original_cwd)
+        state = RunState()
+        parts = prepare(plain, checkpoint, state)
+        context.output_dir.mkdir(parents=True, exist_ok=True)
+        recorder = open_recorder(plain, context, source_run, run_name(plain, context), store)
+        job = Job(plain, context, recorder, checkpoint, parts, state)
+        status = job.execute()
+        return Outcome(status, job.objective, recorder.run_id, job.error)
+
+
+def _one_resume_at_a_time(plain: dict[str, Any], context: JobContext,
+                          source_run: str | None) -> contextlib.AbstractContextManager:
+    """The lock on resuming ``source_run`` (see :mod:`capx.run.resume_lock`), taken before any
+    work; none to take when nothing is resumed into a tracked run."""
+    settings = plain["tracking"]
+    if not source_run or not settings["enabled"]:
+        return contextlib.nullcontext()
+    uri = tracking.tracking_uri(settings["uri"], context.original_cwd)
+    return resume_lock(source_run, lock_folder(uri, context.original_cwd))
+
+
+def run_name(plain: dict[str, Any], context: JobContext) -> str:
+    """What varies: ``char-lstm-s0`` plus any other command-line overrides."""
+    name = plain["tracking"]["run_name"]
+    if name:
+        return name
+    parts = [plain["tokenizer"]["name"], plain["cell"]["name"], f"s{plain['seed']}"]
+    skip = ("tokenizer=", "cell=", "seed=", "resume=", "tracking.", "hydra", "progress=",
+            "experiment=")  # a preset is the same for every run of its study (and is tagged)
+    for override in context.overrides:
+        if override.startswith(skip):
+            continue
+        key, _, value = override.lstrip("+~").partition("=")
+        parts.append(f"{key.rsplit('.', 1)[-1]}={value}" if "." in key else f"{key}={value}")
+    return "-".join(parts)
+
+
+__all__ = ["run", "main", "JobContext", "EXIT_CODES", "ConfigError", "OmegaConf"]

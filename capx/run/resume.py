@@ -1,0 +1,139 @@
+"""``resume=<checkpoint path or MLflow run id>``: find the checkpoint and the config to continue.
+
+:func:`resolve_resume` loads the checkpoint (a file, or the ``last.npz`` of an MLflow run, which
+must belong to that run); :func:`config_for_resume` continues with the checkpoint's own config,
+with the command-line overrides that may change on a resume applied on top (the number of
+epochs, the learning rate, evaluation, tracking, ...). An override that would change what the
+checkpoint was trained with (model sizes, tokenizer, data, split, cell, seed, update rule) is
+refused by name, before any run is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+
+from capx.tracking import names
+
+from capx.tracking import store as tracking
+from capx.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from capx.run.config import ConfigError, validate
+
+log = logging.getLogger(__name__)
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+#: the settings a resume may change (a key, or a section and everything under it)
+CHANGEABLE = ("solver.num_epochs", "solver.learning_rate", "solver.lr_decay", "solver.patience",
+              "solver.grad_clip", "evaluation", "decoding", "tracking", "checkpoint", "progress",
+              "plugins", "study", "resume")
+_ABSENT = object()
+
+
+def resolve_resume(plain: dict[str, Any], original_cwd: Path,
+                   output_dir: Path) -> tuple[Checkpoint, str | None]:
+    """Load the checkpoint ``resume`` names: a file path (relative to ``original_cwd``), or an
+    MLflow run id (its last.npz, downloaded under ``output_dir``). Returns it and its run id."""
+    target = str(plain["resume"])
+    path = Path(target).expanduser()
+    if not path.is_absolute():
+        path = original_cwd / path
+    if path.is_file():
+        checkpoint = load_checkpoint(path)
+        return checkpoint, checkpoint.meta.get("run_id")
+    if not RUN_ID.match(target):
+        raise CheckpointError(f"resume={target!r} is neither a checkpoint file (looked at {path}) "
+                              f"nor an MLflow run id (32 hex digits)")
+    uri = tracking.tracking_uri(plain["tracking"]["uri"], original_cwd)
+    client = tracking.make_client(uri)
+    try:
+        local = client.download_artifacts(target, names.LAST_CHECKPOINT,
+                                          str(_mkdir(output_dir / "resume")))
+    except Exception as exc:  # noqa: BLE001 - any MLflow failure means: cannot resume from it
+        raise CheckpointError(f"could not fetch {names.LAST_CHECKPOINT} of MLflow run {target} "
+                              f"from {uri}: {exc}. {_local_checkpoint_hint(client, target)}"
+                              ) from exc
+    checkpoint = load_checkpoint(local)
+    owner = checkpoint.meta.get("run_id")
+    if owner and owner != target:
+        raise CheckpointError(
+            f"the {names.LAST_CHECKPOINT} in the artifacts of run {target} was written by run "
+            f"{owner} (its meta.run_id), not by run {target}: refusing to continue run {target} "
+            f"from another run's checkpoint. Resume run {owner} with resume={owner}, or give "
+            f"the checkpoint file you mean (resume=<path>/last.npz)")
+    return checkpoint, target
+
+
+def _local_checkpoint_hint(client: Any, run_id: str) -> str:
+    """Where the run's own ``last.npz`` is on this machine (its ``hydra.output_dir`` tag)."""
+    try:
+        folder = client.get_run(run_id).data.tags.get("hydra.output_dir")
+    except Exception:  # noqa: BLE001 - no such run here: nothing more to say
+        return "Give the checkpoint file instead: resume=<path>/checkpoints/last.npz"
+    local = Path(folder) / "checkpoints" / "last.npz" if folder else None
+    if local is not None and local.is_file():
+        return f"The run's local checkpoint is {local}: resume with resume={local}"
+    return (f"No local checkpoint either (the run's output folder: {folder or 'not recorded'}); "
+            f"give the checkpoint file: resume=<path>/checkpoints/last.npz")
+
+
+def config_for_resume(plain: dict[str, Any], checkpoint: Checkpoint,
+                      overrides: list[str]) -> dict[str, Any]:
+    """The checkpoint's own config with the command-line ``overrides`` applied on top.
+
+    Each override is parsed with Hydra's override parser and takes the value Hydra composed
+    into ``plain``; a preset (``experiment=...``) is not applied (the run keeps its settings).
+    A change to a setting outside :data:`CHANGEABLE` raises :class:`ConfigError` naming it.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    saved = yaml.safe_load(checkpoint.config_yaml) or {}
+    saved["resume"] = plain["resume"]
+    before = validate(saved)
+    composed, merged = OmegaConf.create(plain), OmegaConf.create(before)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        value = OmegaConf.select(composed, key, default=_ABSENT)
+        if value is _ABSENT and OmegaConf.select(merged, key, default=_ABSENT) is _ABSENT:
+            log.warning("resume: %s is a preset, not a setting: the run keeps its own settings "
+                        "(give the ones to change, e.g. solver.num_epochs=20)",
+                        override.input_line)
+            continue
+        OmegaConf.update(merged, key, None if value is _ABSENT else value, merge=False,
+                         force_add=True)
+    after = OmegaConf.to_container(merged, resolve=True)
+    changes = changed_settings(before, after)
+    refused = [key for key in changes if not changeable(key)]
+    if refused:
+        where = checkpoint.path or "the checkpoint"
+        raise ConfigError("resume: cannot change " + "; ".join(
+            f"{key} (trained with {changes[key][0]!r}, asked for {changes[key][1]!r})"
+            for key in refused) + f": {where} was trained with these settings. A resume may "
+            f"change only {', '.join(c for c in CHANGEABLE if c != 'resume')}; start a new run "
+            f"for other settings")
+    for key, (old, new) in changes.items():
+        if key != "resume":
+            log.info("resume: %s %r -> %r", key, old, new)
+    return validate(after)
+
+
+def changed_settings(before: dict[str, Any], after: dict[str, Any]
+                     ) -> dict[str, tuple[Any, Any]]:
+    """``{flattened key: (before, after)}`` for every setting that differs."""
+    old, new = tracking.flatten(before), tracking.flatten(after)
+    return {key: (old.get(key), new.get(key)) for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)}
+
+
+def changeable(key: str) -> bool:
+    """Whether a resume may change setting ``key`` (see :data:`CHANGEABLE`)."""
+    return any(key == c or key.startswith(c + ".") for c in CHANGEABLE)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

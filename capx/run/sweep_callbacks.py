@@ -1,0 +1,141 @@
+"""Hydra callbacks of a multirun sweep, in the launching process.
+
+:class:`SweepCallback` opens the sweep's MLflow parent run before the jobs start and closes it
+after them; :class:`ReportCallback` writes the sweep's report when it ends. ``conf/config.yaml``
+lists the first, the study presets the second (``hydra.callbacks.<name>._target_``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback as HydraCallback
+from omegaconf import DictConfig
+
+from capx.tracking import names
+
+from capx.tracking import store as tracking
+from capx.run.outcomes import sweep_summary
+
+log = logging.getLogger(__name__)
+
+
+def resolve_sweep_dir(config: DictConfig) -> Path:
+    """The sweep folder of a Hydra config, absolute (relative ones are under the launch folder)."""
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    if not sweep_dir.is_absolute():
+        sweep_dir = Path(str(config.hydra.runtime.cwd)) / sweep_dir
+    return sweep_dir
+
+
+def sweep_of(config: DictConfig) -> tracking.Sweep:
+    """The sweep a Hydra config launches: its folder and its command-line overrides."""
+    return tracking.Sweep.in_folder(resolve_sweep_dir(config), list(config.hydra.overrides.task))
+
+
+def _store(config: DictConfig) -> tuple[Any, str, str] | None:
+    """The client, experiment id and URI of the sweep's store; None when tracking is off."""
+    if not config.get("tracking", {}).get("enabled", True):
+        return None
+    uri = tracking.tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
+    client = tracking.make_client(uri)
+    return client, tracking.experiment_id(client, config.tracking.experiment_name, uri), uri
+
+
+def tag_best_trial(client: Any, parent: str, children: list[Any], config: DictConfig) -> None:
+    """Tag the parent run with the child whose ``objective`` is best, in the sweeper's
+    direction (``hydra.sweeper.direction``; minimise when it has none), and that value."""
+    scored = [r for r in children if names.OBJECTIVE in r.data.metrics]
+    if not scored:
+        return
+    direction = str(config.hydra.sweeper.get("direction", "minimize")).lower()
+    pick = max if direction.startswith("max") else min
+    best = pick(scored, key=lambda r: r.data.metrics[names.OBJECTIVE])
+    tags = {names.BEST_TRIAL: best.info.run_id,
+            names.OBJECTIVE: str(best.data.metrics[names.OBJECTIVE]),
+            names.OBJECTIVE_NAME: best.data.tags.get(names.OBJECTIVE_NAME, "")}
+    for key, value in tags.items():
+        tracking.retry(lambda: client.set_tag(parent, key, value), "tagging the best trial")
+
+
+class SweepCallback(HydraCallback):
+    """Opens the sweep's parent run before jobs start and closes it after.
+
+    The parent's status is FINISHED when every child finished, else FAILED (KILLED if one was).
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            store = _store(config)
+            if store is None:
+                return
+            client, exp_id, _ = store
+            from capx.tracking.liveness import process_tags
+
+            tracking.sweep_parent_run(client, exp_id, sweep_of(config), process_tags())
+        except Exception as exc:  # noqa: BLE001 - jobs create the parent themselves then
+            log.warning("could not open the sweep's MLflow parent run: %s", exc)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Close the parent run with the sweep's status, list the jobs that did not finish,
+        and exit non-zero if any did not (after all of them ran); see :mod:`capx.run.outcomes`."""
+        summary = sweep_summary(resolve_sweep_dir(config))
+        status = summary.status
+        try:
+            store = _store(config)
+            if store is not None:
+                status = self._close_parent(config, store, status)
+        except Exception as exc:  # noqa: BLE001 - never fail a finished sweep over bookkeeping
+            log.warning("could not close the sweep's MLflow parent run: %s", exc)
+        if status != "FINISHED":
+            lines = summary.lines()
+            log.error("sweep %s: %d of %d job(s) did not finish%s",
+                      resolve_sweep_dir(config), len(lines), len(summary.jobs),
+                      ":" if lines else " (see the MLflow runs)")
+            for line in lines:
+                log.error("  %s", line)
+            raise SystemExit(130 if status == "KILLED" else 1)
+
+    @staticmethod
+    def _close_parent(config: DictConfig, store: tuple[Any, str, str], status: str) -> str:
+        """Close the parent run: FAILED (KILLED) when a job's outcome or its run says so."""
+        from capx.tracking.liveness import reap_dead_runs
+
+        client, exp_id, _ = store
+        reap_dead_runs(client, [exp_id])  # a job killed outright left its run RUNNING
+        parent = tracking.sweep_parent_run(client, exp_id, sweep_of(config))
+        children = tracking.child_runs(client, exp_id, parent)
+        statuses = {run.info.status for run in children} | {status}
+        status = ("KILLED" if "KILLED" in statuses else
+                  "FAILED" if statuses - {"FINISHED"} else "FINISHED")
+        if not children:
+            log.info("no job of this sweep made a run: every job was skipped as already "
+                     "FINISHED (tracking.skip_finished), or none started")
+        tag_best_trial(client, parent, children, config)
+        tracking.retry(lambda: client.set_terminated(parent, status=status),
+                       "closing the sweep run")
+        log.info("MLflow sweep run %s: %d job(s), %s", parent, len(children), status)
+        return status
+
+
+class ReportCallback(HydraCallback):
+    """When a sweep ends, report it into ``<sweep dir>/report`` and log the report to the
+    sweep's parent run (what ``capx report --parent ...`` would do)."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from capx.study.report import make_report
+
+        try:
+            sweep_dir = resolve_sweep_dir(config)
+            id_file = sweep_dir / tracking.PARENT_ID_FILE
+            if not config.tracking.enabled or not id_file.is_file():
+                return
+            uri = tracking.tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
+            text, _ = make_report(sweep_dir / names.REPORT, uri,
+                                  parent=id_file.read_text().strip())
+            print(text)
+            log.info("report written to %s", sweep_dir / names.REPORT)
+        except Exception as exc:  # noqa: BLE001 - a finished sweep must not fail over its report
+            log.warning("could not write the sweep's report: %s", exc)

@@ -1,0 +1,63 @@
+"""``capx train [overrides]``: what ``python run.py [overrides]`` does, for an installed capx.
+
+The configs ship inside the package (``capx.conf``: ``conf/`` of the checkout), so a
+non-editable install trains from any folder; ``-m`` sweeps and every Hydra flag work the same.
+:func:`task` is the body both entry points share.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig
+
+import capx.run.schemas  # noqa: F401 - the config schemas and the ${capx_uid:} resolver
+
+CONFIG_PACKAGE = "capx.conf"
+
+
+def conf_dir() -> Path:
+    """The folder of the packaged configs (``conf/`` of the checkout in an editable install)."""
+    return Path(str(resources.files(CONFIG_PACKAGE)))
+
+
+def task(cfg: DictConfig) -> int | float:
+    """A single run exits with its code; a sweep's job returns its objective to the sweeper."""
+    from capx.run.main import main as run_experiment
+
+    result = run_experiment(cfg)
+    if isinstance(result, int) and result:
+        sys.exit(result)
+    return result
+
+
+def prepare(argv: Sequence[str], conf: Path) -> None:
+    """Before Hydra composes: register plugin options, and refuse a read-only start folder."""
+    from capx.tracking.preflight import check_start_folder
+    from capx.registry import PluginError
+    from capx.run.schemas import prepare_plugin_options
+
+    try:
+        prepare_plugin_options(argv, conf)
+    except PluginError as exc:
+        print(f"error: invalid config:\n  - plugins: {exc}", file=sys.stderr)
+        sys.exit(2)
+    problem = check_start_folder(Path.cwd(), list(argv))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run Hydra on ``argv`` (overrides and flags, as ``run.py`` takes them)."""
+    import hydra
+
+    prepare(argv, conf_dir())
+    hydra_main = hydra.main(config_path=f"pkg://{CONFIG_PACKAGE}", config_name="config",
+                            version_base="1.3")(task)
+    sys.argv = ["capx train", *argv]
+    hydra_main()
+    return 0

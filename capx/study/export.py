@@ -1,0 +1,148 @@
+"""``capx export``: a study's finished runs as one compact JSON-lines file that travels with git.
+
+A study outlives its MLflow store: it runs in sittings, maybe on other machines. The export holds
+what the report needs and what a continuing sweep needs to skip finished jobs: per run its
+labels, fingerprint, flattened config, final metrics, dev curve and the per-image test scores
+that the paired bootstrap resamples. ``capx report --from FILE`` rebuilds every table and figure
+from it without the store, and ``tracking.export=FILE`` makes a sweep skip the jobs it holds.
+
+    capx export --experiment study_coco_mini --out docs/study/coco_mini/runs.jsonl
+
+Exporting again merges: runs already in the file are kept, new ones are appended (by run id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from capx.tracking import names
+
+from capx.tracking import store as tracking
+
+CURVE_METRICS = (names.VAL_BITS_PER_CHAR, names.VAL_BITS_PER_CHAR_CLOSED, names.TRAIN_SECONDS)
+
+
+class ExportError(ValueError):
+    """Nothing to export (unknown experiment, no finished runs) or an unreadable export file."""
+
+
+def run_to_record(client: Any, run: Any) -> dict[str, Any]:
+    """One finished MLflow run as an export record (a JSON-ready dict)."""
+    tags, run_id = run.data.tags, run.info.run_id
+    curves = {}
+    for key in CURVE_METRICS:
+        history = client.get_metric_history(run_id, key)
+        curves[key] = [[m.step, m.value] for m in sorted(history, key=lambda m: m.step)]
+    return {
+        "run_id": run_id,
+        "name": run.info.run_name,
+        "fingerprint": tags.get(names.FINGERPRINT),
+        "experiment_id": run.info.experiment_id,
+        "parent_run_id": tags.get(names.PARENT_RUN),
+        "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
+        "labels": {k: tags[k] for k in names.LABELS if k in tags},
+        "params": dict(run.data.params),
+        "metrics": {k: _finite(v) for k, v in run.data.metrics.items()},
+        "curves": curves,
+        "per_image": _per_image(client, run_id),
+    }
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _per_image(client: Any, run_id: str) -> dict[str, list] | None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(run_id, names.PER_IMAGE, folder)
+        except Exception:  # noqa: BLE001 - older runs have none; the report then skips CIs
+            return None
+        return json.loads(Path(path).read_text())
+
+
+def finished_runs(client: Any, experiment: str) -> list[Any]:
+    """The FINISHED job runs (not sweep parents) of an experiment, oldest first."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        known = [e.name for e in client.search_experiments()]
+        raise ExportError(f"no MLflow experiment named {experiment!r}; experiments in this "
+                          f"store: {', '.join(known) or '(none)'}")
+    runs = tracking.search_runs(client, [found.experiment_id], "reading the runs",
+                                status="FINISHED", max_results=50000,
+                                order_by=["attributes.start_time ASC"])
+    return [r for r in runs if names.SWEEP_ID not in r.data.tags]
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The records of an export file (one JSON object per line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"no export file {path}; make one with capx export --experiment NAME "
+                          f"--out {path}")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ExportError(f"{path}:{number}: not a JSON record ({exc})") from exc
+    return records
+
+
+def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+    """Write records atomically (a crash never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    with open(partial, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")
+    partial.replace(path)
+
+
+def export(uri: str, experiment: str, out: str | Path) -> tuple[int, int]:
+    """Merge the experiment's finished runs into ``out``; returns (new records, total)."""
+    client = tracking.make_client(uri)
+    existing = read_records(out) if Path(out).is_file() else []
+    known = {r["run_id"] for r in existing}
+    new = [run_to_record(client, run) for run in finished_runs(client, experiment)
+           if run.info.run_id not in known]
+    write_records(out, existing + new)
+    return len(new), len(existing) + len(new)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", required=True, help="MLflow experiment name")
+    parser.add_argument("--out", type=Path, required=True, help="the runs.jsonl file to merge into")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                             "sqlite:///mlflow.db in the current folder)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from capx.tracking.liveness import reap_store
+    from capx.tracking.preflight import existing_store
+
+    uri = tracking.tracking_uri(args.tracking_uri, Path.cwd())
+    missing = existing_store(uri)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 1
+    reap_store(uri)  # runs left RUNNING by a dead process are closed before the export
+    try:
+        new, total = export(uri, args.experiment, args.out)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {new} new run(s), {total} in all")
+    return 0

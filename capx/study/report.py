@@ -1,0 +1,323 @@
+"""``capx report``: a study's runs side by side, with 95% CIs, paired comparisons and plots.
+
+Reads finished runs from a study export (``--from runs.jsonl``, no MLflow store needed), from an
+MLflow experiment (``--experiment NAME``), from one sweep (``--parent RUN_ID``), or, with no
+argument, from the experiment of the newest run in the store. Writes ``report.md``,
+``runs.csv`` and the figures into a folder (logged to the sweep's parent run when one is given)
+and prints the tables.
+
+    capx report
+    capx report --from docs/study/coco_mini/runs.jsonl --out docs/study/coco_mini
+    capx report --parent 0123abcd... --tracking-uri sqlite:///mlflow.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from capx.tracking import names
+
+from capx.tracking import store as tracking
+from capx.study.export import ExportError, finished_runs, read_records, run_to_record
+from capx.study.tables import (Row, format_interval, make_rows, preregistered, row_interval)
+
+log = logging.getLogger(__name__)
+
+# (column title, metric, decimals, scale); metrics with per-image scores get bootstrap CIs
+HEADLINE = [
+    ("bits/char ↓ (open)", "bits_per_char", 3, 1),
+    ("bits/char (closed)", "bits_per_char_closed", 3, 1),
+    ("CIDEr-D ↑", "cider", 3, 1),
+    ("BLEU-4 ↑", "bleu4", 3, 1),
+]
+T = names.TEST
+DETAILS = [  # (title, metric in test/..., decimals, scale): means over runs
+    ("params", f"{T}total", 0, 1),
+    ("hidden", f"{T}hidden_dim", 0, 1),
+    ("MFLOP/caption", f"{T}flops_per_caption", 2, 1e-6),
+    ("epochs (selected)", f"{T}selected_epoch", 1, 1),
+    ("s/epoch", f"{T}seconds_per_epoch", 2, 1),
+    ("image gain bits/char", f"{T}image_gain_bits_per_char", 3, 1),
+    ("no `<END>` %", f"{T}no_end_rate", 1, 100),
+    ("invented words %", f"{T}invented_word_rate", 1, 100),
+    ("`<UNK>` out %", f"{T}unk_rate_output", 1, 100),
+    ("beam CIDEr-D", f"{T}beam_cider", 3, 1),
+]
+FREQUENCY_BINS = [("unseen", f"{T}bpc_unseen"), ("rare", f"{T}bpc_rare"),
+                  ("frequent", f"{T}bpc_frequent")]
+
+
+class ReportError(ValueError):
+    """Nothing to report: unknown experiment, run or file, or no finished runs."""
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def load_records(uri: str | None = None, experiment: str | None = None,
+                 parent: str | None = None, source: str | Path | None = None
+                 ) -> tuple[list[dict[str, Any]], str]:
+    """Export records of the runs to report, and a sentence saying where they came from."""
+    if source is not None:
+        try:
+            records = read_records(source)
+        except ExportError as exc:
+            raise ReportError(str(exc)) from exc
+        where = f"export {source}"
+    else:
+        client = tracking.make_client(uri)
+        if parent:
+            runs = _sweep_runs(client, parent)
+            where = f"sweep run {parent}"
+        else:
+            experiment = experiment or latest_experiment(client)
+            try:
+                runs = finished_runs(client, experiment)
+            except ExportError as exc:
+                raise ReportError(str(exc)) from exc
+            where = f"experiment {experiment}"
+        records = [run_to_record(client, run) for run in runs]
+    records = [r for r in records if r.get("metrics")]
+    if not records:
+        raise ReportError(f"{where} has no finished runs to report")
+    return records, where
+
+
+def latest_experiment(client: Any) -> str:
+    """The experiment of the newest run in the store (what plain ``capx report`` reports)."""
+    experiments = client.search_experiments()
+    newest = client.search_runs([e.experiment_id for e in experiments], max_results=1,
+                                order_by=["attributes.start_time DESC"]) if experiments else []
+    if not newest:
+        raise ReportError("the tracking store has no runs yet: run a study first "
+                          "(python run.py -m experiment=study_coco_mini), or pass --from FILE")
+    return client.get_experiment(newest[0].info.experiment_id).name
+
+
+def _sweep_runs(client: Any, parent: str) -> list[Any]:
+    try:
+        parent_run = client.get_run(parent)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises its own error types
+        raise ReportError(f"no run {parent!r} in the tracking store: {exc}") from exc
+    runs = tracking.child_runs(client, parent_run.info.experiment_id, parent,
+                               status="FINISHED", max_results=50000)
+    if not runs:
+        raise ReportError(f"sweep run {parent} has no finished runs")
+    return runs
+
+
+# -- tables -------------------------------------------------------------------------------------
+
+
+def headline_table(rows: Sequence[Row]) -> str:
+    header = ["setting", "runs"] + [title for title, *_ in HEADLINE]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for row in rows:
+        cells = [row.label, row.runs_label()]
+        for _, metric, decimals, scale in HEADLINE:
+            cells.append(format_interval(*row_interval(row, metric), decimals, scale))
+        lines.append(_md_row(cells))
+    return "\n".join(lines)
+
+
+def details_table(rows: Sequence[Row]) -> str:
+    header = ["setting"] + [title for title, *_ in DETAILS] + ["hit epoch cap"]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for row in rows:
+        cells = [row.label]
+        for _, metric, decimals, scale in DETAILS:
+            value = row.mean(metric)
+            cells.append("–" if value != value else f"{value * scale:,.{decimals}f}")
+        capped = row.values(names.TEST_HIT_EPOCH_CAP)
+        cells.append(f"{int((capped == 1).sum())} of {len(row.records)}")
+        lines.append(_md_row(cells))
+    return "\n".join(lines)
+
+
+def frequency_table(rows: Sequence[Row]) -> str:
+    header = ["setting"] + [f"bits/char, {name} words" for name, _ in FREQUENCY_BINS]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for row in rows:
+        cells = [row.label] + [_number(row.mean(metric), 3) for _, metric in FREQUENCY_BINS]
+        lines.append(_md_row(cells))
+    return "\n".join(lines)
+
+
+def comparisons_table(comparisons: Sequence[Any]) -> str:
+    header = ["difference", "metric", "paired runs", "estimate [95% t CI]", "p (t test)",
+              "p (Holm)", "two-level bootstrap CI"]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for c in comparisons:
+        other = " ".join(x for x in (c.b.tokenizer, c.b.extra) if x)
+        lines.append(_md_row([
+            f"{c.a.label} − {other}", c.metric, str(c.pairs),
+            format_interval(c.estimate, c.low, c.high, 3), _p(c.p_value), _p(c.p_holm),
+            format_interval(c.estimate, c.boot_low, c.boot_high, 3).split(" ", 1)[-1]]))
+    return "\n".join(lines)
+
+
+def _p(value: float) -> str:
+    return "–" if value != value else ("<0.001" if value < 0.001 else f"{value:.3f}")
+
+
+def dev_table(rows: Sequence[Row]) -> str:
+    """Best dev bits/char per setting: what the learning-rate selection reads (no test scores)."""
+    header = ["setting", "learning rate", "runs", "best dev bits/char", "epoch of best"]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for row in rows:
+        rate = row.records[0].get("params", {}).get("solver.learning_rate", "?")
+        best_epochs = []
+        for record in row.records:
+            curve = record.get("curves", {}).get(names.VAL_BITS_PER_CHAR) or [[0, float("nan")]]
+            best_epochs.append(min(curve, key=lambda point: point[1])[0])
+        lines.append(_md_row([row.label, str(rate), row.runs_label(),
+                              _number(row.mean("best_dev_bits_per_char"), 4),
+                              " ".join(str(int(e)) for e in best_epochs)]))
+    return "\n".join(lines)
+
+
+def _exploratory(comparisons: Sequence[Any]) -> list[str]:
+    extra = [c for c in comparisons if not c.preregistered]
+    if not extra:
+        return []
+    return ["## Exploratory comparisons (not pre-registered)", "", comparisons_table(extra), ""]
+
+
+def wall_time_line(rows: Sequence[Row]) -> str:
+    """How long the runs took, start to end (one job at a time, so the sum is the wall time)."""
+    seconds = [(r["end_time"] - r["start_time"]) / 1000 for row in rows for r in row.records
+               if r.get("end_time") and r.get("start_time")]
+    total = sum(len(row.records) for row in rows)
+    if not seconds:
+        return f"{total} runs."
+    return (f"{total} runs; {len(seconds)} with recorded times took {sum(seconds) / 3600:.2f} h "
+            f"of job wall time in all (median {sorted(seconds)[len(seconds) // 2]:.0f} s a job).")
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _number(value: float, decimals: int) -> str:
+    return "–" if value != value else f"{value:.{decimals}f}"
+
+
+def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str]) -> str:
+    tested = [r for r in rows if any(names.TEST_BITS_PER_CHAR in x.get("metrics", {})
+                                     for x in r.records)]
+    comparisons = preregistered(tested)
+    parts = [f"# capx report: {where}", "", wall_time_line(rows), "",
+             "Rows are settings; runs within a row differ only in fold and seed. Estimates pool "
+             "the test images of a row's runs; intervals are 95% t intervals over its runs "
+             "(folds x seeds), clipped to the metric's range; comparisons pair runs by fold "
+             "and seed. bits/char is open-vocabulary (every model pays for every character); the "
+             "closed number charges an unknown word only P(<UNK>).", ""]
+    on_val = sum(r.get("labels", {}).get(names.TEST_SPLIT) == "val"
+                 for row in tested for r in row.records)
+    if on_val:
+        parts += [f"Note: {on_val} of these runs had no test split (split.scheme=given): their "
+                  "'test' scores are on the val split, which also chose their checkpoint.", ""]
+    if tested:
+        parts += ["## Headline (test)", "", headline_table(tested), "",
+                  "## Pre-registered comparisons (paired by fold and seed)", "",
+                  comparisons_table([c for c in comparisons if c.preregistered]), "",
+                  *_exploratory(comparisons),
+                  "## Cost, selection and failure modes", "", details_table(tested), "",
+                  "## Bits/char by how often the reference word occurs in training", "",
+                  frequency_table(tested), ""]
+    parts += ["## Dev (selection) scores", "", dev_table(rows), ""]
+    if figures:
+        parts += ["## Figures", ""] + [f"![{name}]({name})" for name in figures] + [""]
+    return "\n".join(parts)
+
+
+def write_csv(records: Sequence[dict[str, Any]], path: Path) -> None:
+    """One line per run: labels and final metrics (the export has everything else)."""
+    metric_names = sorted({k for r in records for k in r.get("metrics", {})})
+    label_names = sorted({k for r in records for k in r.get("labels", {})})
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run_id", "name"] + label_names + metric_names)
+        for r in records:
+            writer.writerow([r["run_id"], r.get("name", "")]
+                            + [r["labels"].get(k, "") for k in label_names]
+                            + [r["metrics"].get(k, "") for k in metric_names])
+
+
+def make_report(out_dir: Path, uri: str | None = None, experiment: str | None = None,
+                parent: str | None = None, source: str | Path | None = None
+                ) -> tuple[str, list[Path]]:
+    """Write the report; returns its Markdown and the files written (logged to ``parent``)."""
+    from capx.study.plots import FIGURES
+
+    records, where = load_records(uri, experiment, parent, source)
+    rows = make_rows(records)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, make in FIGURES.items():
+        figure = make(rows)
+        if figure is not None:
+            figure.savefig(out_dir / name, dpi=110)
+            written.append(out_dir / name)
+    text = report_markdown(rows, where, [p.name for p in written])
+    (out_dir / "report.md").write_text(text)
+    write_csv(records, out_dir / "runs.csv")
+    written += [out_dir / "report.md", out_dir / "runs.csv"]
+    if parent:
+        tracker = tracking.Tracker(tracking.make_client(uri), parent, uri)
+        for path in written:
+            tracker.log_artifact(path, names.REPORT)
+    return text, written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--from", dest="source", type=Path,
+                       help="a study export (runs.jsonl from capx export); no store needed")
+    which.add_argument("--experiment", help="MLflow experiment name (all its finished runs)")
+    which.add_argument("--parent", help="a sweep's parent run id (its finished child runs; the "
+                                        "report is also logged to it as artifacts)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                             "sqlite:///mlflow.db in the current folder)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: report/<experiment, run id or file name>)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from capx.tracking.liveness import reap_store
+    from capx.tracking.preflight import existing_store
+
+    uri = tracking.tracking_uri(args.tracking_uri, Path.cwd())
+    missing = None if args.source else existing_store(uri)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 1
+    if not args.source:
+        reap_store(uri)  # runs left RUNNING by a dead process are closed before the report
+    name = args.experiment or args.parent or (args.source.parent.name if args.source else None)
+    try:
+        if name is None:
+            name = latest_experiment(tracking.make_client(uri))
+            args.experiment = name
+        out = args.out or Path("report") / name
+        text, written = make_report(out, uri, args.experiment, args.parent, args.source)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(text)
+    print(f"wrote {len(written)} files to {out.resolve()}"
+          + (f" and logged them to run {args.parent} under report/" if args.parent else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="python -m capx.study.report", description=__doc__.split(
+        "\n")[0])
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))

@@ -1,0 +1,297 @@
+"""A study's runs as rows of a table, with 95% confidence intervals and paired comparisons.
+
+Input: export records (see :mod:`capx.study.export`), one per finished run. A *row* is one setting:
+runs whose configs agree on everything but the model seed and the fold. Runs with other settings
+are never averaged together; each setting gets its row, labelled with what differs.
+
+Point estimates pool the test images of all runs of a row (bits/char: total NLL over total
+characters; CIDEr-D: mean over images; BLEU-4: corpus BLEU from the summed n-gram counts). The
+headline interval is a t interval over runs (folds x seeds): the metric of each run, K runs,
+K - 1 degrees of freedom. Its coverage does not depend on how the variance splits between runs
+and images, which a bootstrap over only 5 folds gets wrong (too narrow when runs differ a lot,
+too wide when they do not). A two-level bootstrap (runs, then images within each run) is kept as
+a second opinion. A comparison of two rows pairs their runs by (fold, seed), so both sides of a
+pair score the same images; its t interval and t-test p are over the per-pair differences.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from capx.tracking import names
+
+#: params that vary between the runs of one row, or say nothing about the model
+
+from capx.study import statistics
+NOT_SETTINGS = ("seed", "split.fold", "resume", "progress", "plugins", "tracking.",
+                "checkpoint.", "evaluation.num_samples", "evaluation.measure_memory",
+                "dataset.base_dir", "dataset.captions_file", "dataset.exclude_files")
+LN2 = math.log(2)
+
+
+@dataclass
+class Row:
+    """Runs of one setting: a label and the export records."""
+
+    tokenizer: str
+    cell: str
+    size: str
+    extra: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return " ".join(x for x in (self.tokenizer, self.cell, self.size, self.extra) if x)
+
+    def values(self, metric: str) -> np.ndarray:
+        return np.array([_metric(r, metric) for r in self.records], dtype=float)
+
+    def mean(self, metric: str) -> float:
+        values = self.values(metric)
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if len(values) else math.nan
+
+    def runs_label(self) -> str:
+        folds = {r["labels"].get("fold", "") for r in self.records} - {""}
+        seeds = {r["labels"].get("seed", "") for r in self.records}
+        if folds:
+            return f"{len(self.records)} ({len(folds)} folds x {len(seeds)} seeds)"
+        return f"{len(self.records)} ({len(seeds)} seeds)"
+
+    def pair_key(self, record: dict[str, Any]) -> tuple[str, str]:
+        return record["labels"].get("fold", ""), record["labels"].get("seed", "")
+
+
+def _metric(record: dict[str, Any], metric: str) -> float:
+    if metric == "best_dev_bits_per_char":
+        curve = record.get("curves", {}).get(names.VAL_BITS_PER_CHAR) or []
+        return min((v for _, v in curve), default=math.nan)
+    value = record.get("metrics", {}).get(metric)
+    return math.nan if value is None else float(value)
+
+
+def param(record: dict[str, Any], key: str) -> str | None:
+    """A logged config value; None when absent or null."""
+    value = record.get("params", {}).get(key)
+    return None if value in (None, "None", "null", "") else str(value)
+
+
+def tokenizer_label(record: dict[str, Any]) -> str:
+    """``char``, ``word``, or ``bpe1000`` (a subword tokenizer named with its size)."""
+    name = record["labels"].get("tokenizer", "?")
+    size = param(record, "tokenizer.vocab_size")
+    return f"{name}{size}" if size else name
+
+
+def size_label(record: dict[str, Any]) -> str:
+    budget = param(record, "model.param_budget")
+    if budget:
+        return f"~{int(float(budget)) // 1000}k params"
+    return f"H={param(record, 'model.hidden_dim') or '?'}"
+
+
+def settings(record: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in record.get("params", {}).items() if not k.startswith(NOT_SETTINGS)}
+
+
+def make_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
+    """Group runs by setting; label rows of one tokenizer x cell x size by what else differs."""
+    by_setting: dict[tuple, list[dict[str, Any]]] = {}
+    for record in records:
+        head = (tokenizer_label(record), record["labels"].get("cell", "?"), size_label(record))
+        by_setting.setdefault((head, frozenset(settings(record).items())), []).append(record)
+    labelled: dict[tuple[str, str, str], list[frozenset]] = {}
+    for head, key in by_setting:
+        labelled.setdefault(head, []).append(key)
+    rows = []
+    for head, keys in labelled.items():
+        common = set.intersection(*(set(k) for k in keys))
+        differing = sorted({name for k in keys for name, _ in set(k) - common})
+        for key in keys:
+            values = dict(key)
+            extra = ", ".join(f"{name}={values.get(name, '-')}" for name in differing)
+            rows.append(Row(*head, extra=f"[{extra}]" if extra else "",
+                            records=sorted(by_setting[(head, key)],
+                                           key=lambda r: str(r["labels"]))))
+    return sorted(rows, key=lambda r: (r.size, r.cell, _tokenizer_order(r.tokenizer), r.extra))
+
+
+def _tokenizer_order(label: str) -> tuple[int, int]:
+    if label.startswith("char"):
+        return 0, 0
+    if label.startswith("word"):
+        return 2, 0
+    digits = "".join(c for c in label if c.isdigit())
+    return 1, int(digits) if digits else 0
+
+
+# -- per-image statistics -----------------------------------------------------------------------
+
+#: metric -> its corpus value from per-image columns (images are what a run pools)
+PER_IMAGE_METRICS: dict[str, Callable[[dict[str, np.ndarray]], float]] = {
+    "bits_per_char": lambda c: c["nll_open"].sum() / c["chars"].sum() / LN2,
+    "bits_per_char_closed": lambda c: c["nll_closed"].sum() / c["chars"].sum() / LN2,
+    "cider": lambda c: float(np.nanmean(c["cider"])),
+    "bleu4": lambda c: _corpus_bleu4(c),
+}
+
+
+METRIC_BOUNDS = {"bits_per_char": (0.0, None), "bits_per_char_closed": (0.0, None),
+                 "cider": (0.0, None), "bleu4": (0.0, 1.0)}
+REQUIRED_COLUMNS = {"bits_per_char": {"nll_open", "chars"},
+                    "bits_per_char_closed": {"nll_closed", "chars"}, "cider": {"cider"},
+                    "bleu4": {"bleu_hyp_len", "bleu_ref_len", "bleu_correct_4", "bleu_guess_4"}}
+
+
+def _corpus_bleu4(columns: dict[str, np.ndarray]) -> float:
+    """Corpus BLEU-4 (pycocoevalcap's) from the summed per-image n-gram counts."""
+    from capx.metrics.caption_scores import BLEU_COUNT_COLUMNS, corpus_bleu
+
+    keep = np.isfinite(columns["bleu_hyp_len"])
+    return float(corpus_bleu({c: np.nansum(columns[c][keep]) for c in BLEU_COUNT_COLUMNS}))
+
+
+def per_image(record: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    columns = record.get("per_image")
+    if not columns or "nll_open" not in columns:
+        return None
+    return {k: np.asarray(v, dtype=float) for k, v in columns.items() if k != "image_id"}
+
+
+def _per_image_runs(row: Row, metric: str) -> list[dict[str, np.ndarray]] | None:
+    runs = [per_image(r) for r in row.records]
+    needed = REQUIRED_COLUMNS.get(metric, {"missing"})
+    return runs if runs and all(r is not None and needed <= set(r) for r in runs) else None
+
+
+def row_interval(row: Row, metric: str) -> tuple[float, float, float]:
+    """(estimate, low, high): the metric pooled over the row's test images, with a t interval
+    over its runs' values (clipped to the metric's range; NaN bounds for a single run).
+
+    Without per-image scores: the mean over runs and the same t interval (NaN when no run has
+    the metric).
+    """
+    runs = _per_image_runs(row, metric)
+    if runs is not None:
+        statistic = PER_IMAGE_METRICS[metric]
+        pooled = statistic({k: np.concatenate([r[k] for r in runs]) for k in runs[0]})
+        per_run = statistics.mean_ci([statistic(r) for r in runs], method="t")
+        low = pooled - (per_run.mean - per_run.low)
+        high = pooled + (per_run.high - per_run.mean)
+        floor, ceiling = METRIC_BOUNDS.get(metric, (None, None))
+        low = low if floor is None else max(low, floor)
+        high = high if ceiling is None else min(high, ceiling)
+        return float(pooled), float(low), float(high)
+    values = row.values(f"{names.TEST}{metric}")
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return math.nan, math.nan, math.nan
+    interval = statistics.mean_ci(values, method="t", bounds=METRIC_BOUNDS.get(metric, (None, None)))
+    return interval.mean, interval.low, interval.high
+
+
+@dataclass
+class Comparison:
+    """A difference ``a - b`` of one metric over paired runs: the pooled estimate, the t
+    interval and t-test p over the per-pair differences, and the two-level bootstrap interval."""
+
+    a: Row
+    b: Row
+    metric: str
+    pairs: int
+    estimate: float
+    low: float
+    high: float
+    p_value: float
+    boot_low: float
+    boot_high: float
+    preregistered: bool = True
+    p_holm: float = math.nan
+
+
+def compare(a: Row, b: Row, metric: str, n_boot: int = 2000, seed: int = 0) -> Comparison | None:
+    """``a - b`` on ``metric`` over runs paired by fold and seed (the same test images)."""
+    statistic = PER_IMAGE_METRICS[metric]
+    b_by_key = {b.pair_key(r): r for r in b.records}
+    pairs = []
+    for record in a.records:
+        other = b_by_key.get(a.pair_key(record))
+        left, right = per_image(record), per_image(other) if other else None
+        if left is None or right is None:
+            continue
+        same_images = (record["per_image"].get("image_id") == other["per_image"].get("image_id")
+                       and len(left["chars"]) == len(right["chars"]))
+        if not same_images:
+            raise ValueError(f"runs {record['run_id']} and {other['run_id']} share fold and seed "
+                             "but scored different test images: they cannot be paired")
+        pairs.append((left, right))
+    if not pairs:
+        return None
+    estimate, boot_low, boot_high = statistics.paired_two_level_interval(pairs, statistic,
+                                                                    n_boot=n_boot, seed=seed)
+    differences = [statistic(left) - statistic(right) for left, right in pairs]
+    interval = statistics.mean_ci(differences, method="t")
+    half_low, half_high = interval.mean - interval.low, interval.high - interval.mean
+    return Comparison(a, b, metric, len(pairs), estimate, estimate - half_low,
+                      estimate + half_high, statistics.t_test_p(differences), boot_low, boot_high)
+
+
+def preregistered(rows: Sequence[Row], metrics: Sequence[str] = ("bits_per_char", "cider")
+                  ) -> list[Comparison]:
+    """char - word and each bpe - word, within every cell x size (x other setting).
+
+    A word row that differs only in tokenizer options (e.g. ``tokenizer.min_count``, a
+    robustness run) is compared too, each such row on its own. The comparison with the word row
+    whose runs started first (the study's own word setting; variants are run after it) is the
+    pre-registered one; the others, and those of learning-curve rows, are marked exploratory. The pre-registered ones get
+    Holm-adjusted p-values over all of them.
+    """
+    out = []
+    for row in rows:
+        if row.tokenizer.startswith("word"):
+            continue
+        words = [w for w in rows if w.tokenizer.startswith("word") and w.cell == row.cell
+                 and w.size == row.size and _shared_settings(w) == _shared_settings(row)]
+        first = min(words, key=_first_start, default=None)
+        for word in words:
+            for metric in metrics:
+                found = compare(row, word, metric)
+                if found is not None:
+                    found.preregistered = word is first and _full_training_set(row)
+                    out.append(found)
+    planned = [c for c in out if c.preregistered]
+    for c, adjusted in zip(planned, statistics.holm([c.p_value for c in planned])):
+        c.p_holm = adjusted
+    return out
+
+
+def _full_training_set(row: Row) -> bool:
+    """Learning-curve rows (a share of the training images) are exploratory comparisons."""
+    return param(row.records[0], "split.train_percent") in (None, "100")
+
+
+def _first_start(row: Row) -> float:
+    return min((r.get("start_time") or math.inf for r in row.records), default=math.inf)
+
+
+#: settings a tokenizer brings or a study chooses per tokenizer (lr on dev): not part of what
+#: two compared rows must share
+PER_TOKENIZER = ("tokenizer.", "solver.learning_rate", "model.wordvec_dim", "study.")
+
+
+def _shared_settings(row: Row) -> dict[str, str]:
+    return {k: v for k, v in settings(row.records[0]).items() if not k.startswith(PER_TOKENIZER)}
+
+
+def format_interval(estimate: float, low: float, high: float, decimals: int,
+                    scale: float = 1.0) -> str:
+    if not math.isfinite(estimate):
+        return "–"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{estimate * scale:.{decimals}f}"
+    return (f"{estimate * scale:.{decimals}f} [{low * scale:.{decimals}f}, "
+            f"{high * scale:.{decimals}f}]")
