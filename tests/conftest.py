@@ -55,3 +55,18 @@ def cs231n_dir() -> Path:
 @pytest.fixture
 def val2017_captions() -> Path:
     return _require(SHARED_DATA / "coco-val2017-captions" / "captions_val2017.json")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    """Generated shapes data shared by one module's jobs (in-process and run.py children)."""
+    return tmp_path_factory.mktemp("shapes-cache")
+
+
+@pytest.fixture
+def workdir(tmp_path, cache_dir, monkeypatch) -> Path:
+    """A fresh launch folder: the job runs there, with no outside tracking URI."""
+    monkeypatch.setenv("CAPX_CACHE_DIR", str(cache_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -18,7 +18,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import capx.run.main
-from tests.test_experiment import REPO, SMOKE, cache_dir, workdir  # noqa: F401
+from tests.support import REPO, SMOKE, free_port
 
 
 def _main(*overrides: str) -> int:
@@ -35,12 +35,6 @@ def _run_count(folder: Path) -> int:
     client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("capx")
     return 0 if experiment is None else len(client.search_runs([experiment.experiment_id]))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 BAD_INPUT = [
@@ -67,7 +61,7 @@ def test_bad_input_is_a_clear_error_before_any_run(workdir, capsys, overrides, m
 def test_a_tracking_server_that_does_not_answer_fails_fast_and_clearly(workdir, capsys):
     """No server on the port: a TrackingError within seconds (MLflow alone retried for 254 s)."""
     started = time.monotonic()
-    assert _main(f"tracking.uri=http://127.0.0.1:{_free_port()}") == 2
+    assert _main(f"tracking.uri=http://127.0.0.1:{free_port()}") == 2
     err = capsys.readouterr().err
     assert "no MLflow server answers there" in err and "tracking.enabled=false" in err
     assert time.monotonic() - started < 60  # a bound on hanging, not a speed measurement

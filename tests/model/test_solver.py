@@ -7,21 +7,7 @@ from capx.captioner import CaptioningRNN
 from capx.data import decode_captions, load_coco_data
 from capx.solver import Callback, CaptioningSolver, NonFiniteLossError
 
-
-def toy_data(num=12, T=6, V=8, D=10, seed=0):
-    rng = np.random.RandomState(seed)
-    captions = np.zeros((num, T + 2), dtype=np.int32)
-    captions[:, 0] = 1
-    for i in range(num):
-        length = rng.randint(2, T + 1)
-        captions[i, 1:length + 1] = rng.randint(3, V, size=length)
-        captions[i, length + 1] = 2
-    word_to_idx = {"<NULL>": 0, "<START>": 1, "<END>": 2} | {f"w{i}": i for i in range(3, V)}
-    return {
-        "train_captions": captions, "train_image_idxs": np.arange(num),
-        "train_features": rng.randn(num, D).astype(np.float32),
-        "word_to_idx": word_to_idx, "idx_to_word": sorted(word_to_idx, key=word_to_idx.get),
-    }
+from tests.support import toy_data
 
 
 @pytest.mark.parametrize("cell_type", ["rnn", "lstm"])

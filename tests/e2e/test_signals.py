@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 
 from capx.checkpoint import load_checkpoint
 from capx.run.main import JobContext, run
-from tests.test_experiment import REPO, SMOKE, cache_dir, workdir  # noqa: F401
+from tests.support import REPO, SMOKE
 
 def _only_run(folder: Path):
     from mlflow.tracking import MlflowClient

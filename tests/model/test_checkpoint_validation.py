@@ -12,8 +12,8 @@ import pytest
 
 from capx.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
 from capx.registry import UPDATE_RULES
-from tests.test_checkpoint import VOCAB, _solver, _tokenizer_dict
-from tests.test_experiment import _run_in_process, _runs, cache_dir, workdir  # noqa: F401
+from tests.support import VOCAB, small_solver, word_tokenizer_dict
+from tests.support import run_in_process, read_runs
 
 
 def _entries(path: Path) -> dict[str, np.ndarray]:
@@ -103,11 +103,11 @@ TAMPERINGS = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A real checkpoint of a solver one epoch in (Adam moments and RNG state filled)."""
-    solver = _solver()
+    solver = small_solver()
     solver.num_epochs = 1
     solver.train()
     path = tmp_path_factory.mktemp("good") / "good.npz"
-    return save_checkpoint(path, solver.state_dict(), _tokenizer_dict(), "seed: 0\n",
+    return save_checkpoint(path, solver.state_dict(), word_tokenizer_dict(), "seed: 0\n",
                            {"run_id": "abc"})
 
 
@@ -124,7 +124,7 @@ def test_rewriting_without_changes_still_loads_and_resumes(trained, tmp_path):
     path = _tampered(trained, tmp_path, lambda arrays: None)
     loaded, original = load_checkpoint(path), load_checkpoint(trained)
     assert loaded.state["iteration"] == original.state["iteration"] > 0
-    reference, resumed = _solver(), _solver(seed=99)
+    reference, resumed = small_solver(), small_solver(seed=99)
     reference.train()
     resumed.load_state_dict(loaded.state)
     resumed.train()
@@ -134,11 +134,11 @@ def test_rewriting_without_changes_still_loads_and_resumes(trained, tmp_path):
 
 @pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam"])
 def test_every_update_rules_own_state_passes_the_checks(tmp_path, rule):
-    solver = _solver()
+    solver = small_solver()
     solver.update_rule_name, solver.update_rule = rule, UPDATE_RULES.get(rule)
     solver.num_epochs = 1
     solver.train()
-    path = save_checkpoint(tmp_path / "c.npz", solver.state_dict(), _tokenizer_dict(), "")
+    path = save_checkpoint(tmp_path / "c.npz", solver.state_dict(), word_tokenizer_dict(), "")
     saved = load_checkpoint(path).state["optim_configs"]["flat"]
     assert set(saved) == set(solver.optim_configs["flat"])
 
@@ -159,7 +159,7 @@ def test_non_finite_parameters_are_never_written_over_a_good_checkpoint(trained,
     state = load_checkpoint(trained).state
     state["params"]["W_vocab"] = _nan_at_first(state["params"]["W_vocab"])
     with pytest.raises(CheckpointError, match="W_vocab are not finite.*kept"):
-        save_checkpoint(path, state, _tokenizer_dict(), "")
+        save_checkpoint(path, state, word_tokenizer_dict(), "")
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.npz"]
 
@@ -167,17 +167,17 @@ def test_non_finite_parameters_are_never_written_over_a_good_checkpoint(trained,
 def test_resuming_from_a_bad_checkpoint_creates_no_run(workdir):
     """Each bad file fails while loading, before the store is touched: the run count stays 1
     and the run that wrote the checkpoint keeps its status."""
-    assert _run_in_process(workdir, name="first") == "FINISHED"
+    assert run_in_process(workdir, name="first") == "FINISHED"
     good = workdir / "outputs" / "first" / "checkpoints" / "last.npz"
-    client, (first,) = _runs(workdir)
+    client, (first,) = read_runs(workdir)
     for tamper, problem in [(_set("params/Wx", _nan_at_first), "non-finite"),
                             (_set("optim/flat/m", lambda m: m[:-1]), "key 'm' has shape"),
                             (_set("rng/1", lambda k: k[:100]), "rng_state key has shape"),
                             (_set("config_yaml", lambda _: np.asarray("a: [")), "does not parse")]:
         bad = _tampered(good, workdir, tamper)
         with pytest.raises(CheckpointError, match=problem):
-            _run_in_process(workdir, f"resume={bad}", name="resumed")
-        _, runs = _runs(workdir)
+            run_in_process(workdir, f"resume={bad}", name="resumed")
+        _, runs = read_runs(workdir)
         assert [r.info.run_id for r in runs] == [first.info.run_id]
     assert client.get_run(first.info.run_id).info.status == "FINISHED"
 
@@ -187,4 +187,4 @@ def test_optimiser_state_laid_out_for_another_model_is_refused(trained):
     loaded = load_checkpoint(trained)
     loaded.state["optim_configs"] = {"Wx": {"learning_rate": 0.01}}
     with pytest.raises(CheckpointError, match=r"optimiser state for \['Wx'\].*\['flat'\]"):
-        check_compatible(loaded, _solver().model.params, VOCAB)
+        check_compatible(loaded, small_solver().model.params, VOCAB)

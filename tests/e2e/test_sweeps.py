@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from capx.run.outcomes import OUTCOME_FILE, sweep_summary, write_outcome
-from tests.test_experiment import (REPO, SMOKE, _run_py, _runs, _subprocess_env,  # noqa: F401
-                                   cache_dir, workdir)
+from tests.support import REPO, SMOKE, read_runs, run_py, subprocess_env
 
 
 def _job_folder(sweep: Path, name: str, outcome: dict | None) -> None:
@@ -44,7 +43,7 @@ def test_the_summary_lists_every_job_that_did_not_finish(tmp_path):
 
 @pytest.mark.parametrize("tracking", [pytest.param("true", marks=pytest.mark.slow), "false"])
 def test_a_sweep_with_an_invalid_job_exits_non_zero_and_names_it(workdir, cache_dir, tracking):
-    result = _run_py(workdir, cache_dir, "-m", *SMOKE, "solver.batch_size=20,100000",
+    result = run_py(workdir, cache_dir, "-m", *SMOKE, "solver.batch_size=20,100000",
                      f"tracking.enabled={tracking}", "hydra.sweep.dir=sweep")
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
@@ -53,7 +52,7 @@ def test_a_sweep_with_an_invalid_job_exits_non_zero_and_names_it(workdir, cache_
     assert "solver.batch_size=100000" in line and "DataError: solver.batch_size=100000 is " \
         "larger than the 200 training captions" in line
     if tracking == "true":
-        _, runs = _runs(workdir)
+        _, runs = read_runs(workdir)
         (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
         assert parent.info.status == "FAILED"
@@ -64,7 +63,7 @@ def test_a_sweep_with_an_invalid_job_exits_non_zero_and_names_it(workdir, cache_
 
 @pytest.mark.slow
 def test_two_sweeps_launched_together_get_their_own_folders_and_parents(workdir, cache_dir):
-    env = _subprocess_env(cache_dir)
+    env = subprocess_env(cache_dir)
     launch = [[sys.executable, str(REPO / "run.py"), "-m", *SMOKE, "seed=0,1",
                "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
               [sys.executable, str(REPO / "run.py"), "-m", *SMOKE, "seed=2,3"]]
@@ -78,7 +77,7 @@ def test_two_sweeps_launched_together_get_their_own_folders_and_parents(workdir,
     for folder in folders:
         assert sorted(p.name for p in folder.iterdir() if (p / ".hydra").is_dir()) == ["0", "1"]
         assert len(list(folder.glob("*/checkpoints/last.npz"))) == 2
-    _, runs = _runs(workdir)
+    _, runs = read_runs(workdir)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 2 and all(r.info.status == "FINISHED" for r in runs)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

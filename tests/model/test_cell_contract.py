@@ -27,9 +27,10 @@ from capx.metrics.likelihood import sequence_nll
 from capx.packing import make_packing
 from capx.registry import CELLS, load_plugins
 
+from tests.support import REPO, run_py_ok
+
 load_plugins(["plugins.gain_rnn"])  # the way a config's ``plugins: [plugins.gain_rnn]`` loads it
 
-REPO = Path(__file__).resolve().parents[1]
 VOCAB = {"<NULL>": 0, "<START>": 1, "<END>": 2, "<UNK>": 3, "a": 4, "cat": 5, "on": 6, "mat": 7}
 CS231N_ORDER = ["W_proj", "b_proj", "W_embed", "Wx", "Wh", "b", "W_vocab", "b_vocab"]
 
@@ -360,38 +361,23 @@ def test_checkpoint_round_trips_the_gain(tmp_path):
 GAIN_RNN = ["plugins=[plugins.gain_rnn]", "cell=gain_rnn", "experiment=smoke", "progress=false"]
 
 
-def run_py(folder: Path, cache_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["CAPX_CACHE_DIR"] = str(cache_dir)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    result = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=folder, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
 def only(paths):
     paths = list(paths)
     assert len(paths) == 1, paths
     return paths[0]
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("shapes-cache")
-
-
 def test_gain_rnn_trains_and_resumes_through_run_py(tmp_path, cache_dir):
     first, resumed = tmp_path / "first", tmp_path / "resumed"
     for folder in (first, resumed):
         folder.mkdir()
-    run_py(first, cache_dir, *GAIN_RNN, "tracking.enabled=false")
+    run_py_ok(first, cache_dir, *GAIN_RNN, "tracking.enabled=false")
     last = only(first.rglob("last.npz"))
     saved = load_checkpoint(last).state
     assert saved["iteration"] == 10 and saved["params"]["g"].shape == (16,)
     assert not np.array_equal(saved["params"]["g"], np.ones(16))  # the gain was trained
 
-    run_py(resumed, cache_dir, *GAIN_RNN, "tracking.enabled=false", "solver.num_epochs=2",
+    run_py_ok(resumed, cache_dir, *GAIN_RNN, "tracking.enabled=false", "solver.num_epochs=2",
            f"resume={last}")
     state = load_checkpoint(only(resumed.rglob("last.npz"))).state
     assert state["iteration"] == 20
@@ -402,7 +388,7 @@ def test_gain_rnn_trains_and_resumes_through_run_py(tmp_path, cache_dir):
 def test_gain_rnn_run_is_recorded_in_mlflow(tmp_path, cache_dir):
     from mlflow.tracking import MlflowClient
 
-    run_py(tmp_path, cache_dir, *GAIN_RNN)
+    run_py_ok(tmp_path, cache_dir, *GAIN_RNN)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("capx")
     r = only(client.search_runs([experiment.experiment_id]))

@@ -7,27 +7,19 @@ from __future__ import annotations
 import pytest
 
 from capx.tracking import records
-from tests.test_experiment import _run_in_process, _runs, cache_dir, workdir  # noqa: F401
-
-
-def _artifacts(client, run_id, path=None):
-    for item in client.list_artifacts(run_id, path):
-        if item.is_dir:
-            yield from _artifacts(client, run_id, item.path)
-        else:
-            yield item.path
+from tests.support import artifact_paths, read_runs, run_in_process
 
 
 @pytest.fixture
 def recorded(workdir, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
-    assert _run_in_process(workdir, "solver.num_epochs=2", "split.scheme=holdout",
+    assert run_in_process(workdir, "solver.num_epochs=2", "split.scheme=holdout",
                            "tracking.system_metrics=true", "tracking.log_model=false",
                            name="a") == "FINISHED"
-    assert _run_in_process(workdir, "tokenizer=char", "solver.num_epochs=1",
+    assert run_in_process(workdir, "tokenizer=char", "solver.num_epochs=1",
                            "split.scheme=holdout", "tracking.system_metrics=false",
                            "tracking.log_model=false", name="b") == "FINISHED"
-    client, runs = _runs(workdir)
+    client, runs = read_runs(workdir)
     return client, {r.data.tags["tokenizer"]: r for r in runs}
 
 
@@ -46,7 +38,7 @@ def test_the_splits_are_run_inputs_with_a_content_digest(recorded):
 def test_samples_and_test_captions_are_tables(recorded):
     client, runs = recorded
     run = runs["word"]
-    paths = set(_artifacts(client, run.info.run_id))
+    paths = set(artifact_paths(client, run.info.run_id))
     assert {"samples/epoch_001.json", "samples/epoch_002.json",
             "evaluation/captions.json"} <= paths
     exp, ids = run.info.experiment_id, [run.info.run_id]  # MLflow's own reader finds them
@@ -69,4 +61,4 @@ def test_system_metrics_code_commit_and_hydra_files(recorded):
     assert tags["capx.launch.folder"]
     own = records.source_tags(records.Path.cwd())
     assert tags.get("mlflow.source.git.commit") == own.get("mlflow.source.git.commit")
-    assert not any(".hydra" in p for p in _artifacts(client, word.info.run_id, "config"))
+    assert not any(".hydra" in p for p in artifact_paths(client, word.info.run_id, "config"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_experiment import REPO, SMOKE, cache_dir  # noqa: F401
+from tests.support import REPO, SMOKE
 
 
 @pytest.fixture(scope="module")

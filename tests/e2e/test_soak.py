@@ -15,17 +15,11 @@ import time
 
 import pytest
 
-from tests.test_experiment import REPO, SMOKE, _subprocess_env, cache_dir, workdir  # noqa: F401
+from tests.support import REPO, SMOKE, mlflow_client, subprocess_env
 
 EPOCHS = 30
 SWEEP = [*SMOKE, f"solver.num_epochs={EPOCHS}", "evaluation.final=false",
          "tracking.log_model=false", "seed=0,1,2,3,4,5,6,7"]
-
-
-def _client(folder):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
 
 
 def _jobs(client):
@@ -51,7 +45,7 @@ def _curve(client, run_id: str) -> list[tuple[int, float]]:
 
 @pytest.mark.slow
 def test_a_sweep_with_a_sigkill_and_a_sigterm_loses_nothing(workdir, cache_dir):
-    env = _subprocess_env(cache_dir)
+    env = subprocess_env(cache_dir)
     env["OPENBLAS_NUM_THREADS"] = "1"
     sweep = subprocess.Popen(
         [sys.executable, str(REPO / "run.py"), "-m", "hydra/launcher=joblib",
@@ -60,7 +54,7 @@ def test_a_sweep_with_a_sigkill_and_a_sigterm_loses_nothing(workdir, cache_dir):
     deadline = time.time() + 300
     while time.time() < deadline and not list(workdir.glob("multirun/*/*/*/.hydra")):
         time.sleep(0.1)  # the sweep has made its store: reading it now cannot race its set-up
-    client, signalled = _client(workdir), {}
+    client, signalled = mlflow_client(workdir), {}
     for signum in (signal.SIGTERM, signal.SIGKILL):
         while time.time() < deadline and sweep.poll() is None:
             run = _training(client, set(signalled))

@@ -14,7 +14,7 @@ import pytest
 
 from capx.tracking import store as tracking
 from capx.tracking.preflight import TrackingError, open_store
-from tests.test_experiment import REPO, SMOKE, _runs, cache_dir  # noqa: F401
+from tests.support import REPO, SMOKE, read_runs
 
 SETTINGS = {"enabled": True, "uri": None, "experiment_name": "capx"}
 
@@ -124,5 +124,5 @@ def test_four_first_runs_at_once_in_a_fresh_folder_all_finish(tmp_path, cache_di
             for seed in range(4)]
     outputs = [job.communicate(timeout=600)[0] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0, 0, 0], "\n".join(outputs)
-    _, runs = _runs(tmp_path)
+    _, runs = read_runs(tmp_path)
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4

@@ -12,22 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import REPO, run_py
+
 # end-to-end sweeps in subprocesses, about a minute in all: outside the default suite's budget
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["dataset=shapes", "dataset.num_train=50", "dataset.num_val=10", "progress=false",
         "split.folds=3", "model.param_budget=12000", "model.wordvec_dim=8",
         "solver.num_epochs=3", "solver.patience=1", "solver.batch_size=25",
         "evaluation.compare_beam=2", "tokenizer.max_length=60"]
-
-
-def run_py(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OPENBLAS_NUM_THREADS"] = "1"
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 def runs(folder: Path, experiment: str):
@@ -42,9 +35,7 @@ def runs(folder: Path, experiment: str):
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("study")
-    done = run_py(folder, "-m", "experiment=study_coco_mini", *TINY, "tokenizer=char,word",
-                  "cell=rnn", "split.fold=0,1", "hydra.sweep.dir=sweep1",
-                  "tracking.export=null")
+    done = run_py(folder, None, '-m', 'experiment=study_coco_mini', *TINY, 'tokenizer=char,word', 'cell=rnn', 'split.fold=0,1', 'hydra.sweep.dir=sweep1', 'tracking.export=null', timeout=600, OPENBLAS_NUM_THREADS="1")
     assert done.returncode == 0, done.stderr[-4000:]
     return folder
 
@@ -64,9 +55,7 @@ def test_study_jobs_finish_with_test_scores_per_image_and_selection(study):
 
 
 def test_rerunning_the_sweep_skips_finished_jobs_and_runs_only_new_ones(study):
-    done = run_py(study, "-m", "experiment=study_coco_mini", *TINY, "tokenizer=char,word",
-                  "cell=rnn", "split.fold=0,1,2", "hydra.sweep.dir=sweep2",
-                  "tracking.export=null")
+    done = run_py(study, None, '-m', 'experiment=study_coco_mini', *TINY, 'tokenizer=char,word', 'cell=rnn', 'split.fold=0,1,2', 'hydra.sweep.dir=sweep2', 'tracking.export=null', timeout=600, OPENBLAS_NUM_THREADS="1")
     assert done.returncode == 0, done.stderr[-4000:]
     assert (done.stdout + done.stderr).count("already FINISHED with this configuration") == 4
     found = runs(study, "study_coco_mini")
@@ -93,15 +82,13 @@ def test_export_rebuilds_the_report_without_the_store_and_feeds_skipping(study, 
     # a fresh folder with only the export: the sweep skips every exported job
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    done = run_py(fresh, "-m", "experiment=study_coco_mini", *TINY, "tokenizer=char,word",
-                  "cell=rnn", "split.fold=0,1,2", f"tracking.export={export}")
+    done = run_py(fresh, None, '-m', 'experiment=study_coco_mini', *TINY, 'tokenizer=char,word', 'cell=rnn', 'split.fold=0,1,2', f'tracking.export={export}', timeout=600, OPENBLAS_NUM_THREADS="1")
     assert done.returncode == 0, done.stderr[-4000:]
     assert (done.stdout + done.stderr).count("already FINISHED with this configuration") == 6
 
 
 def test_learning_rate_preset_scores_dev_only(tmp_path):
-    done = run_py(tmp_path, "-m", "experiment=study_coco_mini_lr", *TINY, "tokenizer=word",
-                  "cell=rnn", "solver.learning_rate=1e-2,2e-2", "tracking.export=null")
+    done = run_py(tmp_path, None, '-m', 'experiment=study_coco_mini_lr', *TINY, 'tokenizer=word', 'cell=rnn', 'solver.learning_rate=1e-2,2e-2', 'tracking.export=null', timeout=600, OPENBLAS_NUM_THREADS="1")
     assert done.returncode == 0, done.stderr[-4000:]
     found = runs(tmp_path, "study_coco_mini_lr")
     assert len(found) == 2

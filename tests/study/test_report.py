@@ -16,7 +16,8 @@ from capx.cli import main as cli_main
 from capx.study.report import ReportError, make_report, report_markdown
 from capx.study.tables import compare, make_rows, row_interval
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
+
 
 
 def record(tokenizer: str, fold: int, seed: int = 0, nll_scale: float = 1.0, cider: float = 0.5,

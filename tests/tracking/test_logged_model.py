@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 
 from capx.inference import Captioner
-from tests.test_experiment import (  # noqa: F401 - fixtures
-    _free_port, _run_in_process, _runs, cache_dir, workdir)
+from tests.support import free_port, read_runs, run_in_process
 
 
 def _trained(folder: Path) -> tuple[str, str]:
-    assert _run_in_process(folder, "model.hidden_dim=12") == "FINISHED"
-    _, runs = _runs(folder)
+    assert run_in_process(folder, "model.hidden_dim=12") == "FINISHED"
+    _, runs = read_runs(folder)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     return runs[0].info.run_id, uri
 
@@ -93,7 +92,7 @@ def test_mlflow_models_serve_answers_invocations(workdir, set_tracking_uri):
     set_tracking_uri(uri)
     loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     features = _features(loaded, n=1)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     server = subprocess.Popen(

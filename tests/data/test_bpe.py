@@ -297,7 +297,7 @@ def test_config_composes_validates_and_builds_the_tokenizer():
 
     from capx.run.config import validate
 
-    with initialize_config_dir(config_dir=str(Path(__file__).parents[1] / "conf"),
+    with initialize_config_dir(config_dir=str(Path(__file__).parents[2] / "conf"),
                                version_base="1.3"):
         plain = validate(compose("config", overrides=["tokenizer=bpe", "experiment=smoke"]))
     options = dict(plain["tokenizer"])

@@ -19,7 +19,8 @@ from capx.datasets.coco import DataWarning  # noqa: E402
 from capx.datasets.shapes import save_png, shapes, shapes_images  # noqa: E402
 from capx.registry import DATASETS  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
+
 
 
 def make_folder(folder: Path, count: int) -> Path:

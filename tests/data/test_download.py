@@ -26,7 +26,7 @@ import pytest
 from capx import cli
 from capx.datasets.download import COCO, DownloadError, download, missing_files
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ZIP_PATH = "/coco_captioning.zip"
 
 # --------------------------------------------------------------------------- fixtures

@@ -24,7 +24,8 @@ from capx.run.schemas import (
 )
 from test_registry import fresh_plugins, install_demo_plugin  # noqa: F401 - a fixture, a helper
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO, run_py
+
 CONF = REPO / "conf"
 
 
@@ -144,13 +145,6 @@ def test_run_py_stops_on_a_bad_value_without_traceback(tmp_path):
 # -- types and defaults: Hydra checks the schemas of capx/run/schemas.py while composing -------------
 
 
-def _run_py(*args: str, cwd: Path, pythonpath: str = "") -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (pythonpath, str(REPO)) if p)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_wrong_type_is_refused_by_hydra_naming_the_key():
     with pytest.raises(ConfigCompositionException, match="solver.learning_rate=abc") as info:
         _compose("solver.learning_rate=abc")
@@ -162,7 +156,7 @@ def test_wrong_type_is_refused_by_hydra_naming_the_key():
 
 
 def test_run_py_cfg_job_fails_on_a_wrong_type(tmp_path):
-    result = _run_py("--cfg", "job", "solver.learning_rate=abc", cwd=tmp_path)
+    result = run_py(tmp_path, None, '--cfg', 'job', 'solver.learning_rate=abc')
     assert result.returncode != 0
     assert "Value 'abc' of type 'str' could not be converted to Float" in result.stderr
     assert "full_key: solver.learning_rate" in result.stderr
@@ -261,7 +255,7 @@ def test_entry_point_cell_is_a_group_option(fresh_plugins, config_store):
 
 def test_run_py_takes_an_entry_point_cell_by_group_option(fresh_plugins, tmp_path):
     install_demo_plugin(fresh_plugins)
-    result = _run_py("--cfg", "job", "cell=demo", cwd=tmp_path, pythonpath=str(fresh_plugins))
+    result = run_py(tmp_path, None, '--cfg', 'job', 'cell=demo', pythonpath=str(fresh_plugins))
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["cell"] == {"name": "demo"}
 
@@ -269,9 +263,7 @@ def test_run_py_takes_an_entry_point_cell_by_group_option(fresh_plugins, tmp_pat
 @pytest.mark.slow
 def test_run_py_trains_an_entry_point_cell_chosen_by_group_option(fresh_plugins, tmp_path):
     install_demo_plugin(fresh_plugins)
-    result = _run_py("experiment=smoke", "progress=false", "cell=demo",
-                     f"hydra.run.dir={tmp_path}/out", cwd=tmp_path,
-                     pythonpath=str(fresh_plugins))
+    result = run_py(tmp_path, None, 'experiment=smoke', 'progress=false', 'cell=demo', f'hydra.run.dir={tmp_path}/out', pythonpath=str(fresh_plugins))
     assert result.returncode == 0, result.stderr
     assert "FINISHED" in result.stdout + result.stderr
     saved = yaml.safe_load((tmp_path / "out" / ".hydra" / "config.yaml").read_text())
@@ -290,14 +282,13 @@ def test_run_py_takes_a_command_line_plugins_cell_by_group_option(tmp_path):
     (site / "capx_cli_cell.py").write_text(
         "from capx.cells.rnn import RNNCell\nfrom capx.registry import CELLS\n"
         "CELLS.add('cli_cell', RNNCell)\n")
-    result = _run_py("--cfg", "job", "plugins=[capx_cli_cell]", "cell=cli_cell", cwd=tmp_path,
-                     pythonpath=str(site))
+    result = run_py(tmp_path, None, '--cfg', 'job', 'plugins=[capx_cli_cell]', 'cell=cli_cell', pythonpath=str(site))
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["cell"] == {"name": "cli_cell"}
 
 
 def test_run_py_names_a_plugin_module_that_cannot_be_imported(tmp_path):
-    result = _run_py("--cfg", "job", "plugins=[no_such_module]", "cell=gru", cwd=tmp_path)
+    result = run_py(tmp_path, None, '--cfg', 'job', 'plugins=[no_such_module]', 'cell=gru')
     assert result.returncode == 2
     assert "plugins: could not import plugin module 'no_such_module'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -310,7 +301,6 @@ def test_plugin_cell_with_a_yaml_file_by_group_option():
 
 @pytest.mark.slow
 def test_run_py_trains_a_plugins_cell_chosen_by_group_option(tmp_path):
-    result = _run_py("experiment=smoke", "progress=false", "plugins=[plugins.gain_rnn]",
-                     "cell=gain_rnn", f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    result = run_py(tmp_path, None, 'experiment=smoke', 'progress=false', 'plugins=[plugins.gain_rnn]', 'cell=gain_rnn', f'hydra.run.dir={tmp_path}/out')
     assert result.returncode == 0, result.stderr
     assert "FINISHED" in result.stdout + result.stderr

@@ -13,9 +13,7 @@ from capx.captioner import CaptioningRNN
 from capx.checkpoint import load_checkpoint
 from capx.metrics.likelihood import Likelihood
 from capx.solver import CaptioningSolver, TrainingDivergedError, uniform_guess_loss
-from tests.test_experiment import (  # noqa: F401
-    _artifacts, _run_in_process, _runs, cache_dir, workdir)
-from tests.test_solver import toy_data
+from tests.support import artifact_paths, read_runs, run_in_process, toy_data
 
 
 def _toy_solver(update_rule: str, learning_rate: float) -> CaptioningSolver:
@@ -74,8 +72,8 @@ def _error_text(client, run_id: str, folder) -> str:
     pytest.param(["solver.update_rule=sgd", "solver.learning_rate=1e20"], marks=pytest.mark.slow),
 ])
 def test_a_diverging_run_ends_failed_with_a_one_line_reason(workdir, overrides, caplog):
-    assert _run_in_process(workdir, *overrides, "tracking.log_model=false") == "FAILED"
-    client, (r,) = _runs(workdir)
+    assert run_in_process(workdir, *overrides, "tracking.log_model=false") == "FAILED"
+    client, (r,) = read_runs(workdir)
     assert r.info.status == "FAILED"
     assert r.data.tags["error_type"] == "TrainingDivergedError"
     assert r.data.tags["error"].startswith("TrainingDivergedError: training diverged at "
@@ -116,20 +114,20 @@ def test_divergence_after_an_epoch_keeps_that_epochs_checkpoint(workdir, monkeyp
                                                                  why):
     """The smoke run has 10 iterations per epoch; from the 11th update training goes bad."""
     _from_call(monkeypatch, 11, spoil)
-    assert _run_in_process(workdir, "solver.num_epochs=3", "tracking.log_model=false") == "FAILED"
-    client, (r,) = _runs(workdir)
+    assert run_in_process(workdir, "solver.num_epochs=3", "tracking.log_model=false") == "FAILED"
+    client, (r,) = read_runs(workdir)
     assert r.info.status == "FAILED" and why in r.data.tags["error"]
     last = load_checkpoint(workdir / "outputs" / "job" / "checkpoints" / "last.npz")
     assert last.state["epoch"] == 1 and last.state["iteration"] == 10  # loads: all finite
-    assert {"checkpoints/last.npz", "checkpoints/best.npz"} <= _artifacts(client, r.info.run_id)
+    assert {"checkpoints/last.npz", "checkpoints/best.npz"} <= artifact_paths(client, r.info.run_id)
 
 
 def test_the_checkpointer_keeps_its_files_when_the_parameters_are_not_finite(tmp_path, caplog):
     from capx.run.callbacks import Checkpointer, RunState
-    from tests.test_checkpoint import _solver, _tokenizer_dict
+    from tests.support import small_solver, word_tokenizer_dict
 
-    state, solver = RunState(), _solver()
-    checkpointer = Checkpointer(state, tmp_path, _tokenizer_dict(), "", {"run_id": "r"})
+    state, solver = RunState(), small_solver()
+    checkpointer = Checkpointer(state, tmp_path, word_tokenizer_dict(), "", {"run_id": "r"})
     last = checkpointer.save(solver)
     state.best_checkpoint = checkpointer.save(solver, "best.npz")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}

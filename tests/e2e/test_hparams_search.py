@@ -12,7 +12,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from tests.test_experiment import REPO, SMOKE, _runs, cache_dir, workdir  # noqa: F401
+from tests.support import REPO, SMOKE, read_runs
 
 
 def test_a_sweep_job_returns_its_objective_and_records_it(workdir):
@@ -30,11 +30,11 @@ def test_a_sweep_job_returns_its_objective_and_records_it(workdir):
         value = capx.run.main.main(cfg)
     finally:
         JobContext.current = original
-    _, runs = _runs(workdir)
+    _, runs = read_runs(workdir)
     (job,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert job.data.tags["capx.objective"] == "val/bits_per_char"
     assert value == pytest.approx(job.data.metrics["objective"])
-    client, _ = _runs(workdir)
+    client, _ = read_runs(workdir)
     history = client.get_metric_history(job.info.run_id, "val/bits_per_char")
     best_epoch = int(job.data.metrics["val/best_epoch"])
     assert value == pytest.approx(next(m.value for m in history if m.step == best_epoch))
@@ -78,7 +78,7 @@ def test_optuna_reports_the_trial_with_the_lowest_objective(workdir, cache_dir):
         cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     best = yaml.safe_load((workdir / "sweep" / "optimization_results.yaml").read_text())
-    _, runs = _runs(workdir)
+    _, runs = read_runs(workdir)
     trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(trials) == 3 and all(r.info.status == "FINISHED" for r in trials)
     objectives = [r.data.metrics["objective"] for r in trials]

@@ -13,7 +13,7 @@ import pytest
 
 from capx.tracking import liveness
 from capx.tracking.preflight import open_store
-from tests.test_experiment import REPO, SMOKE, _runs, _subprocess_env, cache_dir, workdir  # noqa: F401
+from tests.support import REPO, SMOKE, read_runs, subprocess_env
 
 SETTINGS = {"enabled": True, "uri": None, "experiment_name": "capx"}
 
@@ -67,7 +67,7 @@ def test_dead_runs_are_closed_and_live_ones_left_alone(tmp_path):
 def test_a_sigkilled_run_is_closed_by_the_next_run_in_the_folder(workdir, cache_dir):
     """A real SIGKILL mid-training leaves the run RUNNING; the next ``run.py`` in the same
     folder marks it KILLED with the note, before its own run starts."""
-    env = _subprocess_env(cache_dir)
+    env = subprocess_env(cache_dir)
     job = subprocess.Popen([sys.executable, str(REPO / "run.py"), *SMOKE, "solver.num_epochs=400",
                             "hydra.run.dir=first"], cwd=workdir, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -77,13 +77,13 @@ def test_a_sigkilled_run_is_closed_by_the_next_run_in_the_folder(workdir, cache_
     assert list(workdir.glob("first/checkpoints/last.npz")), "the job never checkpointed"
     os.kill(job.pid, signal.SIGKILL)
     job.wait(timeout=30)
-    _, runs = _runs(workdir)
+    _, runs = read_runs(workdir)
     assert [r.info.status for r in runs] == ["RUNNING"]
     again = subprocess.run([sys.executable, str(REPO / "run.py"), *SMOKE, "seed=1",
                             "hydra.run.dir=second"], cwd=workdir, env=env, capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
-    _, runs = _runs(workdir)
+    _, runs = read_runs(workdir)
     by_status = sorted((r.info.status, r.data.tags.get(liveness.REAPED, "")) for r in runs)
     assert by_status[0][0] == "FINISHED" and by_status[1][0] == "KILLED"
     assert f"process {job.pid}" in by_status[1][1]

@@ -14,7 +14,8 @@ from capx.run.scoring import (data_statistics, decoder_settings, evenly_spread_r
                              timing_summary)
 from capx.run.main import JobContext, run
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
+
 
 
 def _compose(*overrides: str):

@@ -17,20 +17,11 @@ from capx.checkpoint import load_checkpoint
 from capx.registry import load_plugins
 from capx.tokenizers import Tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO, run_py_ok
+
 BOTH = ["plugins=[plugins.gain_rnn,plugins.pair_tokenizer]", "cell=gain_rnn", "tokenizer=pairs",
         "tokenizer.max_length=80", "tokenizer.num_pairs=30", "experiment=smoke",
         "progress=false", "tracking.enabled=false"]
-
-
-def run_py(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
 
 
 def test_pair_tokenizer_round_trips_and_keeps_its_pairs():
@@ -48,7 +39,7 @@ def test_pair_tokenizer_round_trips_and_keeps_its_pairs():
 
 
 def test_both_plugins_train_resume_and_reload_through_run_py(tmp_path):
-    run_py(tmp_path / "first", *BOTH)
+    run_py_ok(tmp_path / "first", None, *BOTH)
     last = next((tmp_path / "first").rglob("last.npz"))
     saved = load_checkpoint(last)
     assert saved.tokenizer["name"] == "pairs" and len(saved.tokenizer["state"]["pairs"]) == 30
@@ -56,7 +47,7 @@ def test_both_plugins_train_resume_and_reload_through_run_py(tmp_path):
 
     # The resume restores the fitted tokenizer from the checkpoint (its pairs, its vocabulary)
     # and continues the same run; the settings given again with it are the run's own.
-    run_py(tmp_path / "resumed", *BOTH, "solver.num_epochs=2", f"resume={last}")
+    run_py_ok(tmp_path / "resumed", None, *BOTH, "solver.num_epochs=2", f"resume={last}")
     resumed = load_checkpoint(next((tmp_path / "resumed").rglob("last.npz")))
     assert resumed.state["iteration"] == 2 * saved.state["iteration"]
     assert resumed.tokenizer == saved.tokenizer

@@ -23,69 +23,16 @@ from capx.checkpoint import load_checkpoint
 from capx.run.config import ConfigError
 from capx.run.main import JobContext, run
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = ["experiment=smoke", "progress=false"]
+from tests.support import REPO, SMOKE, artifact_paths, free_port, mlflow_client, read_runs, run_in_process, run_py, subprocess_env
 
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("shapes-cache")
-
-
-@pytest.fixture
-def workdir(tmp_path, cache_dir, monkeypatch) -> Path:
-    monkeypatch.setenv("CAPX_CACHE_DIR", str(cache_dir))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def _client(folder: Path):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
-
-
-def _runs(folder: Path):
-    client = _client(folder)
-    experiment = client.get_experiment_by_name("capx")
-    return client, client.search_runs([experiment.experiment_id])
-
-
-def _run_in_process(folder: Path, *overrides: str, name: str = "job") -> str:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[*SMOKE, *overrides])
-    context = JobContext(original_cwd=folder, output_dir=folder / "outputs" / name,
-                         overrides=list(overrides))
-    return run(cfg, context)
-
-
-def _artifacts(client, run_id: str, path: str = "") -> set[str]:
-    found = set()
-    for item in client.list_artifacts(run_id, path):
-        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
-    return found
-
-
-def _subprocess_env(cache_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["CAPX_CACHE_DIR"] = str(cache_dir)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def _run_py(folder: Path, cache_dir: Path, *args: str, timeout: int = 300):
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=folder,
-                          env=_subprocess_env(cache_dir), capture_output=True, text=True,
-                          timeout=timeout)
 
 
 # -- in-process ---------------------------------------------------------------------------------
 
 
 def test_single_run_records_everything(workdir):
-    assert _run_in_process(workdir, "model.hidden_dim=12") == "FINISHED"
-    client, runs = _runs(workdir)
+    assert run_in_process(workdir, "model.hidden_dim=12") == "FINISHED"
+    client, runs = read_runs(workdir)
     assert len(runs) == 1
     r = runs[0]
     assert r.info.status == "FINISHED"
@@ -101,7 +48,7 @@ def test_single_run_records_everything(workdir):
     assert metrics["speed/tokens_per_second"] > 0
     history = client.get_metric_history(r.info.run_id, "train/loss")
     assert len(history) == 10  # smoke: 10 iterations, logged every iteration
-    artifacts = _artifacts(client, r.info.run_id)
+    artifacts = artifact_paths(client, r.info.run_id)
     assert {"checkpoints/last.npz", "checkpoints/best.npz", "config/config.yaml",
             "samples/epoch_001.txt", "plots/loss_curve.png", "samples/grid.png"} <= artifacts
     samples = client.download_artifacts(r.info.run_id, "samples/epoch_001.txt", str(workdir))
@@ -110,12 +57,12 @@ def test_single_run_records_everything(workdir):
 
 def test_resume_continues_the_loss_curve_exactly(workdir):
     two = ["solver.num_epochs=2", "tracking.enabled=false"]
-    assert _run_in_process(workdir, *two, name="full") == "FINISHED"
-    assert _run_in_process(workdir, "solver.num_epochs=1", "tracking.enabled=false",
+    assert run_in_process(workdir, *two, name="full") == "FINISHED"
+    assert run_in_process(workdir, "solver.num_epochs=1", "tracking.enabled=false",
                            name="half") == "FINISHED"
     half = workdir / "outputs" / "half" / "checkpoints" / "last.npz"
     assert load_checkpoint(half).state["iteration"] == 10
-    assert _run_in_process(workdir, *two, f"resume={half}", name="resumed") == "FINISHED"
+    assert run_in_process(workdir, *two, f"resume={half}", name="resumed") == "FINISHED"
     full = load_checkpoint(workdir / "outputs" / "full" / "checkpoints" / "last.npz").state
     resumed = load_checkpoint(workdir / "outputs" / "resumed" / "checkpoints" / "last.npz").state
     assert resumed["iteration"] == full["iteration"] == 20
@@ -125,20 +72,20 @@ def test_resume_continues_the_loss_curve_exactly(workdir):
 
 
 def test_resume_refuses_another_model_shape_by_name_before_any_run(workdir):
-    assert _run_in_process(workdir, name="a") == "FINISHED"
+    assert run_in_process(workdir, name="a") == "FINISHED"
     last = workdir / "outputs" / "a" / "checkpoints" / "last.npz"
     with pytest.raises(ConfigError, match=r"model.hidden_dim \(trained with 16, asked for 20\)"):
-        _run_in_process(workdir, "model.hidden_dim=20", f"resume={last}", name="b")
-    _, runs = _runs(workdir)
+        run_in_process(workdir, "model.hidden_dim=20", f"resume={last}", name="b")
+    _, runs = read_runs(workdir)
     assert [r.info.status for r in runs] == ["FINISHED"]  # no second run, the first untouched
     assert not (workdir / "outputs" / "b" / "checkpoints").exists()
 
 
 def test_non_finite_loss_fails_the_run_clearly(workdir):
-    status = _run_in_process(workdir, "solver.update_rule=sgd", "solver.learning_rate=1e300",
+    status = run_in_process(workdir, "solver.update_rule=sgd", "solver.learning_rate=1e300",
                              "solver.num_epochs=3")
     assert status == "FAILED"
-    _, runs = _runs(workdir)
+    _, runs = read_runs(workdir)
     r = runs[0]
     assert r.info.status == "FAILED"
     assert r.data.tags["error_type"] == "TrainingDivergedError"
@@ -149,9 +96,9 @@ def test_non_finite_loss_fails_the_run_clearly(workdir):
 
 
 def test_multirun_sweep_nests_one_run_per_tokenizer(workdir, cache_dir):
-    result = _run_py(workdir, cache_dir, "-m", "tokenizer=char,word", *SMOKE)
+    result = run_py(workdir, cache_dir, "-m", "tokenizer=char,word", *SMOKE)
     assert result.returncode == 0, result.stdout + result.stderr
-    client, runs = _runs(workdir)
+    client, runs = read_runs(workdir)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 2
@@ -167,7 +114,7 @@ def test_multirun_sweep_nests_one_run_per_tokenizer(workdir, cache_dir):
     for child in children:
         assert child.info.status == "FINISHED"
         assert child.data.metrics["params/total"] > 0 and "val/loss" in child.data.metrics
-        assert "checkpoints/last.npz" in _artifacts(client, child.info.run_id)
+        assert "checkpoints/last.npz" in artifact_paths(client, child.info.run_id)
     # the char model's vocabulary (and so its embedding) is much smaller
     assert (by_tokenizer["char"].data.metrics["params/W_embed"]
             < by_tokenizer["word"].data.metrics["params/W_embed"])
@@ -180,7 +127,7 @@ def test_multirun_sweep_nests_one_run_per_tokenizer(workdir, cache_dir):
 def test_sigint_saves_a_checkpoint_and_marks_the_run_killed(workdir, cache_dir):
     process = subprocess.Popen(
         [sys.executable, str(REPO / "run.py"), *SMOKE, "solver.num_epochs=200",
-         "hydra.run.dir=out"], cwd=workdir, env=_subprocess_env(cache_dir),
+         "hydra.run.dir=out"], cwd=workdir, env=subprocess_env(cache_dir),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     while not (workdir / "out" / "checkpoints" / "last.npz").exists():
@@ -190,12 +137,12 @@ def test_sigint_saves_a_checkpoint_and_marks_the_run_killed(workdir, cache_dir):
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
     assert "Traceback" not in output
-    _, runs = _runs(workdir)
+    _, runs = read_runs(workdir)
     assert runs[0].info.status == "KILLED"
     checkpoint = load_checkpoint(workdir / "out" / "checkpoints" / "last.npz")
     assert 10 <= checkpoint.state["iteration"] < 2000
     # resume by run id alone continues with the checkpoint's own config
-    resumed = _run_py(workdir, cache_dir, f"resume={runs[0].info.run_id}",
+    resumed = run_py(workdir, cache_dir, f"resume={runs[0].info.run_id}",
                       "hydra.run.dir=out2", timeout=600)
     assert "resuming at iteration" in resumed.stdout, resumed.stdout + resumed.stderr
 
@@ -205,30 +152,24 @@ def test_sigint_saves_a_checkpoint_and_marks_the_run_killed(workdir, cache_dir):
 def test_parallel_launchers_lose_no_runs(workdir, cache_dir, launcher):
     extra = (["hydra.launcher.n_jobs=2"] if launcher == "joblib"
              else ["hydra.launcher.timeout_min=10"])
-    result = _run_py(workdir, cache_dir, "-m", f"hydra/launcher={launcher}", *extra,
+    result = run_py(workdir, cache_dir, "-m", f"hydra/launcher={launcher}", *extra,
                      "tokenizer=char,word", "cell=rnn,lstm", *SMOKE, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
-    client, runs = _runs(workdir)
+    client, runs = read_runs(workdir)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(runs) == 5 and len(children) == 4
     assert len({c.data.tags["mlflow.parentRunId"] for c in children}) == 1
     for child in children:
         assert child.info.status == "FINISHED"
         assert len(client.get_metric_history(child.info.run_id, "train/loss")) == 10
-        assert {"checkpoints/last.npz", "config/config.yaml"} <= _artifacts(
+        assert {"checkpoints/last.npz", "config/config.yaml"} <= artifact_paths(
             client, child.info.run_id)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_mlflow_ui_answers_over_http(workdir):
-    assert _run_in_process(workdir) == "FINISHED"
-    port = _free_port()
+    assert run_in_process(workdir) == "FINISHED"
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
          f"sqlite:///{workdir / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
@@ -253,9 +194,9 @@ def test_mlflow_ui_answers_over_http(workdir):
 
 def test_sweep_with_a_failed_job_runs_the_others_and_exits_non_zero(workdir, cache_dir):
     """One job fails (non-finite loss), the other still finishes; the sweep reports failure."""
-    result = _run_py(workdir, cache_dir, "-m", *SMOKE, "solver.learning_rate=1e-2,1e12")
+    result = run_py(workdir, cache_dir, "-m", *SMOKE, "solver.learning_rate=1e-2,1e12")
     assert result.returncode == 1, result.stdout + result.stderr
-    client, runs = _runs(workdir)
+    client, runs = read_runs(workdir)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     statuses = sorted(r.info.status for r in runs if "mlflow.parentRunId" in r.data.tags)
     assert statuses == ["FAILED", "FINISHED"]
@@ -265,13 +206,13 @@ def test_sweep_with_a_failed_job_runs_the_others_and_exits_non_zero(workdir, cac
 def test_a_resume_with_another_tokenizer_is_refused_and_leaves_the_run_untouched(workdir):
     """Resuming a finished char run with tokenizer=word is refused by name before the run is
     touched: it stays FINISHED with its end time and tags, and no other run is made."""
-    _run_in_process(workdir, "tokenizer=char", name="first")
-    client, runs = _runs(workdir)
+    run_in_process(workdir, "tokenizer=char", name="first")
+    client, runs = read_runs(workdir)
     (first,) = runs
     assert first.info.status == "FINISHED"
     with pytest.raises(ConfigError, match=r"tokenizer.name \(trained with 'char'"):
-        _run_in_process(workdir, "tokenizer=word", f"resume={first.info.run_id}", name="second")
-    _, runs = _runs(workdir)
+        run_in_process(workdir, "tokenizer=word", f"resume={first.info.run_id}", name="second")
+    _, runs = read_runs(workdir)
     assert [r.info.run_id for r in runs] == [first.info.run_id]
     again = runs[0]
     assert (again.info.status, again.info.end_time) == ("FINISHED", first.info.end_time)

@@ -26,8 +26,8 @@ from capx.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from capx.run.config import ConfigError
 from capx.data import DataError
 from capx.run.resume_lock import ResumeInProgressError, lock_folder, resume_lock
-from tests.test_experiment import (REPO, SMOKE, _artifacts, _client, _run_in_process,  # noqa: F401
-                                   _run_py, _runs, _subprocess_env, cache_dir, workdir)
+from tests.support import (REPO, SMOKE, artifact_paths, mlflow_client, read_runs, run_in_process,
+                           run_py, subprocess_env)
 
 FAST = ["tracking.log_model=false", "evaluation.measure_memory=false"]
 
@@ -65,7 +65,7 @@ def _steps(client, run_id: str, key: str) -> list[int]:
 
 
 def _only(workdir):
-    client, runs = _runs(workdir)
+    client, runs = read_runs(workdir)
     (run_,) = runs
     return client, run_
 
@@ -78,15 +78,15 @@ def test_a_resume_after_a_kill_logs_each_metric_step_once(workdir, monkeypatch):
     monkeypatch.setattr(capx.run.recorder.EpochRecorder, "FLUSH_EVERY", 1)
     _kill_at_iteration(monkeypatch, 15)
     with pytest.raises(_Killed):
-        _run_in_process(workdir, *FAST, "solver.num_epochs=2", name="first")
+        run_in_process(workdir, *FAST, "solver.num_epochs=2", name="first")
     monkeypatch.undo()
     client, killed = _only(workdir)
     run_id = killed.info.run_id
     assert killed.info.status == "RUNNING"
     assert _steps(client, run_id, names.TRAIN_LOSS) == list(range(1, 16))
-    assert names.LAST_CHECKPOINT in _artifacts(client, run_id)  # uploaded when written
+    assert names.LAST_CHECKPOINT in artifact_paths(client, run_id)  # uploaded when written
 
-    assert _run_in_process(workdir, f"resume={run_id}", name="second") == "FINISHED"
+    assert run_in_process(workdir, f"resume={run_id}", name="second") == "FINISHED"
     assert _steps(client, run_id, names.TRAIN_LOSS) == list(range(1, 21))
     for key in ("params/total", "data/vocab_size", "data/train_captions"):
         assert _steps(client, run_id, key) == [0], key
@@ -98,7 +98,7 @@ def test_a_resume_after_a_kill_logs_each_metric_step_once(workdir, monkeypatch):
     test_seconds = client.get_run(run_id).data.metrics["test/train_seconds"]
     assert test_seconds == pytest.approx(seconds[1])
 
-    assert _run_in_process(workdir, f"resume={run_id}", name="third") == "FINISHED"
+    assert run_in_process(workdir, f"resume={run_id}", name="third") == "FINISHED"
     assert _steps(client, run_id, "test/bleu4") == [2]
     assert len(client.get_metric_history(run_id, names.OBJECTIVE)) == 1
     assert _steps(client, run_id, names.TRAIN_LOSS) == list(range(1, 21))
@@ -111,12 +111,12 @@ def test_a_resumed_partial_epoch_counts_only_its_own_iterations_and_the_run_says
     iterations in the resume, so its tokens per second counts 5, not 10. The params keep
     solver.num_epochs=2; a tag and resumes/1/ say the run now trains 3."""
     _sigterm_at_iteration(monkeypatch, 15)
-    assert _run_in_process(workdir, *FAST, "solver.num_epochs=2", "evaluation.final=false",
+    assert run_in_process(workdir, *FAST, "solver.num_epochs=2", "evaluation.final=false",
                            name="first") == "KILLED"
     monkeypatch.undo()
     client, stopped = _only(workdir)
     run_id = stopped.info.run_id
-    assert _run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=3",
+    assert run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=3",
                            name="second") == "FINISHED"
     history = {key: {m.step: m.value for m in client.get_metric_history(run_id, key)}
                for key in (names.TOKENS_PER_SECOND, names.EPOCH_SECONDS)}
@@ -130,7 +130,7 @@ def test_a_resumed_partial_epoch_counts_only_its_own_iterations_and_the_run_says
     text = client.download_artifacts(run_id, "resumes/1/overrides.txt", str(workdir / "dl"))
     assert "solver.num_epochs=3" in open(text).read()
     assert "solver.num_epochs: 2 -> 3" in open(text).read()
-    assert {"resumes/1/config.yaml", names.CONFIG_YAML} <= _artifacts(client, run_id)
+    assert {"resumes/1/config.yaml", names.CONFIG_YAML} <= artifact_paths(client, run_id)
 
 
 def test_overrides_apply_on_top_of_the_checkpoints_config_and_fixed_ones_are_refused(
@@ -139,11 +139,11 @@ def test_overrides_apply_on_top_of_the_checkpoints_config_and_fixed_ones_are_ref
     tokenizer and sizes; the learning rate replaces the restored optimiser's rate (and says
     so). Settings a checkpoint fixes are refused by name, before any work."""
     off = ["tracking.enabled=false", "evaluation.final=false"]
-    assert _run_in_process(workdir, *off, "tokenizer=char", name="char") == "FINISHED"
+    assert run_in_process(workdir, *off, "tokenizer=char", name="char") == "FINISHED"
     last = workdir / "outputs" / "char" / "checkpoints" / "last.npz"
     first = load_checkpoint(last)
     with caplog.at_level(logging.INFO):
-        assert _run_in_process(workdir, *off, f"resume={last}", "solver.num_epochs=2",
+        assert run_in_process(workdir, *off, f"resume={last}", "solver.num_epochs=2",
                                "solver.learning_rate=1e-9", name="more") == "FINISHED"
     assert "solver.learning_rate=1e-09 replaces the restored optimiser's rate 0.0095" in caplog.text
     resumed = load_checkpoint(workdir / "outputs" / "more" / "checkpoints" / "last.npz")
@@ -159,14 +159,14 @@ def test_overrides_apply_on_top_of_the_checkpoints_config_and_fixed_ones_are_ref
                           ("split.seed=4", "split.seed"),
                           ("solver.batch_size=10", "solver.batch_size")]:
         with pytest.raises(ConfigError, match=rf"cannot change .*{key} \(trained with"):
-            _run_in_process(workdir, *off, f"resume={last}", override, name="refused")
+            run_in_process(workdir, *off, f"resume={last}", override, name="refused")
     assert not (workdir / "outputs" / "refused").exists()
 
 
 def test_a_resume_that_cannot_start_leaves_the_source_run_untouched(workdir, monkeypatch):
     """Data that cannot be read stops the resume before the run is touched at all; a failure
     while attaching to the run leaves its status and end time (the reason is a tag)."""
-    assert _run_in_process(workdir, *FAST, "evaluation.final=false", name="first") == "FINISHED"
+    assert run_in_process(workdir, *FAST, "evaluation.final=false", name="first") == "FINISHED"
     client, before = _only(workdir)
     run_id = before.info.run_id
 
@@ -176,7 +176,7 @@ def test_a_resume_that_cannot_start_leaves_the_source_run_untouched(workdir, mon
     with monkeypatch.context() as patch:
         patch.setattr(capx.run.build, "load_data", missing)
         with pytest.raises(DataError, match="shapes files are gone"):
-            _run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=2", name="second")
+            run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=2", name="second")
     after = client.get_run(run_id)
     assert (after.info.status, after.info.end_time) == ("FINISHED", before.info.end_time)
     assert after.data.tags == before.data.tags
@@ -185,7 +185,7 @@ def test_a_resume_that_cannot_start_leaves_the_source_run_untouched(workdir, mon
         raise RuntimeError("no callbacks today")
 
     monkeypatch.setattr(capx.run.build, "make_callbacks", broken)
-    assert _run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=2",
+    assert run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=2",
                            name="third") == "FAILED"
     after = client.get_run(run_id)
     assert (after.info.status, after.info.end_time) == ("FINISHED", before.info.end_time)
@@ -197,7 +197,7 @@ def test_a_resume_that_cannot_start_leaves_the_source_run_untouched(workdir, mon
 def test_a_checkpoint_of_another_run_in_a_runs_artifacts_is_refused(workdir):
     """Another run's last.npz (its meta.run_id names that run) swapped into this run's
     artifacts: resume=<this run> refuses it and leaves the run as it was."""
-    assert _run_in_process(workdir, *FAST, "evaluation.final=false", name="a") == "FINISHED"
+    assert run_in_process(workdir, *FAST, "evaluation.final=false", name="a") == "FINISHED"
     client, run_a = _only(workdir)
     a, other = run_a.info.run_id, "b" * 32
     mine = load_checkpoint(workdir / "outputs" / "a" / "checkpoints" / "last.npz")
@@ -207,7 +207,7 @@ def test_a_checkpoint_of_another_run_in_a_runs_artifacts_is_refused(workdir):
                     {**mine.meta, "run_id": other})
     client.log_artifact(a, str(swapped), "checkpoints")
     with pytest.raises(CheckpointError, match=f"written by run {other} .*, not by run {a}"):
-        _run_in_process(workdir, f"resume={a}", name="c")
+        run_in_process(workdir, f"resume={a}", name="c")
     after = client.get_run(a)
     assert (after.info.status, after.info.end_time) == ("FINISHED", run_a.info.end_time)
 
@@ -223,7 +223,7 @@ HOLD_LOCK = textwrap.dedent("""
 
 
 def test_one_resume_of_a_run_at_a_time_and_a_dead_process_holds_no_lock(workdir):
-    assert _run_in_process(workdir, *FAST, "evaluation.final=false", name="first") == "FINISHED"
+    assert run_in_process(workdir, *FAST, "evaluation.final=false", name="first") == "FINISHED"
     client, first = _only(workdir)
     run_id = first.info.run_id
     folder = lock_folder(f"sqlite:///{workdir / 'mlflow.db'}", workdir)
@@ -231,7 +231,7 @@ def test_one_resume_of_a_run_at_a_time_and_a_dead_process_holds_no_lock(workdir)
         with pytest.raises(ResumeInProgressError,
                            match=f"run {run_id} is being resumed by process {os.getpid()} on "
                                  f"host "):
-            _run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=2", name="second")
+            run_in_process(workdir, f"resume={run_id}", "solver.num_epochs=2", name="second")
     assert client.get_run(run_id).info.end_time == first.info.end_time
 
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, run_id, str(folder)],
@@ -262,15 +262,15 @@ def test_a_failed_checkpoint_upload_is_a_warning_and_the_resume_error_names_the_
 
     monkeypatch.setattr(capx.tracking.store.Tracker, "log_artifact", no_checkpoints)
     with caplog.at_level(logging.WARNING):
-        assert _run_in_process(workdir, *FAST, "evaluation.final=false",
+        assert run_in_process(workdir, *FAST, "evaluation.final=false",
                                name="first") == "FINISHED"
     assert "could not upload" in caplog.text and "training goes on" in caplog.text
     monkeypatch.undo()
     client, first = _only(workdir)
-    assert names.LAST_CHECKPOINT not in _artifacts(client, first.info.run_id)
+    assert names.LAST_CHECKPOINT not in artifact_paths(client, first.info.run_id)
     local = workdir / "outputs" / "first" / "checkpoints" / "last.npz"
     with pytest.raises(CheckpointError, match=f"local checkpoint is {local}: resume with"):
-        _run_in_process(workdir, f"resume={first.info.run_id}", name="second")
+        run_in_process(workdir, f"resume={first.info.run_id}", name="second")
 
 
 # -- slow: real processes ---------------------------------------------------------------------------
@@ -291,14 +291,14 @@ def test_after_sigkill_one_resume_trains_a_second_is_refused_and_no_step_is_logg
     first's process; every train/loss step is in the store once."""
     def start(*args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=workdir,
-                                env=_subprocess_env(cache_dir), stdout=subprocess.PIPE,
+                                env=subprocess_env(cache_dir), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 
     first = start(*SMOKE, "solver.num_epochs=200", "checkpoint.every_epochs=3",
                   "tracking.log_model=false", "hydra.run.dir=out1")
     last = workdir / "out1" / "checkpoints" / "last.npz"
     _wait_for(last.exists, first)  # the store exists by then (its making is not raced here)
-    client = _client(workdir)
+    client = mlflow_client(workdir)
 
     def flushed_past_the_checkpoint() -> bool:
         run_id = load_checkpoint(last).meta["run_id"]
@@ -314,7 +314,7 @@ def test_after_sigkill_one_resume_trains_a_second_is_refused_and_no_step_is_logg
     resumed = start(f"resume={run_id}", "hydra.run.dir=out2")
     lock = lock_folder(f"sqlite:///{workdir / 'mlflow.db'}", workdir) / f"resume-{run_id}.lock"
     _wait_for(lambda: lock.exists() and lock.read_text().strip(), resumed)
-    second = _run_py(workdir, cache_dir, f"resume={run_id}", "hydra.run.dir=out3")
+    second = run_py(workdir, cache_dir, f"resume={run_id}", "hydra.run.dir=out3")
     assert second.returncode == 2, second.stdout + second.stderr
     assert f"is being resumed by process {resumed.pid} on host" in second.stderr
     _wait_for(lambda: (workdir / "out2" / "checkpoints" / "last.npz").exists(), resumed)

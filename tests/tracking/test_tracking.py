@@ -25,6 +25,8 @@ from capx.run.callbacks import RunState, SampleCaption
 from capx.run.main import JobContext
 from capx.run.recorder import NullRecorder, Recorder, RunRecorder, open_recorder
 
+from tests.support import artifact_paths
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> tuple[str, object]:
@@ -32,13 +34,6 @@ def store(tmp_path_factory) -> tuple[str, object]:
     folder = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     return uri, tracking.make_client(uri)
-
-
-def _artifacts(client, run_id: str, path: str = "") -> set[str]:
-    found = set()
-    for item in client.list_artifacts(run_id, path):
-        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
-    return found
 
 
 # -- where runs go ------------------------------------------------------------------------------
@@ -184,7 +179,7 @@ def test_run_recorder_writes_params_metrics_tags_and_texts_and_ends_with_a_statu
     assert metrics["data/vocab_size"] == parts.tokenizer.vocab_size
     assert metrics[names.VAL_BITS_PER_CHAR] == 2.5 and metrics[names.TEST_BITS_PER_CHAR] == 2.75
     assert [m.step for m in client.get_metric_history(run.info.run_id, names.TRAIN_LOSS)] == [1, 2]
-    artifacts = _artifacts(client, run.info.run_id)
+    artifacts = artifact_paths(client, run.info.run_id)
     assert {names.CONFIG_YAML, names.OVERRIDES_TXT, names.PER_IMAGE, names.EVALUATION_CAPTIONS,
             names.epoch_samples(1), names.LOSS_CURVE, "checkpoints/last.npz"} <= artifacts
     folder = tmp_path / "download"
@@ -208,7 +203,7 @@ def test_a_failed_run_records_its_error_and_a_resume_reopens_the_same_run(store,
     run = client.get_run(first.run_id)
     assert run.info.status == "FAILED" and run.data.tags[names.ERROR_TYPE] == "ValueError"
     assert "far too high" in run.data.tags[names.ERROR]
-    assert names.ERROR_TXT in _artifacts(client, first.run_id)
+    assert names.ERROR_TXT in artifact_paths(client, first.run_id)
 
     again = open_recorder(plain, context, first.run_id, "ignored: the run keeps its name")
     assert again.run_id == first.run_id and again.status_before_reopen == "FAILED"
@@ -242,7 +237,7 @@ def test_the_sample_grid_comes_from_the_dataset_plugins_pictures(store, tmp_path
     recorder.log_outputs(state, SimpleNamespace(solver=None, images_for=images_for,
                                                 data=SimpleNamespace(val=dev)))
     recorder.log_outputs(state, None)  # nothing built: nothing to draw, nothing raised
-    assert _artifacts(client, recorder.run_id) == {names.SAMPLE_GRID}
+    assert artifact_paths(client, recorder.run_id) == {names.SAMPLE_GRID}
 
 
 def test_the_null_recorder_has_the_same_methods_does_nothing_and_raises_nothing(tmp_path):
