@@ -8,17 +8,26 @@ without its data or its MLflow store::
     captioner = Captioner.from_checkpoint("outputs/.../checkpoints/best.npz")
     captioner.caption(features)                    # the run's own decoder (greedy by default)
     captioner.caption(features, "beam", beam_width=3)
+
+A checkpoint says which plugin modules it needs (its config's ``plugins:``) but never causes
+their import: pass them, ``Captioner.from_checkpoint(path, plugins=["my_cells"])``, or import
+them yourself first.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import yaml
 
 from capx.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+
+
+#: how to enable a checkpoint's plugins from Python
+ENABLE_IN_PYTHON = ("pass them: Captioner.from_checkpoint(path, plugins=[{quoted}]) (or import "
+                    "them first)")
 
 
 class Captioner:
@@ -30,16 +39,23 @@ class Captioner:
         self.decoder, self.options = decoder, dict(options or {})
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike | Checkpoint) -> "Captioner":
-        """The model and tokenizer saved in ``path`` (a ``capx`` checkpoint ``.npz``)."""
+    def from_checkpoint(cls, path: str | os.PathLike | Checkpoint, plugins: Iterable[str] = (),
+                        how: str = ENABLE_IN_PYTHON) -> "Captioner":
+        """The model and tokenizer saved in ``path`` (a ``capx`` checkpoint ``.npz``).
+
+        ``plugins``: the plugin modules to import (the caller's choice); those the checkpoint
+        says it needs must be among them or already imported, else a
+        :class:`capx.registry.PluginNotEnabledError` names them (``how`` says how to enable).
+        """
         from capx.captioner import CaptioningRNN
         from capx.run.scoring import decoder_settings
-        from capx.registry import load_plugins
+        from capx.registry import load_plugins, require_plugins
         from capx.tokenizers import Tokenizer
 
         checkpoint = path if isinstance(path, Checkpoint) else load_checkpoint(path)
         config = yaml.safe_load(checkpoint.config_yaml) or {}
-        load_plugins(config.get("plugins") or ())
+        load_plugins(list(plugins))
+        require_plugins(config.get("plugins"), str(checkpoint.path or "the checkpoint"), how)
         if not checkpoint.tokenizer.get("name"):
             raise CheckpointError(f"{checkpoint.path} holds no tokenizer; it cannot caption")
         tokenizer = Tokenizer.from_dict(checkpoint.tokenizer)

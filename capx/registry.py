@@ -13,6 +13,7 @@ caller importing anything by hand.
 from __future__ import annotations
 
 import importlib
+import sys
 from importlib import metadata
 from typing import Any, Callable, Iterable
 
@@ -44,11 +45,46 @@ def import_plugin(module_name: str) -> Any:
         ) from exc
 
 
+class PluginNotEnabledError(PluginError):
+    """A file (a checkpoint's config, a model) needs plugin modules that the user has not enabled."""
+
+    def __init__(self, message: str, modules: list[str]):
+        super().__init__(message)
+        self.modules = modules
+
+
 def load_plugins(modules: Iterable[str] = ()) -> None:
-    """Import extra plugin modules (e.g. from the config's ``plugins:`` list) and entry points."""
+    """Import extra plugin modules the *user* named (the command line's or a config file's
+    ``plugins:`` list, an explicit argument) and the installed entry points. Never call it with
+    a list read from a checkpoint or model: use :func:`require_plugins` for those."""
     for module_name in modules:
         import_plugin(module_name)
     _load_entry_points()
+
+
+def require_plugins(needed: Any, source: str, how: str) -> None:
+    """Check that the plugin modules a file says it needs are already enabled, importing nothing.
+
+    A checkpoint is data: the ``plugins:`` list in its config says what it needs, never what to
+    import. ``needed`` is that list as read; a module counts as enabled once it is imported (by
+    the user's ``plugins=[...]``, an explicit argument, an installed entry point or an ``import``
+    of their own). ``how`` says how to enable them: ``{modules}`` in it becomes ``a,b``,
+    ``{spaced}`` ``a b`` and ``{quoted}`` ``'a', 'b'``.
+    Raises :class:`PluginNotEnabledError` naming the missing modules.
+    """
+    _load_entry_points()
+    if needed is None:
+        return
+    if not isinstance(needed, (list, tuple)) or not all(isinstance(m, str) for m in needed):
+        raise PluginError(f"{source}: its 'plugins:' must be a list of module names; got "
+                          f"{needed!r}")
+    missing = [m for m in needed if m not in sys.modules]
+    if missing:
+        quoted = ", ".join(map(repr, missing))
+        enable = how.format(modules=",".join(missing), spaced=" ".join(missing), quoted=quoted)
+        raise PluginNotEnabledError(
+            f"{source} needs plugin module{'s' if len(missing) > 1 else ''} {quoted}, not "
+            f"enabled here (loading a file never imports code); {enable}", missing)
 
 
 _entry_points_loaded = False

@@ -34,9 +34,11 @@ class ImageCaptionModel(mlflow.pyfunc.PythonModel):
 
         from capx.images.features_file import feature_settings
         from capx.inference import Captioner
+        from capx.tracking.logged_model import ENABLE_FOR_MODEL, plugins_to_enable
 
         artifacts = context.artifacts
-        self.captioner = Captioner.from_checkpoint(artifacts["checkpoint"])
+        self.captioner = Captioner.from_checkpoint(artifacts["checkpoint"],
+                                                   plugins_to_enable(context), ENABLE_FOR_MODEL)
         spec = json.loads(Path(artifacts["encoder"]).read_text())
         centre = np.load(artifacts["centre"]) if "centre" in artifacts else None
         self.settings = feature_settings(spec["encoder"], artifacts["weights"],
@@ -76,6 +78,7 @@ def save_image_model(checkpoint_path: str | os.PathLike, settings: Any,
     from mlflow.models import infer_signature
 
     from capx.encoders.weights import converted_weights
+    from capx.tracking.logged_model import MODEL_CONFIG
 
     encoder_name = settings.attributes["encoder"]
     weights = converted_weights(settings.encoder.weights_source, encoder_name)
@@ -92,4 +95,5 @@ def save_image_model(checkpoint_path: str | os.PathLike, settings: Any,
         mlflow.pyfunc.save_model(
             path, python_model=ImageCaptionModel(), artifacts=artifacts,
             signature=infer_signature(example, ["a caption"], params=PARAMS),
-            pip_requirements=["capx[images]", "numpy", "pyyaml", "Pillow"])
+            pip_requirements=["capx[images]", "numpy", "pyyaml", "Pillow"],
+            model_config=dict(MODEL_CONFIG))

@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--html", default=None, help="also write a page of images and captions")
     parser.add_argument("--save-model", default=None, metavar="DIR",
                         help="write an MLflow pyfunc model that captions image bytes")
+    parser.add_argument("--plugins", nargs="*", default=[], metavar="MODULE",
+                        help="plugin modules the checkpoint needs (a checkpoint never imports "
+                             "them itself)")
 
 
 def load_run_checkpoint(target: str, tracking_uri: str | None, download_dir: Path) -> Any:
@@ -137,7 +140,8 @@ def main(args: argparse.Namespace) -> int:
         items = list_images(args.images, unique_names=False)
         with tempfile.TemporaryDirectory(prefix="capx-caption-") as tmp:
             checkpoint = load_run_checkpoint(args.run, args.tracking_uri, Path(tmp))
-            captioner = Captioner.from_checkpoint(checkpoint)
+            captioner = Captioner.from_checkpoint(
+                checkpoint, args.plugins, "enable them with --plugins {spaced}")
             config = yaml.safe_load(checkpoint.config_yaml) or {}
             settings = features_for(config, captioner.feature_dim, args.weights,
                                     args.centre_from)

@@ -20,7 +20,9 @@ from typing import Any, Callable, get_args, get_origin, get_type_hints
 from omegaconf import DictConfig, OmegaConf
 
 from capx.datasets.splits import SCHEMES as SPLIT_SCHEMES
-from capx.registry import CELLS, DATASETS, DECODERS, TOKENIZERS, UPDATE_RULES, load_plugins
+from capx.registry import (
+    CELLS, DATASETS, DECODERS, TOKENIZERS, UPDATE_RULES, load_plugins, require_plugins,
+)
 from capx.run.schemas import (  # noqa: F401 - the schemas are part of this module's interface
     FIXED_GROUPS, PLUGIN_GROUPS, CheckpointConfig, EvaluationConfig, ModelConfig, SolverConfig,
     SplitConfig, TopLevelConfig, TrackingConfig,
@@ -41,11 +43,17 @@ PROGRESS_VALUES = ("auto", True, False)
 DTYPES = ("float32", "float64")
 
 
-def validate(cfg: DictConfig | dict) -> dict[str, Any]:
+#: how to enable the plugins a checkpoint's config needs, for a command-line run
+ENABLE_ON_COMMAND_LINE = "enable them with plugins=[{modules}] on the command line"
+
+
+def validate(cfg: DictConfig | dict, from_file: str | None = None) -> dict[str, Any]:
     """Check ``cfg`` and return it as a plain resolved dict; raise :class:`ConfigError` if wrong.
 
     Imports the modules listed under ``plugins`` first, so their cells, tokenizers and datasets
-    count as known names.
+    count as known names. A config read from a file (``from_file`` names it: a checkpoint's)
+    imports nothing: its ``plugins`` must already be enabled by the user (see
+    :func:`capx.registry.require_plugins`).
     """
     plain = _to_plain(cfg)
     plain.setdefault("decoding", dict(DEFAULT_DECODING))  # configs saved before it existed
@@ -57,7 +65,12 @@ def validate(cfg: DictConfig | dict) -> dict[str, Any]:
     if plain.get("progress", "auto") not in PROGRESS_VALUES:
         problems.append(f"progress: must be one of auto, true, false; got {plain['progress']!r}")
     plugins = plain.get("plugins") or []
-    if isinstance(plugins, list):
+    if from_file is not None and isinstance(plugins, list):
+        try:
+            require_plugins(plugins, from_file, ENABLE_ON_COMMAND_LINE)
+        except ImportError as exc:
+            problems.append(f"plugins: {exc}")
+    elif isinstance(plugins, list):
         try:
             load_plugins(plugins)
         except ImportError as exc:

@@ -93,7 +93,8 @@ def config_for_resume(plain: dict[str, Any], checkpoint: Checkpoint,
 
     saved = yaml.safe_load(checkpoint.config_yaml) or {}
     saved["resume"] = plain["resume"]
-    before = validate(saved)
+    source = str(checkpoint.path or "the checkpoint")
+    before = validate(saved, from_file=source)
     composed, merged = OmegaConf.create(plain), OmegaConf.create(before)
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
@@ -118,7 +119,7 @@ def config_for_resume(plain: dict[str, Any], checkpoint: Checkpoint,
     for key, (old, new) in changes.items():
         if key != "resume":
             log.info("resume: %s %r -> %r", key, old, new)
-    return validate(after)
+    return validate(after, from_file=source)
 
 
 def changed_settings(before: dict[str, Any], after: dict[str, Any]

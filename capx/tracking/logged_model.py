@@ -17,6 +17,22 @@ import mlflow.pyfunc
 import numpy as np
 
 CHECKPOINT = "checkpoint"
+#: how to enable the plugins a model's checkpoint needs (a model never imports them itself)
+ENABLE_FOR_MODEL = ("enable them: mlflow.pyfunc.load_model(uri, model_config={{'plugins': "
+                    "[{quoted}]}}) (or import them first)")
+
+
+#: declared when saved, so ``load_model(..., model_config={"plugins": [...]})`` reaches the model;
+#: empty: the model enables nothing by itself
+MODEL_CONFIG = {"plugins": []}
+
+
+def plugins_to_enable(context: Any) -> list[str]:
+    """The plugin modules the user enabled for loading this model (``model_config={'plugins':
+    [...]}`` of ``mlflow.pyfunc.load_model``)."""
+    config = getattr(context, "model_config", None) or {}
+    plugins = config.get("plugins") or []
+    return [plugins] if isinstance(plugins, str) else list(plugins)
 PARAMS = {"decoder": "", "beam_width": 0}  # "" / 0: the run's own decoding settings
 
 
@@ -26,7 +42,8 @@ class CaptionModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         from capx.inference import Captioner
 
-        self.captioner = Captioner.from_checkpoint(context.artifacts[CHECKPOINT])
+        self.captioner = Captioner.from_checkpoint(context.artifacts[CHECKPOINT],
+                                                   plugins_to_enable(context), ENABLE_FOR_MODEL)
 
     def predict(self, context, model_input, params=None):  # no hints: MLflow reads them as a schema
         features = np.asarray(getattr(model_input, "values", model_input), dtype=np.float64)
@@ -50,4 +67,4 @@ def save_model(checkpoint: str | os.PathLike, example_features: np.ndarray,
     mlflow.pyfunc.save_model(
         path, python_model=CaptionModel(), artifacts={CHECKPOINT: str(checkpoint)},
         signature=infer_signature(example, captions, params=PARAMS), input_example=example,
-        pip_requirements=["capx", "numpy", "pyyaml"])
+        pip_requirements=["capx", "numpy", "pyyaml"], model_config=dict(MODEL_CONFIG))
