@@ -3,23 +3,31 @@
 Comparing tokenizers at one hidden size gives the word model several times the parameters (its
 embedding and output layers grow with the vocabulary). At a matched budget every model gets about
 the same number of parameters: ``hidden_dim`` is solved for once the tokenizer's vocabulary is
-known. The count is read off the cell's own ``init_params`` at each candidate size, so it holds
-for any cell plugin.
+known. The count comes from the cell's parameter shapes (:meth:`capx.cells.base.Cell.param_shapes`,
+derived from its own ``init_params`` when a plugin does not say them), so it holds for any cell
+plugin and allocates nothing: a budget is solved in well under a millisecond per candidate size
+(``python -m benchmarks.bench_budget``). The size solved is checked against ``init_params``.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
+from capx.cells.base import shapes_at
 from capx.registry import CELLS
 
 
 def parameter_count(cell_type: str, vocab_size: int, input_dim: int, wordvec_dim: int,
                     hidden_dim: int) -> int:
     """Total parameters of ``CaptioningRNN`` with these sizes (projection, embedding, cell, output)."""
-    cell_params = CELLS.get(cell_type)().init_params(wordvec_dim, hidden_dim,
-                                                      _ShapeOnly(), np.float32)
-    cell_total = sum(int(np.prod(p.shape)) for p in cell_params.values())
+    shapes = CELLS.get(cell_type)().param_shapes(wordvec_dim, hidden_dim)
+    return captioner_count(shapes, vocab_size, input_dim, wordvec_dim, hidden_dim)
+
+
+def captioner_count(cell_shapes: dict[str, tuple[int, ...]], vocab_size: int, input_dim: int,
+                    wordvec_dim: int, hidden_dim: int) -> int:
+    """The captioner's own parameters (W_proj, b_proj, W_embed, W_vocab, b_vocab) plus the cell's."""
+    cell_total = sum(math.prod(shape) for shape in cell_shapes.values())
     return (input_dim * hidden_dim + hidden_dim + vocab_size * wordvec_dim + cell_total
             + hidden_dim * vocab_size + vocab_size)
 
@@ -36,11 +44,26 @@ def hidden_for_budget(budget: int, cell_type: str, vocab_size: int, input_dim: i
                          f"hidden_dim=1); raise the budget or shrink model.wordvec_dim")
     low, high = 1, max_hidden  # count(low) < budget; find the first h with count(h) >= budget
     if count(high) < budget:
-        return high
+        return checked_shapes(cell_type, wordvec_dim, high)
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (mid, high) if count(mid) < budget else (low, mid)
-    return min((low, high), key=lambda h: abs(count(h) - budget))
+    return checked_shapes(cell_type, wordvec_dim,
+                          min((low, high), key=lambda h: abs(count(h) - budget)))
+
+
+def checked_shapes(cell_type: str, wordvec_dim: int, hidden_dim: int) -> int:
+    """``hidden_dim``, once the cell's ``param_shapes`` there are those its ``init_params``
+    makes (the model is built at this size anyway); a cell that disagrees is named."""
+    cell = CELLS.get(cell_type)()
+    said, made = cell.param_shapes(wordvec_dim, hidden_dim), shapes_at(cell, wordvec_dim,
+                                                                       hidden_dim)
+    if said != made:
+        raise ValueError(
+            f"cell {cell_type!r}: param_shapes({wordvec_dim}, {hidden_dim}) gives {said} but "
+            f"init_params makes {made}; define param_shapes(input_dim, hidden_dim) on the cell "
+            f"to return the shapes init_params makes")
+    return hidden_dim
 
 
 SMALL_HIDDEN = 32  # below this the recurrent state is a bottleneck, not a size choice
@@ -55,20 +78,6 @@ def budget_squeeze_warning(budget: int, cell_type: str, vocab_size: int, hidden:
     return (f"model.param_budget={budget:,} leaves the {cell_type} only {hidden} hidden units for a "
             f"vocabulary of {vocab_size:,}: the embedding and output layers take the budget. "
             f"Compare at a fixed model.hidden_dim as well, or raise the budget.")
-
-
-class _ShapeOnly:
-    """A stand-in RNG whose draws are zeros: parameter shapes without random numbers."""
-
-    @staticmethod
-    def randn(*shape: int) -> np.ndarray:
-        return np.zeros(shape, dtype=np.float32)
-
-    def __getattr__(self, name: str):  # normal, uniform, ...: zeros of the requested size
-        def draw(*args, size=None, **kwargs):
-            shape = size if size is not None else (args[-1] if args else ())
-            return np.zeros(shape, dtype=np.float32)
-        return draw
 
 
 def flops_per_caption(param_groups: dict[str, float], tokens_per_caption: float) -> float:

@@ -73,6 +73,9 @@ class GainRNNCell(Cell):
         params["g"] = np.ones(hidden_dim, dtype=dtype)
         return params
 
+    def param_shapes(self, input_dim, hidden_dim):
+        return {**super().param_shapes(input_dim, hidden_dim), "g": (hidden_dim,)}
+
     def forward(self, xw, h0, params, packing):
         return gain_rnn_packed_forward(xw, h0, params["Wh"], params["g"], packing)
 

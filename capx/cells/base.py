@@ -7,6 +7,9 @@ projection, embedding, vocabulary projection, loss) and keeps the cell's paramet
 - ``init_params(input_dim, hidden_dim, rng, dtype)`` declares and initialises the cell's
   parameters: a dict ``{name: array}`` with any names except the captioner's own (``W_proj``,
   ``b_proj``, ``W_embed``, ``W_vocab``, ``b_vocab``). ``input_dim`` is the word-vector size.
+- ``param_shapes(input_dim, hidden_dim)`` gives the shapes ``init_params`` would make, without
+  making them (parameter counts and budgets need only these). Optional: the default is exact for
+  the CS231n layout and read off ``init_params`` at tiny hidden sizes otherwise.
 - ``forward(xw, h0, params, packing) -> (h, cache)``, ``backward(dh, cache) -> (dxw, dh0,
   grads)`` and ``step(xw, state, params) -> state`` receive *all* the cell's parameters, by
   name, in ``params`` (a dict of arrays the cell must not modify).
@@ -68,6 +71,15 @@ class Cell:
             "b": np.zeros(width, dtype=dtype),
         }
 
+    def param_shapes(self, input_dim: int, hidden_dim: int) -> dict[str, tuple[int, ...]]:
+        """The shapes of the parameters ``init_params(input_dim, hidden_dim, ...)`` makes, by
+        name, without allocating them: the CS231n ones while ``init_params`` is this class's,
+        else read off the cell's own ``init_params`` (:func:`shapes_from_init_params`)."""
+        if type(self).init_params is Cell.init_params:
+            width = self.gates * hidden_dim
+            return {"Wx": (input_dim, width), "Wh": (hidden_dim, width), "b": (width,)}
+        return shapes_from_init_params(self, input_dim, hidden_dim)
+
     def forward(
         self, xw: np.ndarray, h0: np.ndarray, params: Params, packing: Packing
     ) -> tuple[np.ndarray, Any]:
@@ -92,6 +104,58 @@ class Cell:
     ) -> tuple[np.ndarray, ...]:
         """One decoding step: input (n, K) and state -> next state; leaves ``xw`` alone."""
         raise NotImplementedError
+
+
+#: hidden sizes :func:`shapes_from_init_params` calls ``init_params`` at: the first two fix an
+#: affine function of the hidden size per dimension, the others check it
+PROBE_HIDDEN = (1, 2, 3, 5)
+
+
+def shapes_from_init_params(cell: Cell, input_dim: int, hidden_dim: int
+                            ) -> dict[str, tuple[int, ...]]:
+    """``cell.init_params``'s shapes at ``hidden_dim``, from calls at tiny hidden sizes only.
+
+    Each dimension of each parameter is taken to be affine in the hidden size (``input_dim``,
+    ``gates * H``, ``H + 1``, ...): read at hidden sizes 1 and 2, checked at 3 and 5, then
+    evaluated at ``hidden_dim``. A cell whose shapes are not of that form (names or ranks that
+    change with the size, a dimension off the line) is called at ``hidden_dim`` itself; one that
+    is affine only at tiny sizes is caught where the count is used
+    (:func:`capx.budget.hidden_for_budget` checks the size it solves against ``init_params``).
+    """
+    if hidden_dim <= max(PROBE_HIDDEN):
+        return shapes_at(cell, input_dim, hidden_dim)
+    probes = {h: shapes_at(cell, input_dim, h) for h in PROBE_HIDDEN}
+    at_1, at_2 = probes[1], probes[2]
+    lines: dict[str, list[tuple[int, int]]] = {}  # name -> (intercept, slope) of each dimension
+    for name, dims in at_1.items():
+        if len(at_2.get(name, ())) != len(dims):
+            return shapes_at(cell, input_dim, hidden_dim)
+        lines[name] = [(2 * a - b, b - a) for a, b in zip(dims, at_2[name])]
+    for h, probe in probes.items():
+        if probe != {name: tuple(c + s * h for c, s in dims) for name, dims in lines.items()}:
+            return shapes_at(cell, input_dim, hidden_dim)
+    return {name: tuple(c + s * hidden_dim for c, s in dims) for name, dims in lines.items()}
+
+
+def shapes_at(cell: Cell, input_dim: int, hidden_dim: int) -> dict[str, tuple[int, ...]]:
+    """The shapes ``cell.init_params`` makes at these sizes (it allocates them, as zeros)."""
+    params = cell.init_params(input_dim, hidden_dim, ZeroDraws(), np.float32)
+    return {name: tuple(int(d) for d in np.shape(value)) for name, value in params.items()}
+
+
+class ZeroDraws:
+    """A stand-in RNG whose draws are zeros (``randn``, ``normal``, ``uniform``, ...): the
+    parameters' shapes without random numbers."""
+
+    @staticmethod
+    def randn(*shape: int) -> np.ndarray:
+        return np.zeros(shape, dtype=np.float32)
+
+    def __getattr__(self, name: str):
+        def draw(*args, size=None, **kwargs):
+            shape = size if size is not None else (args[-1] if args else ())
+            return np.zeros(shape, dtype=np.float32)
+        return draw
 
 
 class CarriedGradient:
