@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "them itself)")
 
 
-def load_run_checkpoint(target: str, tracking_uri: str | None, download_dir: Path) -> Any:
+def load_run_checkpoint(target: str, store_uri: str | None, download_dir: Path) -> Any:
     """The checkpoint at path ``target``, or the best (else last) one of MLflow run ``target``."""
     from capx.checkpoint import CheckpointError, load_checkpoint
 
@@ -60,10 +60,11 @@ def load_run_checkpoint(target: str, tracking_uri: str | None, download_dir: Pat
     if not RUN_ID.match(target):
         raise CheckpointError(f"--run {target!r} is neither a checkpoint file (looked at "
                               f"{path.resolve()}) nor an MLflow run id (32 hex digits)")
-    from capx.tracking import store as tracking
+    from capx.tracking.locations import tracking_uri
+    from capx.tracking.store_setup import make_client
 
-    uri = tracking.tracking_uri(tracking_uri, Path.cwd())
-    client = tracking.make_client(uri)
+    uri = tracking_uri(store_uri, Path.cwd())
+    client = make_client(uri)
     errors = []
     for artifact in (BEST_CHECKPOINT, LAST_CHECKPOINT):
         try:

@@ -78,17 +78,3 @@ def handled_by(signals: Signals) -> Iterator[Signals]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-@contextmanager
-def deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back until the block is done (e.g. while a database is created,
-    which must not be left half made); they are delivered when it ends."""
-    if not in_main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from capx.run import interrupts
 
-from capx.tracking import store as tracking
+from capx.tracking.locations import tracking_uri
 from capx.run.build import PluginOptionError, prepare
 from capx.run.callbacks import RunState
 from capx.run.config import ConfigError, validate
@@ -152,7 +152,7 @@ def _one_resume_at_a_time(plain: dict[str, Any], context: JobContext,
     settings = plain["tracking"]
     if not source_run or not settings["enabled"]:
         return contextlib.nullcontext()
-    uri = tracking.tracking_uri(settings["uri"], context.original_cwd)
+    uri = tracking_uri(settings["uri"], context.original_cwd)
     return resume_lock(source_run, lock_folder(uri, context.original_cwd))
 
 

@@ -5,8 +5,9 @@ or reopens the run a resume continues, and returns a :class:`RunRecorder`; with
 ``tracking.enabled=false`` it returns a :class:`NullRecorder`, which has the same methods and
 does nothing, so the job never asks whether it is tracked. A resumed run is reopened only by
 :meth:`Recorder.begin`, once the job's parts are built (a resume that cannot start leaves it as
-it was), and each metric step is logged once: points at steps the run already holds are dropped. The store itself (retries, searches,
-the parent run) is :mod:`capx.tracking.store`; the names are :mod:`capx.tracking.names`.
+it was), and each metric step is logged once: points at steps the run already holds are dropped. The store itself is
+:mod:`capx.tracking` (the writer :mod:`~capx.tracking.tracker`, retries, searches, the sweep's parent
+run); the names are :mod:`capx.tracking.names`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from capx.tracking import records
 
 from capx.tracking import names
 
-from capx.tracking import store as tracking
+from capx.tracking.locations import ui_command
+from capx.tracking.retries import retry
+from capx.tracking.sweep_parent import Sweep, sweep_parent_run
+from capx.tracking.tracker import Tracker, flatten, metric
 from capx.run.callbacks import RunState
 from capx.tracking.finished import fingerprint
 from capx.solver import Callback
@@ -63,17 +67,17 @@ def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str 
         except Exception:  # noqa: BLE001 - not in this store: start a new run
             existing = None
         if existing is not None:
-            tracker = tracking.Tracker(client, source_run, uri)
+            tracker = Tracker(client, source_run, uri)
             return RunRecorder(tracker, settings.get("log_model", True), resumes=existing)
     tags = {**run_tags(plain, context), **liveness.process_tags()}
     if context.multirun and context.sweep_dir is not None:
-        sweep = tracking.Sweep.in_folder(context.sweep_dir)
-        tags[names.PARENT_RUN] = tracking.sweep_parent_run(client, exp_id, sweep)
+        sweep = Sweep.in_folder(context.sweep_dir)
+        tags[names.PARENT_RUN] = sweep_parent_run(client, exp_id, sweep)
         tags[names.SWEEP_CHILD] = str(sweep.folder)
     tags = {k: str(v) for k, v in tags.items() if v not in (None, "")}
-    run = tracking.retry(lambda: client.create_run(exp_id, tags=tags, run_name=run_name),
+    run = retry(lambda: client.create_run(exp_id, tags=tags, run_name=run_name),
                          "creating the run")
-    tracker = tracking.Tracker(client, run.info.run_id, uri)
+    tracker = Tracker(client, run.info.run_id, uri)
     return RunRecorder(tracker, settings.get("log_model", True))
 
 
@@ -158,9 +162,9 @@ class NullRecorder(Recorder):
 
 
 class RunRecorder(Recorder):
-    """Records one job into its MLflow run through a :class:`capx.tracking.store.Tracker`."""
+    """Records one job into its MLflow run through a :class:`capx.tracking.tracker.Tracker`."""
 
-    def __init__(self, tracker: tracking.Tracker, log_model: bool = True, resumes: Any = None):
+    def __init__(self, tracker: Tracker, log_model: bool = True, resumes: Any = None):
         """``resumes``: the MLflow run (as read before) that this job continues, or None."""
         self.tracker, self.run_id, self.uri = tracker, tracker.run_id, tracker.uri
         self.log_model, self.resumes = log_model, resumes
@@ -197,7 +201,7 @@ class RunRecorder(Recorder):
         return [f"MLflow run {self.run_id} in {self.uri}"]
 
     def end_lines(self) -> list[str]:
-        return [f"MLflow run {self.run_id}; to look: {tracking.ui_command(self.uri)}"]
+        return [f"MLflow run {self.run_id}; to look: {ui_command(self.uri)}"]
 
     def log_start(self, plain, context, parts, resumed):
         from capx.run.scoring import data_statistics
@@ -209,7 +213,7 @@ class RunRecorder(Recorder):
         if self.resumes is not None:  # a continued run keeps its params and step-0 metrics
             self._record_resume(plain, context)
             return
-        t.log_params(tracking.flatten(plain))
+        t.log_params(flatten(plain))
         t.log_text(yaml.safe_dump(plain, sort_keys=False), names.CONFIG_YAML)
         t.log_text("\n".join(context.overrides) + "\n", names.OVERRIDES_TXT)
         hydra_dir = context.output_dir / ".hydra"
@@ -229,7 +233,7 @@ class RunRecorder(Recorder):
         and ``resumes/<n>/`` with the overrides given and the config trained with."""
         tags, params = self.resumes.data.tags, self.resumes.data.params
         number = int(tags.get(names.RESUMES, 0)) + 1
-        now = {k: _as_param(v) for k, v in tracking.flatten(plain).items() if k != "resume"}
+        now = {k: _as_param(v) for k, v in flatten(plain).items() if k != "resume"}
         changed = {k: v for k, v in now.items()
                    if (k in params and params[k] != v) or names.RESUMED_SETTING + k in tags}
         self.tracker.set_tags({names.RESUMES: number,
@@ -328,7 +332,7 @@ class RunRecorder(Recorder):
 def last_steps(tracker: Any, keys: Any) -> dict[str, int]:
     """The last step the run of ``tracker`` holds of each metric in ``keys``."""
     def last(key: str) -> int:
-        history = tracking.retry(lambda: tracker.client.get_metric_history(tracker.run_id, key),
+        history = retry(lambda: tracker.client.get_metric_history(tracker.run_id, key),
                                  f"reading {key}")
         return max((m.step for m in history), default=-1)
 
@@ -342,7 +346,7 @@ def unlogged(metrics: dict[str, float], step: int, logged: dict[str, int]) -> di
 
 
 def _as_param(value: Any) -> str:
-    """A config value as MLflow's params hold it (see :meth:`capx.tracking.store.Tracker.log_params`)."""
+    """A config value as MLflow's params hold it (see :meth:`capx.tracking.tracker.Tracker.log_params`)."""
     text = "null" if value is None else str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
 
@@ -366,7 +370,7 @@ class EpochRecorder(Callback):
     def on_iteration_end(self, solver: Any, loss: float) -> None:
         if ((solver.iteration % self.log_every == 0 or solver.iteration == 1)
                 and solver.iteration > self.logged.get(names.TRAIN_LOSS, -1)):
-            self.pending.append(tracking.metric(names.TRAIN_LOSS, loss, solver.iteration))
+            self.pending.append(metric(names.TRAIN_LOSS, loss, solver.iteration))
         if len(self.pending) >= self.FLUSH_EVERY:
             self.flush()
 

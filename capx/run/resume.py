@@ -20,7 +20,9 @@ from omegaconf import OmegaConf
 
 from capx.tracking import names
 
-from capx.tracking import store as tracking
+from capx.tracking.locations import tracking_uri
+from capx.tracking.store_setup import make_client
+from capx.tracking.tracker import flatten
 from capx.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from capx.run.config import ConfigError, validate
 
@@ -48,8 +50,8 @@ def resolve_resume(plain: dict[str, Any], original_cwd: Path,
     if not RUN_ID.match(target):
         raise CheckpointError(f"resume={target!r} is neither a checkpoint file (looked at {path}) "
                               f"nor an MLflow run id (32 hex digits)")
-    uri = tracking.tracking_uri(plain["tracking"]["uri"], original_cwd)
-    client = tracking.make_client(uri)
+    uri = tracking_uri(plain["tracking"]["uri"], original_cwd)
+    client = make_client(uri)
     try:
         local = client.download_artifacts(target, names.LAST_CHECKPOINT,
                                           str(_mkdir(output_dir / "resume")))
@@ -125,7 +127,7 @@ def config_for_resume(plain: dict[str, Any], checkpoint: Checkpoint,
 def changed_settings(before: dict[str, Any], after: dict[str, Any]
                      ) -> dict[str, tuple[Any, Any]]:
     """``{flattened key: (before, after)}`` for every setting that differs."""
-    old, new = tracking.flatten(before), tracking.flatten(after)
+    old, new = flatten(before), flatten(after)
     return {key: (old.get(key), new.get(key)) for key in sorted(set(old) | set(new))
             if old.get(key) != new.get(key)}
 

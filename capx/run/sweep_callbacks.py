@@ -16,7 +16,11 @@ from omegaconf import DictConfig
 
 from capx.tracking import names
 
-from capx.tracking import store as tracking
+from capx.tracking.locations import tracking_uri
+from capx.tracking.retries import retry
+from capx.tracking.searches import child_runs
+from capx.tracking.store_setup import experiment_id, make_client
+from capx.tracking.sweep_parent import PARENT_ID_FILE, Sweep, sweep_parent_run
 from capx.run.outcomes import sweep_summary
 
 log = logging.getLogger(__name__)
@@ -30,18 +34,18 @@ def resolve_sweep_dir(config: DictConfig) -> Path:
     return sweep_dir
 
 
-def sweep_of(config: DictConfig) -> tracking.Sweep:
+def sweep_of(config: DictConfig) -> Sweep:
     """The sweep a Hydra config launches: its folder and its command-line overrides."""
-    return tracking.Sweep.in_folder(resolve_sweep_dir(config), list(config.hydra.overrides.task))
+    return Sweep.in_folder(resolve_sweep_dir(config), list(config.hydra.overrides.task))
 
 
 def _store(config: DictConfig) -> tuple[Any, str, str] | None:
     """The client, experiment id and URI of the sweep's store; None when tracking is off."""
     if not config.get("tracking", {}).get("enabled", True):
         return None
-    uri = tracking.tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
-    client = tracking.make_client(uri)
-    return client, tracking.experiment_id(client, config.tracking.experiment_name, uri), uri
+    uri = tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
+    client = make_client(uri)
+    return client, experiment_id(client, config.tracking.experiment_name, uri), uri
 
 
 def tag_best_trial(client: Any, parent: str, children: list[Any], config: DictConfig) -> None:
@@ -57,7 +61,7 @@ def tag_best_trial(client: Any, parent: str, children: list[Any], config: DictCo
             names.OBJECTIVE: str(best.data.metrics[names.OBJECTIVE]),
             names.OBJECTIVE_NAME: best.data.tags.get(names.OBJECTIVE_NAME, "")}
     for key, value in tags.items():
-        tracking.retry(lambda: client.set_tag(parent, key, value), "tagging the best trial")
+        retry(lambda: client.set_tag(parent, key, value), "tagging the best trial")
 
 
 class SweepCallback(HydraCallback):
@@ -74,7 +78,7 @@ class SweepCallback(HydraCallback):
             client, exp_id, _ = store
             from capx.tracking.liveness import process_tags
 
-            tracking.sweep_parent_run(client, exp_id, sweep_of(config), process_tags())
+            sweep_parent_run(client, exp_id, sweep_of(config), process_tags())
         except Exception as exc:  # noqa: BLE001 - jobs create the parent themselves then
             log.warning("could not open the sweep's MLflow parent run: %s", exc)
 
@@ -105,8 +109,8 @@ class SweepCallback(HydraCallback):
 
         client, exp_id, _ = store
         reap_dead_runs(client, [exp_id])  # a job killed outright left its run RUNNING
-        parent = tracking.sweep_parent_run(client, exp_id, sweep_of(config))
-        children = tracking.child_runs(client, exp_id, parent)
+        parent = sweep_parent_run(client, exp_id, sweep_of(config))
+        children = child_runs(client, exp_id, parent)
         statuses = {run.info.status for run in children} | {status}
         status = ("KILLED" if "KILLED" in statuses else
                   "FAILED" if statuses - {"FINISHED"} else "FINISHED")
@@ -114,7 +118,7 @@ class SweepCallback(HydraCallback):
             log.info("no job of this sweep made a run: every job was skipped as already "
                      "FINISHED (tracking.skip_finished), or none started")
         tag_best_trial(client, parent, children, config)
-        tracking.retry(lambda: client.set_terminated(parent, status=status),
+        retry(lambda: client.set_terminated(parent, status=status),
                        "closing the sweep run")
         log.info("MLflow sweep run %s: %d job(s), %s", parent, len(children), status)
         return status
@@ -129,10 +133,10 @@ class ReportCallback(HydraCallback):
 
         try:
             sweep_dir = resolve_sweep_dir(config)
-            id_file = sweep_dir / tracking.PARENT_ID_FILE
+            id_file = sweep_dir / PARENT_ID_FILE
             if not config.tracking.enabled or not id_file.is_file():
                 return
-            uri = tracking.tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
+            uri = tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
             text, _ = make_report(sweep_dir / names.REPORT, uri,
                                   parent=id_file.read_text().strip())
             print(text)

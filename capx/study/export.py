@@ -24,7 +24,9 @@ from typing import Any, Iterable
 
 from capx.tracking import names
 
-from capx.tracking import store as tracking
+from capx.tracking.locations import tracking_uri
+from capx.tracking.searches import search_runs
+from capx.tracking.store_setup import make_client
 
 CURVE_METRICS = (names.VAL_BITS_PER_CHAR, names.VAL_BITS_PER_CHAR_CLOSED, names.TRAIN_SECONDS)
 
@@ -77,7 +79,7 @@ def finished_runs(client: Any, experiment: str) -> list[Any]:
         known = [e.name for e in client.search_experiments()]
         raise ExportError(f"no MLflow experiment named {experiment!r}; experiments in this "
                           f"store: {', '.join(known) or '(none)'}")
-    runs = tracking.search_runs(client, [found.experiment_id], "reading the runs",
+    runs = search_runs(client, [found.experiment_id], "reading the runs",
                                 status="FINISHED", max_results=50000,
                                 order_by=["attributes.start_time ASC"])
     return [r for r in runs if names.SWEEP_ID not in r.data.tags]
@@ -112,7 +114,7 @@ def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
 
 def export(uri: str, experiment: str, out: str | Path) -> tuple[int, int]:
     """Merge the experiment's finished runs into ``out``; returns (new records, total)."""
-    client = tracking.make_client(uri)
+    client = make_client(uri)
     existing = read_records(out) if Path(out).is_file() else []
     known = {r["run_id"] for r in existing}
     new = [run_to_record(client, run) for run in finished_runs(client, experiment)
@@ -133,7 +135,7 @@ def main(args: argparse.Namespace) -> int:
     from capx.tracking.liveness import reap_store
     from capx.tracking.preflight import existing_store
 
-    uri = tracking.tracking_uri(args.tracking_uri, Path.cwd())
+    uri = tracking_uri(args.tracking_uri, Path.cwd())
     missing = existing_store(uri)
     if missing:
         print(f"error: {missing}", file=sys.stderr)

@@ -22,7 +22,10 @@ from typing import Any, Sequence
 
 from capx.tracking import names
 
-from capx.tracking import store as tracking
+from capx.tracking.locations import tracking_uri
+from capx.tracking.searches import child_runs
+from capx.tracking.store_setup import make_client
+from capx.tracking.tracker import Tracker
 from capx.study.export import ExportError, finished_runs, read_records, run_to_record
 from capx.study.tables import (Row, format_interval, make_rows, preregistered, row_interval)
 
@@ -70,7 +73,7 @@ def load_records(uri: str | None = None, experiment: str | None = None,
             raise ReportError(str(exc)) from exc
         where = f"export {source}"
     else:
-        client = tracking.make_client(uri)
+        client = make_client(uri)
         if parent:
             runs = _sweep_runs(client, parent)
             where = f"sweep run {parent}"
@@ -104,7 +107,7 @@ def _sweep_runs(client: Any, parent: str) -> list[Any]:
         parent_run = client.get_run(parent)
     except Exception as exc:  # noqa: BLE001 - MLflow raises its own error types
         raise ReportError(f"no run {parent!r} in the tracking store: {exc}") from exc
-    runs = tracking.child_runs(client, parent_run.info.experiment_id, parent,
+    runs = child_runs(client, parent_run.info.experiment_id, parent,
                                status="FINISHED", max_results=50000)
     if not runs:
         raise ReportError(f"sweep run {parent} has no finished runs")
@@ -269,7 +272,7 @@ def make_report(out_dir: Path, uri: str | None = None, experiment: str | None = 
     write_csv(records, out_dir / "runs.csv")
     written += [out_dir / "report.md", out_dir / "runs.csv"]
     if parent:
-        tracker = tracking.Tracker(tracking.make_client(uri), parent, uri)
+        tracker = Tracker(make_client(uri), parent, uri)
         for path in written:
             tracker.log_artifact(path, names.REPORT)
     return text, written
@@ -293,7 +296,7 @@ def main(args: argparse.Namespace) -> int:
     from capx.tracking.liveness import reap_store
     from capx.tracking.preflight import existing_store
 
-    uri = tracking.tracking_uri(args.tracking_uri, Path.cwd())
+    uri = tracking_uri(args.tracking_uri, Path.cwd())
     missing = None if args.source else existing_store(uri)
     if missing:
         print(f"error: {missing}", file=sys.stderr)
@@ -303,7 +306,7 @@ def main(args: argparse.Namespace) -> int:
     name = args.experiment or args.parent or (args.source.parent.name if args.source else None)
     try:
         if name is None:
-            name = latest_experiment(tracking.make_client(uri))
+            name = latest_experiment(make_client(uri))
             args.experiment = name
         out = args.out or Path("report") / name
         text, written = make_report(out, uri, args.experiment, args.parent, args.source)

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from capx.tracking import names
+from capx.tracking.locations import tracking_uri
+from capx.tracking.searches import search_runs
+from capx.tracking.store_setup import experiment_id, make_client
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,10 @@ def _without_locations(tree: Any) -> Any:
     return tree
 
 
-def finished_in_store(client: Any, experiment_id: str, key: str) -> str | None:
-    """The id of a FINISHED run of the experiment with fingerprint ``key``, if there is one."""
-    from capx.tracking import store as tracking
-
-    runs = tracking.search_runs(client, [experiment_id], "looking for a finished run",
-                                tags={names.FINGERPRINT: key}, status="FINISHED", max_results=1)
+def finished_in_store(client: Any, exp_id: str, key: str) -> str | None:
+    """The id of a FINISHED run of experiment ``exp_id`` with fingerprint ``key``, if any."""
+    runs = search_runs(client, [exp_id], "looking for a finished run",
+                       tags={names.FINGERPRINT: key}, status="FINISHED", max_results=1)
     return runs[0].info.run_id if runs else None
 
 
@@ -65,8 +66,6 @@ def finished_in_export(path: str | Path | None, key: str) -> str | None:
 def already_finished(plain: dict[str, Any], base_dir: Path) -> str | None:
     """A FINISHED run with this job's fingerprint: in the study export (``tracking.export``,
     relative to ``base_dir``), else in the job's MLflow experiment. Its run id, or None."""
-    from capx.tracking import store as tracking
-
     key = fingerprint(plain)
     export = plain["tracking"]["export"]
     if export and not Path(export).is_absolute():
@@ -74,7 +73,7 @@ def already_finished(plain: dict[str, Any], base_dir: Path) -> str | None:
     found = finished_in_export(export, key)
     if found or not plain["tracking"]["enabled"]:
         return found
-    uri = tracking.tracking_uri(plain["tracking"]["uri"], base_dir)
-    client = tracking.make_client(uri)
-    exp_id = tracking.experiment_id(client, plain["tracking"]["experiment_name"], uri)
+    uri = tracking_uri(plain["tracking"]["uri"], base_dir)
+    client = make_client(uri)
+    exp_id = experiment_id(client, plain["tracking"]["experiment_name"], uri)
     return finished_in_store(client, exp_id, key)

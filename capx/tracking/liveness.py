@@ -16,7 +16,9 @@ import socket
 import time
 from typing import Any, Iterable
 
-from capx.tracking import store as tracking
+from capx.tracking.retries import retry
+from capx.tracking.searches import search_runs
+from capx.tracking.store_setup import make_client
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,8 @@ def reap_store(uri: str) -> list[str]:
     """:func:`reap_dead_runs` over every experiment of the store at ``uri``; a failure is a
     warning (reading the runs must not fail over this)."""
     try:
-        client = tracking.make_client(uri)
-        ids = [e.experiment_id for e in tracking.retry(client.search_experiments,
+        client = make_client(uri)
+        ids = [e.experiment_id for e in retry(client.search_experiments,
                                                        "listing experiments")]
         return reap_dead_runs(client, ids) if ids else []
     except Exception as exc:  # noqa: BLE001 - bookkeeping
@@ -106,15 +108,15 @@ def reap_store(uri: str) -> list[str]:
 def reap_dead_runs(client: Any, experiment_ids: Iterable[str]) -> list[str]:
     """Close the RUNNING runs of ``experiment_ids`` whose writer is gone; returns their ids."""
     host, now, closed = socket.gethostname(), time.time(), []
-    for run in tracking.search_runs(client, list(experiment_ids), "looking for dead runs",
+    for run in search_runs(client, list(experiment_ids), "looking for dead runs",
                                     status="RUNNING"):
         verdict = why_dead(run, host, now)
         if verdict is None:
             continue
         status, note = verdict
         run_id = run.info.run_id
-        tracking.retry(lambda: client.set_tag(run_id, REAPED, note), "noting a dead run")
-        tracking.retry(lambda: client.set_terminated(run_id, status=status), "closing a dead run")
+        retry(lambda: client.set_tag(run_id, REAPED, note), "noting a dead run")
+        retry(lambda: client.set_terminated(run_id, status=status), "closing a dead run")
         log.warning("run %s (%s) was left RUNNING: %s", run_id, run.info.run_name, note)
         closed.append(run_id)
     return closed

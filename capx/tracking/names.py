@@ -1,7 +1,7 @@
 """The names capx gives things in MLflow: tags, metric names and prefixes, artifact paths.
 
-Writers (:mod:`capx.run.recorder`, :mod:`capx.run.scoring`, :mod:`capx.tracking.store`) and readers
-(:mod:`capx.study.export`, :mod:`capx.study.report`, :mod:`capx.study.tables`, :mod:`capx.tracking.finished`,
+Writers (:mod:`capx.run.recorder`, :mod:`capx.run.scoring`, :mod:`capx.tracking.tracker`) and
+readers (:mod:`capx.study.export`, :mod:`capx.study.report`, :mod:`capx.study.tables`, :mod:`capx.tracking.finished`,
 :mod:`capx.run.resume`) import them from here. A study export and its report depend on these
 strings: renaming one orphans every run recorded before.
 """

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from capx.tracking import store as tracking
+from capx.tracking.locations import local_artifact_root, tracking_uri
+from capx.tracking.retries import describe_failure
+from capx.tracking.store_setup import StoreError, experiment_id, make_client
 from capx.run.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ def open_store(settings: dict[str, Any], base_dir: str | os.PathLike) -> Store |
     checked: a known scheme, a server that answers, a folder and database that can be written."""
     if not settings["enabled"]:
         return None
-    uri = tracking.tracking_uri(settings["uri"], base_dir)
+    uri = tracking_uri(settings["uri"], base_dir)
     scheme = urlparse(uri).scheme.split("+")[0]
     if scheme not in SCHEMES:
         raise TrackingError(
@@ -64,15 +66,15 @@ def open_store(settings: dict[str, Any], base_dir: str | os.PathLike) -> Store |
     if scheme == "sqlite":
         check_writable_sqlite(uri)
     try:
-        client = tracking.make_client(uri)
-        exp_id = tracking.experiment_id(client, settings["experiment_name"], uri)
+        client = make_client(uri)
+        exp_id = experiment_id(client, settings["experiment_name"], uri)
     except TrackingError:
         raise
-    except tracking.StoreError as exc:
+    except StoreError as exc:
         raise TrackingError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - whatever MLflow raises, the user needs the same
         raise TrackingError(f"tracking.uri={uri!r}: MLflow could not open the store "
-                            f"({tracking.describe_failure(exc)}); check the URI, or run with "
+                            f"({describe_failure(exc)}); check the URI, or run with "
                             f"tracking.enabled=false") from exc
     from capx.tracking.liveness import reap_dead_runs
 
@@ -101,7 +103,7 @@ def check_writable_sqlite(uri: str) -> None:
     """The database file (if it exists), its folder and the artifact folder beside it must be
     writable: SQLite writes a journal beside the database."""
     db = Path(uri[len("sqlite:///"):]).expanduser()
-    artifacts = tracking.local_artifact_root(uri)
+    artifacts = local_artifact_root(uri)
     for path, what in ((db.parent, "folder"), (db, "database"),
                        (Path(artifacts) if artifacts else None, "artifact folder")):
         if path is None or not path.exists():

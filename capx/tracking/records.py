@@ -17,7 +17,7 @@ import numpy as np
 
 from capx.tracking import names
 
-from capx.tracking import store as tracking
+from capx.tracking.locations import git_commit
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,10 @@ def source_tags(launch_folder: Path) -> dict[str, str]:
 
     code = Path(capx.__file__).resolve().parent
     tags = {LAUNCH_FOLDER: str(launch_folder)}
-    own = tracking.git_commit(code)
+    own = git_commit(code)
     if own:
         tags[names.SOURCE_COMMIT] = own
-    launch = tracking.git_commit(launch_folder)
+    launch = git_commit(launch_folder)
     if launch:
         tags[LAUNCH_COMMIT] = launch
     return tags

@@ -251,16 +251,16 @@ def test_one_resume_of_a_run_at_a_time_and_a_dead_process_holds_no_lock(workdir)
 
 def test_a_failed_checkpoint_upload_is_a_warning_and_the_resume_error_names_the_local_copy(
         workdir, monkeypatch, caplog):
-    import capx.tracking.store
+    import capx.tracking.tracker
 
-    original = capx.tracking.store.Tracker.log_artifact
+    original = capx.tracking.tracker.Tracker.log_artifact
 
     def no_checkpoints(self, path, artifact_path=None):
         if artifact_path == names.CHECKPOINTS:
             raise OSError("Read-only file system")
         return original(self, path, artifact_path)
 
-    monkeypatch.setattr(capx.tracking.store.Tracker, "log_artifact", no_checkpoints)
+    monkeypatch.setattr(capx.tracking.tracker.Tracker, "log_artifact", no_checkpoints)
     with caplog.at_level(logging.WARNING):
         assert run_in_process(workdir, *FAST, "evaluation.final=false",
                                name="first") == "FINISHED"

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from capx.tracking import store as tracking
+from capx.tracking import locks, store_setup
+from capx.tracking.locations import tracking_uri
+from capx.tracking.store_setup import PREPARED
 from capx.tracking.preflight import TrackingError, open_store
 from tests.support import REPO, SMOKE, read_runs
 
@@ -42,12 +44,12 @@ def _open_in_a_new_process(folder: Path) -> subprocess.CompletedProcess:
 
 
 def test_a_leftover_alembic_table_is_a_half_made_store(tmp_path, monkeypatch):
-    monkeypatch.setattr(tracking, "HALF_MADE_WAIT", 0.5)
+    monkeypatch.setattr(store_setup, "HALF_MADE_WAIT", 0.5)
     db = _made_store(tmp_path)
     with sqlite3.connect(db) as con:
         con.execute("create table _alembic_tmp_tags (key text)")
     size = db.stat().st_size
-    tracking._READY.clear()  # check the file again, as a new process would
+    PREPARED.clear()  # check the file again, as a new process would
     with pytest.raises(TrackingError, match=r"half made.*leftover table _alembic_tmp_tags"):
         open_store(SETTINGS, tmp_path)
     assert db.stat().st_size == size  # the user's file is left as it was
@@ -58,7 +60,7 @@ def test_a_migration_in_progress_elsewhere_is_waited_for(tmp_path, monkeypatch):
     this moment) goes within seconds: capx waits for it instead of calling the store broken."""
     import threading
 
-    monkeypatch.setattr(tracking, "HALF_MADE_WAIT", 10.0)
+    monkeypatch.setattr(store_setup, "HALF_MADE_WAIT", 10.0)
     db = _made_store(tmp_path)
     with sqlite3.connect(db) as con:
         con.execute("create table _alembic_tmp_tags (key text)")
@@ -69,7 +71,7 @@ def test_a_migration_in_progress_elsewhere_is_waited_for(tmp_path, monkeypatch):
             con.execute("drop table _alembic_tmp_tags")
 
     threading.Thread(target=finish_migration).start()
-    tracking._READY.clear()
+    PREPARED.clear()
     assert open_store(SETTINGS, tmp_path) is not None
 
 
@@ -99,17 +101,15 @@ def test_a_migration_that_stopped_halfway_is_a_half_made_store(tmp_path):
 
 def test_the_store_lock_is_beside_the_database_and_signals_wait(tmp_path, monkeypatch):
     """Creation runs under the lock file and with SIGINT/SIGTERM held back."""
-    import capx.run.interrupts
-
     entered = []
-    real = capx.run.interrupts.deferred
+    real = locks.signals_held_back
 
     def recording():
         entered.append((tmp_path / "mlflow.db.lock").exists())
         return real()
 
-    monkeypatch.setattr(capx.run.interrupts, "deferred", recording)
-    tracking._READY.discard(tracking.tracking_uri(None, tmp_path))
+    monkeypatch.setattr(store_setup, "signals_held_back", recording)
+    PREPARED.discard(tracking_uri(None, tmp_path))
     open_store(SETTINGS, tmp_path)
     assert entered == [True]
 

@@ -1,7 +1,7 @@
 """MLflow bookkeeping against a real local SQLite store in a temporary folder (no mocks).
 
-Covers :mod:`capx.tracking.store` (where runs go, experiments, retries, searches, the one way a
-sweep's parent run is made), :mod:`capx.run.recorder` (what a job writes, and the null recorder)
+Covers the store's modules in :mod:`capx.tracking` (where runs go, experiments, retries,
+searches, the one way a sweep's parent run is made, the run writer), :mod:`capx.run.recorder` (what a job writes, and the null recorder)
 and the Hydra side of sweeps (:mod:`capx.run.sweep_callbacks`).
 """
 
@@ -20,7 +20,12 @@ from omegaconf import OmegaConf
 
 from capx.tracking import names
 
-from capx.tracking import store as tracking
+from capx.tracking.locations import local_artifact_root, tracking_uri, ui_command
+from capx.tracking.retries import retry
+from capx.tracking.searches import child_runs, search_runs
+from capx.tracking.store_setup import experiment_id, make_client
+from capx.tracking.sweep_parent import PARENT_ID_FILE, Sweep, sweep_parent_run
+from capx.tracking.tracker import flatten
 from capx.run.callbacks import RunState, SampleCaption
 from capx.run.main import JobContext
 from capx.run.recorder import NullRecorder, Recorder, RunRecorder, open_recorder
@@ -33,7 +38,7 @@ def store(tmp_path_factory) -> tuple[str, object]:
     """One SQLite store for the module (each test uses its own experiment or sweep folder)."""
     folder = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    return uri, tracking.make_client(uri)
+    return uri, make_client(uri)
 
 
 # -- where runs go ------------------------------------------------------------------------------
@@ -42,26 +47,26 @@ def store(tmp_path_factory) -> tuple[str, object]:
 def test_tracking_uri_prefers_the_config_then_the_environment_then_sqlite_in_the_folder(
         tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.tracking_uri("sqlite:///elsewhere.db", tmp_path) == "sqlite:///elsewhere.db"
-    assert tracking.tracking_uri(None, tmp_path) == "http://127.0.0.1:5000"
+    assert tracking_uri("sqlite:///elsewhere.db", tmp_path) == "sqlite:///elsewhere.db"
+    assert tracking_uri(None, tmp_path) == "http://127.0.0.1:5000"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    uri = tracking.tracking_uri(None, tmp_path)
+    uri = tracking_uri(None, tmp_path)
     assert uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    assert tracking.local_artifact_root(uri) == str(tmp_path.resolve() / "mlartifacts")
-    assert tracking.local_artifact_root("http://127.0.0.1:5000") is None
-    assert tracking.ui_command(uri).endswith("&& mlflow ui")  # MLflow's default store
-    other = tracking.tracking_uri("sqlite:////tmp/runs/other.db", "/elsewhere")
-    assert tracking.ui_command(other) == "cd /tmp/runs && mlflow ui --backend-store-uri sqlite:///other.db"
+    assert local_artifact_root(uri) == str(tmp_path.resolve() / "mlartifacts")
+    assert local_artifact_root("http://127.0.0.1:5000") is None
+    assert ui_command(uri).endswith("&& mlflow ui")  # MLflow's default store
+    other = tracking_uri("sqlite:////tmp/runs/other.db", "/elsewhere")
+    assert ui_command(other) == "cd /tmp/runs && mlflow ui --backend-store-uri sqlite:///other.db"
 
 
 def test_experiment_is_created_once_and_reused_even_after_deletion(store):
     uri, client = store
-    first = tracking.experiment_id(client, "reuse me", uri)
-    assert tracking.experiment_id(client, "reuse me", uri) == first
+    first = experiment_id(client, "reuse me", uri)
+    assert experiment_id(client, "reuse me", uri) == first
     found = client.get_experiment(first)
     assert found.artifact_location.endswith("mlartifacts/reuse_me")
     client.delete_experiment(first)
-    assert tracking.experiment_id(client, "reuse me", uri) == first
+    assert experiment_id(client, "reuse me", uri) == first
     assert client.get_experiment(first).lifecycle_stage == "active"
 
 
@@ -77,7 +82,7 @@ def test_retry_waits_out_a_locked_database_and_raises_anything_else_at_once():
             raise RuntimeError("(sqlite3.OperationalError) database is locked")
         return "written"
 
-    assert tracking.retry(locked_once, "writing") == "written" and len(calls) == 2
+    assert retry(locked_once, "writing") == "written" and len(calls) == 2
 
     def broken() -> None:
         calls.append(1)
@@ -85,14 +90,14 @@ def test_retry_waits_out_a_locked_database_and_raises_anything_else_at_once():
 
     calls.clear()
     with pytest.raises(ValueError, match="no such column"):
-        tracking.retry(broken, "writing")
+        retry(broken, "writing")
     assert len(calls) == 1  # not transient: no second try
 
     def always_locked() -> None:
         raise RuntimeError("database is locked")
 
     with pytest.raises(RuntimeError, match="locked"):
-        tracking.retry(always_locked, "writing", seconds=0.0)  # gives up at the deadline
+        retry(always_locked, "writing", seconds=0.0)  # gives up at the deadline
 
 
 # -- flatten ------------------------------------------------------------------------------------
@@ -101,7 +106,7 @@ def test_retry_waits_out_a_locked_database_and_raises_anything_else_at_once():
 def test_flatten_joins_nested_keys_and_keeps_lists_and_empty_sections_as_text():
     tree = {"solver": {"learning_rate": 0.005, "options": {}}, "plugins": [],
             "model": {"sizes": {"hidden_dim": 128}, "dtype": "float32"}, "resume": None}
-    assert tracking.flatten(tree) == {
+    assert flatten(tree) == {
         "solver.learning_rate": 0.005, "solver.options": "{}", "plugins": "[]",
         "model.sizes.hidden_dim": 128, "model.dtype": "float32", "resume": None}
 
@@ -290,35 +295,35 @@ def test_one_parent_run_per_sweep_with_one_name_whoever_makes_it(store, tmp_path
     from capx.run.sweep_callbacks import sweep_of
 
     uri, client = store
-    exp_id = tracking.experiment_id(client, "sweeps", uri)
+    exp_id = experiment_id(client, "sweeps", uri)
     overrides = ["tokenizer=char,word", "seed=0", "experiment=quick"]
     config = _hydra_config(tmp_path, "multirun/x", overrides)
     folder = tmp_path / "multirun" / "x"
     _launch(folder, overrides)
-    from_callback, from_job = sweep_of(config), tracking.Sweep.in_folder(folder)
+    from_callback, from_job = sweep_of(config), Sweep.in_folder(folder)
     assert from_callback == from_job
     callers = [from_callback, from_job] if first == "callback" else [from_job, from_callback]
-    ids = [tracking.sweep_parent_run(client, exp_id, sweep) for sweep in callers]
-    assert ids[0] == ids[1] == (folder / tracking.PARENT_ID_FILE).read_text().strip()
+    ids = [sweep_parent_run(client, exp_id, sweep) for sweep in callers]
+    assert ids[0] == ids[1] == (folder / PARENT_ID_FILE).read_text().strip()
     parent = client.get_run(ids[0])
     assert parent.info.run_name == "sweep tokenizer=char,word (x)"
     assert parent.data.tags[names.SWEEP_ID] == str(folder.resolve())
     assert parent.data.tags[names.SWEEP_OVERRIDES] == " ".join(overrides)
     # without its id file the parent is found by its tag, not made again
-    (folder / tracking.PARENT_ID_FILE).unlink()
-    assert tracking.sweep_parent_run(client, exp_id, from_job) == ids[0]
+    (folder / PARENT_ID_FILE).unlink()
+    assert sweep_parent_run(client, exp_id, from_job) == ids[0]
 
 
 def test_jobs_starting_together_agree_on_one_parent(store, tmp_path):
     uri, client = store
-    exp_id = tracking.experiment_id(client, "together", uri)
+    exp_id = experiment_id(client, "together", uri)
     folder = tmp_path / "sweep"
     _launch(folder, ["cell=rnn,lstm"])
     found: list[str] = []
 
     def job() -> None:
-        own = tracking.make_client(uri)
-        found.append(tracking.sweep_parent_run(own, exp_id, tracking.Sweep.in_folder(folder)))
+        own = make_client(uri)
+        found.append(sweep_parent_run(own, exp_id, Sweep.in_folder(folder)))
 
     threads = [threading.Thread(target=job) for _ in range(4)]
     for thread in threads:
@@ -326,13 +331,13 @@ def test_jobs_starting_together_agree_on_one_parent(store, tmp_path):
     for thread in threads:
         thread.join()
     assert len(found) == 4 and len(set(found)) == 1
-    parents = tracking.search_runs(client, [exp_id], "testing",
+    parents = search_runs(client, [exp_id], "testing",
                                    tags={names.SWEEP_ID: str(folder.resolve())})
     assert [p.info.run_id for p in parents] == found[:1]
 
 
 def test_a_sweep_without_multirun_yaml_is_named_after_its_folder(tmp_path):
-    sweep = tracking.Sweep.in_folder(tmp_path / "2024-01-01" / "12-00-00")
+    sweep = Sweep.in_folder(tmp_path / "2024-01-01" / "12-00-00")
     assert sweep.overrides == () and sweep.run_name == "sweep (12-00-00)"
     assert sweep.folder.is_absolute()
 
@@ -347,7 +352,7 @@ def test_jobs_nest_under_the_parent_and_the_sweep_callback_closes_it(store, tmp_
     config.tracking.experiment_name = "nested"
     SweepCallback().on_multirun_start(config)
     folder = tmp_path / "sweep"
-    parent = (folder / tracking.PARENT_ID_FILE).read_text().strip()
+    parent = (folder / PARENT_ID_FILE).read_text().strip()
     jobs = []
     for seed in (0, 1):
         plain = _plain(uri, "nested")
@@ -358,7 +363,7 @@ def test_jobs_nest_under_the_parent_and_the_sweep_callback_closes_it(store, tmp_
     for recorder in jobs:
         recorder.end("FINISHED")
     exp_id = client.get_run(parent).info.experiment_id
-    children = tracking.child_runs(client, exp_id, parent)
+    children = child_runs(client, exp_id, parent)
     assert {c.info.run_id for c in children} == {r.run_id for r in jobs}
     assert {c.data.tags[names.SWEEP_CHILD] for c in children} == {str(folder.resolve())}
     SweepCallback().on_multirun_end(config)  # every job finished: no SystemExit
