@@ -1,7 +1,10 @@
 """SIGINT and SIGTERM for the whole life of a job, so that a stopped run ends KILLED, not RUNNING.
 
-While the solver trains, the first signal asks it to stop after the current iteration (the job
-then saves its checkpoint and ends KILLED); a second SIGINT stops at once. In every other phase
+While the solver trains, a signal asks it to stop after the current iteration (the job then
+flushes the metrics, saves its checkpoint and ends KILLED); further signals are noted and change
+nothing, so however many arrive, every step in the saved checkpoint is in the run's record (a
+second Ctrl-C used to stop at once, inside an iteration, and lost the steps not yet flushed; a
+process that must die at once takes SIGKILL). In every other phase
 (reading the config and the store, preparing the data, building the model, the final
 evaluation) a signal raises :class:`Interrupted`, which unwinds like ``KeyboardInterrupt``
 (``except Exception`` does not catch it) to the job, which ends its run KILLED. While the job
@@ -13,6 +16,7 @@ elsewhere (a job run in a thread) these helpers do nothing.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -47,14 +51,19 @@ class Signals:
             log.warning("%s: already stopping; saving the checkpoint and closing the run first",
                         name)
             return
-        if self.training is not None and (self.received is None or signum != signal.SIGINT):
-            self.received = signum
+        if self.training is not None:
+            again = self.received is not None
+            self.received = self.received or signum
             self.training.stop_training = True
-            log.warning("%s: stopping after this iteration (Ctrl-C again to stop at once)", name)
+            if again:
+                log.warning("%s: already stopping after this iteration; the checkpoint and the "
+                            "run's record are completed first (kill -9 %d abandons them)",
+                            name, os.getpid())
+            else:
+                log.warning("%s: stopping after this iteration, then saving the checkpoint",
+                            name)
             return
         self.received = signum
-        if self.training is not None:
-            raise KeyboardInterrupt
         raise Interrupted(signum)
 
     @property

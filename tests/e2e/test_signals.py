@@ -191,3 +191,33 @@ def test_sigterm_during_the_final_evaluation_kills_the_run_and_it_resumes(workdi
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     again = _only_run(workdir)
     assert again.info.status == "FINISHED" and "test/bleu4" in again.data.metrics
+
+
+@pytest.mark.parametrize("signals", [2, 3])
+def test_repeated_sigints_in_training_lose_no_step_of_the_checkpoint(workdir, monkeypatch,
+                                                                     signals):
+    """Ctrl-C pressed again (and again) while training: the job still stops after the
+    iteration, and every step the saved checkpoint holds is in the run's train/loss history
+    (a second SIGINT used to raise inside the iteration, before its loss was recorded)."""
+    import capx.run.recorder
+
+    original = capx.run.recorder.EpochRecorder.on_iteration_end
+    stop_at = 3  # inside the first epoch: nothing has been flushed at an epoch's end yet
+
+    def pressed(self, solver, loss):
+        if solver.iteration == stop_at:
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGINT)
+        return original(self, solver, loss)
+
+    monkeypatch.setattr(capx.run.recorder.EpochRecorder, "on_iteration_end", pressed)
+    assert _job(workdir, "solver.num_epochs=4", "evaluation.final=false") == "KILLED"
+    saved = load_checkpoint(workdir / "out" / "checkpoints" / "last.npz").state["iteration"]
+    assert saved == stop_at
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    recorded = _only_run(workdir)
+    steps = {m.step for m in client.get_metric_history(recorded.info.run_id, "train/loss")}
+    assert steps == set(range(1, saved + 1))  # the smoke preset logs every iteration
+    assert recorded.info.status == "KILLED"
