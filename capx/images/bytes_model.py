@@ -21,9 +21,35 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from capx.tracking.logged_model import (ENABLE_FOR_MODEL, MODEL_CONFIG, PARAMS, decoder_choice,
+                                        plugins_to_enable)
 
 IMAGE_COLUMN = "image"
-PARAMS = {"decoder": "", "beam_width": 0}  # "" / 0: the run's own decoding settings
+MODEL_CODE = Path(__file__).with_name("bytes_model_code.py")
+SIGNATURE = ModelSignature(inputs=Schema([ColSpec("binary", IMAGE_COLUMN)]),
+                           outputs=Schema([ColSpec("string")]), params=PARAMS)
+
+
+def image_bytes_column(model_input: Any) -> list[bytes]:
+    """The encoded images in ``model_input`` (a DataFrame or dict with a column ``image``, a
+    list of bytes, or one bytes object); a clear error for anything else."""
+    if isinstance(model_input, (bytes, bytearray)):
+        return [bytes(model_input)]
+    if isinstance(model_input, (pd.DataFrame, dict)):
+        if IMAGE_COLUMN not in model_input:
+            raise ValueError(f"the image model takes a column {IMAGE_COLUMN!r} of encoded image "
+                             f"bytes; got columns {list(model_input.keys())}")
+        model_input = model_input[IMAGE_COLUMN]
+    column = list(model_input)
+    for i, data in enumerate(column):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ValueError(f"row {i} of {IMAGE_COLUMN!r} is a {type(data).__name__}, not the "
+                             f"bytes of an image file: pass open(path, 'rb').read()")
+    return [bytes(data) for data in column]
 
 
 class ImageCaptionModel(mlflow.pyfunc.PythonModel):
@@ -34,7 +60,6 @@ class ImageCaptionModel(mlflow.pyfunc.PythonModel):
 
         from capx.images.features_file import feature_settings
         from capx.inference import Captioner
-        from capx.tracking.logged_model import ENABLE_FOR_MODEL, plugins_to_enable
 
         artifacts = context.artifacts
         self.captioner = Captioner.from_checkpoint(artifacts["checkpoint"],
@@ -44,27 +69,27 @@ class ImageCaptionModel(mlflow.pyfunc.PythonModel):
         self.settings = feature_settings(spec["encoder"], artifacts["weights"],
                                          spec["project_512"], centre=centre)
 
-    def predict(self, context, model_input, params=None):  # no hints: MLflow reads them as a schema
-        from PIL import Image
+    # MLflow takes one input type hint (a DataFrame: no schema inferred from it; the signature
+    # names the column); a list of bytes is accepted as well (see image_bytes_column)
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> list[str]:
+        from PIL import Image  # the images extra: imported where a picture is decoded
 
-        column = model_input[IMAGE_COLUMN] if hasattr(model_input, "columns") else model_input
         encoder = self.settings.encoder
         pixels = []
-        for i, data in enumerate(list(column)):
+        for i, data in enumerate(image_bytes_column(model_input)):
             try:
                 with Image.open(io.BytesIO(bytes(data))) as image:
                     pixels.append(encoder.preprocess(image.convert("RGB")))
             except Exception as exc:  # noqa: BLE001 - say which row could not be decoded
                 raise ValueError(f"row {i} of {IMAGE_COLUMN!r} is not a decodable image: "
                                  f"{exc}") from exc
+        if not pixels:
+            return []
         features = encoder.encode(np.stack(pixels))
         if self.settings.transform is not None:
             features = self.settings.transform(features)
-        params = params or {}
-        decoder = params.get("decoder") or None
-        options = {"beam_width": int(params["beam_width"])} if params.get("beam_width") else {}
-        if decoder is None and options:
-            decoder = self.captioner.decoder
+        decoder, options = decoder_choice(self.captioner, params)
         return self.captioner.caption(features, decoder, **options)
 
 
@@ -74,11 +99,8 @@ def save_image_model(checkpoint_path: str | os.PathLike, settings: Any,
     :class:`~capx.images.features_file.FeatureSettings` that made its training features."""
     import json
 
-    import pandas as pd
-    from mlflow.models import infer_signature
 
     from capx.encoders.weights import converted_weights
-    from capx.tracking.logged_model import MODEL_CONFIG
 
     encoder_name = settings.attributes["encoder"]
     weights = converted_weights(settings.encoder.weights_source, encoder_name)
@@ -91,9 +113,18 @@ def save_image_model(checkpoint_path: str | os.PathLike, settings: Any,
         if settings.centre is not None:
             artifacts["centre"] = str(Path(tmp) / "centre.npy")
             np.save(artifacts["centre"], settings.centre)
-        example = pd.DataFrame({IMAGE_COLUMN: [b"\x89PNG example bytes"]})
+        example = pd.DataFrame({IMAGE_COLUMN: [_example_png()]})
         mlflow.pyfunc.save_model(
-            path, python_model=ImageCaptionModel(), artifacts=artifacts,
-            signature=infer_signature(example, ["a caption"], params=PARAMS),
+            path, python_model=str(MODEL_CODE), artifacts=artifacts,
+            signature=SIGNATURE, input_example=example,
             pip_requirements=["capx[images]", "numpy", "pyyaml", "Pillow"],
             model_config=dict(MODEL_CONFIG))
+
+
+def _example_png() -> bytes:
+    """A small grey PNG: the model's input example (MLflow checks it predicts when saving)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -273,7 +273,8 @@ class RunRecorder(Recorder):
                 self.checkpoint_saved(path)
         best = state.best_checkpoint or state.last_checkpoint
         if self.log_model and parts is not None and best is not None and Path(best).is_file():
-            safely(lambda: self._model(best, parts.data.val.features))
+            step = getattr(parts.solver, "epoch", 0) or 0  # where the test metrics are
+            safely(lambda: self._model(best, parts.data.val.features, step))
         solver = parts.solver if parts is not None else None
         if solver is not None and solver.loss_history:
             from capx.run.plots import loss_curve_figure
@@ -288,15 +289,11 @@ class RunRecorder(Recorder):
             self._figure(sample_grid_figure(images, [x.sampled for x in state.samples]),
                          names.SAMPLE_GRID)
 
-    def _model(self, checkpoint: Path, example_features: np.ndarray) -> None:
-        """The checkpoint as a pyfunc model in the run's ``model/`` (see capx.tracking.logged_model)."""
-        import tempfile
+    def _model(self, checkpoint: Path, example_features: np.ndarray, step: int) -> None:
+        """The checkpoint as the run's logged model ``model`` (see capx.tracking.logged_model)."""
+        from capx.tracking.logged_model import log_model
 
-        from capx.tracking.logged_model import save_model
-
-        with tempfile.TemporaryDirectory() as folder:
-            save_model(checkpoint, example_features, Path(folder) / names.MODEL)
-            self.tracker.log_artifact(Path(folder) / names.MODEL)
+        log_model(self.run_id, self.uri, checkpoint, example_features, step)
 
     def _figure(self, figure: Any, artifact_file: str) -> None:
         self.tracker.log_figure(figure, artifact_file)

@@ -1,5 +1,6 @@
-"""A run's captioner as an MLflow pyfunc model: it loads, predicts what the model samples, and
-is scored from Python, and serves over HTTP."""
+"""A run's captioner as an MLflow 3 logged model of its run: found by search_logged_models, it
+loads by ``runs:/`` and ``models:/`` URIs, takes the features a user has (any float dtype, lists
+of rows, a DataFrame), predicts what the model samples, registers, and serves over HTTP."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from capx.inference import Captioner
@@ -23,6 +26,18 @@ def _trained(folder: Path) -> tuple[str, str]:
     _, runs = read_runs(folder)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     return runs[0].info.run_id, uri
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache_dir) -> tuple[Path, str, str]:
+    """One run trained for the module's tests: (its folder, run id, tracking URI)."""
+    folder = tmp_path_factory.mktemp("logged-model")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CAPX_CACHE_DIR", str(cache_dir))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.chdir(folder)
+        run_id, uri = _trained(folder)
+    return folder, run_id, uri
 
 
 def _features(model, n: int = 5) -> np.ndarray:
@@ -41,17 +56,82 @@ def set_tracking_uri():
     mlflow.set_tracking_uri(None)
 
 
-def test_the_logged_model_captions_what_the_model_samples(workdir, set_tracking_uri):
+def _best(folder: Path) -> Path:
+    return next(folder.glob("outputs/job/checkpoints/best.npz"))
+
+
+def test_the_model_is_a_logged_model_of_its_run(trained, set_tracking_uri):
+    """MLflow 3's own view: search_logged_models finds it with the run's id, the run lists it
+    among its outputs, and ``models:/<model id>`` loads the same model as ``runs:/<id>/model``."""
     import mlflow
 
-    run_id, uri = _trained(workdir)
+    folder, run_id, uri = trained
+    set_tracking_uri(uri)
+    run = mlflow.get_run(run_id)
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                         filter_string="name = 'model'", output_format="list")
+    assert [m.source_run_id for m in models] == [run_id]
+    assert str(models[0].status) in ("READY", "LoggedModelStatus.READY")
+    assert [o.model_id for o in run.outputs.model_outputs] == [models[0].model_id]
+    assert run.info.status == "FINISHED"  # logging the model left the run to its recorder
+
+    by_id = mlflow.pyfunc.load_model(f"models:/{models[0].model_id}")
+    by_run = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    features = _features(by_run)
+    assert list(by_id.predict(features)) == list(by_run.predict(features))
+
+
+def test_predict_takes_each_kind_of_features_a_user_has(trained, set_tracking_uri):
+    """float16/32/64 arrays, a list of rows, a DataFrame of feature columns and one row all
+    caption as the model's own dtype would: no MLflow schema refuses them, none warns."""
+    import mlflow
+
+    folder, run_id, uri = trained
+    set_tracking_uri(uri)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. MLflow's "add type hints to predict"
+        loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    captioner = Captioner.from_checkpoint(_best(folder))
+    features = _features(loaded).astype(np.float16)  # exact in every kind below
+    expected = captioner.caption(features.astype(captioner.model.dtype))
+    kinds = {"float16": features, "float32": features.astype(np.float32),
+             "float64": features.astype(np.float64), "list of rows": features.tolist(),
+             "DataFrame": pd.DataFrame(features.astype(np.float32),
+                                       columns=[f"f{i}" for i in range(features.shape[1])])}
+    for kind, value in kinds.items():
+        assert list(loaded.predict(value)) == expected, kind
+    assert list(loaded.predict(features[0])) == expected[:1]
+    assert loaded.metadata.signature.inputs is None  # no dtype-only schema
+    assert {p.name for p in loaded.metadata.signature.params} == {"decoder", "beam_width"}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("narrow", "must be N x"), ("text", "must be numbers"), ("ragged", "different lengths"),
+    ("nan", "NaN or inf")])
+def test_features_a_model_cannot_take_are_a_clear_error(trained, set_tracking_uri, bad, message):
+    import mlflow
+
+    folder, run_id, uri = trained
+    set_tracking_uri(uri)
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    rows = _features(loaded, n=1)
+    value = {"narrow": rows[:, :-1], "text": [["a"] * rows.shape[1]] * 2,
+             "ragged": [list(rows[0]), list(rows[0][:-1])],
+             "nan": np.where(np.arange(rows.shape[1]) == 3, np.nan, rows)}[bad]
+    with pytest.raises(Exception, match=message):
+        loaded.predict(value)
+
+
+def test_the_logged_model_captions_what_the_model_samples(trained, set_tracking_uri):
+    import mlflow
+
+    workdir, run_id, uri = trained
     set_tracking_uri(uri)
     loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     features = _features(loaded)
     predicted = list(loaded.predict(features))
 
-    best = next(workdir.glob("outputs/job/checkpoints/best.npz"))
-    captioner = Captioner.from_checkpoint(best)
+    captioner = Captioner.from_checkpoint(_best(workdir))
     sampled = captioner.model.sample(features.astype(np.float32),
                                      max_length=captioner.tokenizer.max_length + 1)
     assert predicted == captioner.tokenizer.decode(sampled)
@@ -59,14 +139,13 @@ def test_the_logged_model_captions_what_the_model_samples(workdir, set_tracking_
 
     beam = list(loaded.predict(features, params={"decoder": "beam", "beam_width": 2}))
     assert beam == captioner.caption(features, "beam", beam_width=2)
-    assert loaded.metadata.signature.inputs.to_dict()[0]["type"] == "tensor"
 
 
-def test_a_runs_model_registers_and_loads_from_the_registry(workdir, set_tracking_uri):
-    """``mlflow.register_model`` on the run's ``model/``; ``models:/<name>/1`` captions the same."""
+def test_a_runs_model_registers_and_loads_from_the_registry(trained, set_tracking_uri):
+    """``mlflow.register_model`` on the run's ``model``; ``models:/<name>/1`` captions the same."""
     import mlflow
 
-    run_id, uri = _trained(workdir)
+    _, run_id, uri = trained
     set_tracking_uri(uri)
     version = mlflow.register_model(f"runs:/{run_id}/model", "capx-captioner")
     assert int(version.version) == 1 and version.run_id == run_id
@@ -76,9 +155,8 @@ def test_a_runs_model_registers_and_loads_from_the_registry(workdir, set_trackin
     assert list(registered.predict(features)) == list(from_run.predict(features))
 
 
-def test_features_of_the_wrong_size_are_a_clear_error(workdir):
-    _trained(workdir)
-    captioner = Captioner.from_checkpoint(next(workdir.glob("outputs/job/checkpoints/best.npz")))
+def test_features_of_the_wrong_size_are_a_clear_error(trained):
+    captioner = Captioner.from_checkpoint(_best(trained[0]))
     with pytest.raises(ValueError, match=f"N x {captioner.feature_dim}"):
         captioner.caption(np.zeros((2, captioner.feature_dim + 1)))
 
