@@ -172,6 +172,7 @@ class RunRecorder(Recorder):
         self.reopen_pending = resumes is not None
         self.logged: dict[str, int] = {}  # key -> the last step the run already holds
         self.uploaded: dict[Path, int] = {}  # checkpoint -> its mtime when uploaded
+        self.epochs: EpochRecorder | None = None  # its epoch callback, once made
 
     def begin(self):
         if not self.reopen_pending:
@@ -248,9 +249,10 @@ class RunRecorder(Recorder):
     def epoch_callback(self, state, plain, solver_data):
         captions = solver_data["train_captions"]
         tokens = float((captions[:, 1:] != 0).sum(axis=1).mean()) if len(captions) else 0.0
-        return EpochRecorder(state, self.tracker, plain["tracking"]["log_every"], tokens,
-                             plain["solver"]["batch_size"], logged=self.logged,
-                             val_ids=solver_data.get("val_image_ids"))
+        self.epochs = EpochRecorder(state, self.tracker, plain["tracking"]["log_every"], tokens,
+                                    plain["solver"]["batch_size"], logged=self.logged,
+                                    val_ids=solver_data.get("val_image_ids"))
+        return self.epochs
 
     def log_evaluation(self, metrics, step, result, test, test_split, train_captions):
         from capx.run.scoring import evaluation_text, per_image_json
@@ -267,6 +269,8 @@ class RunRecorder(Recorder):
                                names.EVALUATION_TABLE)
 
     def log_outputs(self, state, parts):
+        if self.epochs is not None:
+            safely(self.epochs.log_samples_table)
         for path in (state.last_checkpoint, state.best_checkpoint):
             if path is not None and Path(path).is_file() and (
                     self.uploaded.get(Path(path)) != Path(path).stat().st_mtime_ns):
@@ -362,6 +366,7 @@ class EpochRecorder(Callback):
         self.tokens_per_caption, self.batch_size = tokens_per_caption, batch_size
         self.logged = {} if logged is None else logged  # filled when a resumed run reopens
         self.pending: list[Any] = []
+        self.sample_rows: dict[str, list[Any]] = {}  # every epoch's samples, for one table
         self.heartbeat = liveness.Heartbeat(tracker)
 
     def on_iteration_end(self, solver: Any, loss: float) -> None:
@@ -405,8 +410,17 @@ class EpochRecorder(Callback):
         if state.samples:
             self.tracker.log_text("\n".join(x.line() for x in state.samples) + "\n",
                                   names.epoch_samples(solver.epoch))
-            self.tracker.log_table(records.samples_table(state.samples, self.val_ids),
-                                   names.epoch_samples_table(solver.epoch))
+            rows = records.samples_table(state.samples, self.val_ids, solver.epoch)
+            for column, values in rows.items():
+                self.sample_rows.setdefault(column, []).extend(values)
+
+    def log_samples_table(self) -> None:
+        """Every epoch's samples of this process as one table (a table per epoch cost about a
+        tenth of a second each); called when the job ends, however it ends."""
+        epochs = self.sample_rows.get("epoch")
+        if epochs:
+            self.tracker.log_table(self.sample_rows, names.samples_table(epochs[0], epochs[-1]))
+            self.sample_rows = {}
 
     def on_train_end(self, solver: Any) -> None:
         self.flush()

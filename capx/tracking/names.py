@@ -86,6 +86,7 @@ def epoch_samples(epoch: int) -> str:
     return f"samples/epoch_{epoch:03d}.txt"
 
 
-def epoch_samples_table(epoch: int) -> str:
-    """The same captions as an MLflow table."""
-    return f"samples/epoch_{epoch:03d}.json"
+def samples_table(first_epoch: int, last_epoch: int) -> str:
+    """The sample captions of epochs ``first_epoch``..``last_epoch`` as one MLflow table, with an
+    ``epoch`` column (written once, when the job ends: a resumed run adds its own epochs')."""
+    return f"samples/epochs_{first_epoch:03d}-{last_epoch:03d}.json"

@@ -57,10 +57,11 @@ def dataset_inputs(plain: dict[str, Any], data: Any) -> list[Any]:
     return inputs
 
 
-def samples_table(samples: Iterable[Any], image_ids: Any) -> dict[str, list[Any]]:
+def samples_table(samples: Iterable[Any], image_ids: Any, epoch: int) -> dict[str, list[Any]]:
     """An epoch's sample captions (:class:`capx.run.callbacks.SampleCaption`) as table columns."""
     samples = list(samples)
     return {
+        "epoch": [int(epoch)] * len(samples),
         "image": [s.image for s in samples],
         "image_id": [None if image_ids is None else int(image_ids[s.image]) for s in samples],
         "sampled": [s.sampled for s in samples],

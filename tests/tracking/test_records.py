@@ -39,13 +39,14 @@ def test_samples_and_test_captions_are_tables(recorded):
     client, runs = recorded
     run = runs["word"]
     paths = set(artifact_paths(client, run.info.run_id))
-    assert {"samples/epoch_001.json", "samples/epoch_002.json",
+    assert {"samples/epochs_001-002.json", "samples/epoch_001.txt", "samples/epoch_002.txt",
             "evaluation/captions.json"} <= paths
     exp, ids = run.info.experiment_id, [run.info.run_id]  # MLflow's own reader finds them
-    samples = client.load_table(exp, "samples/epoch_002.json", run_ids=ids)
+    samples = client.load_table(exp, "samples/epochs_001-002.json", run_ids=ids)
     test = client.load_table(exp, "evaluation/captions.json", run_ids=ids)
-    assert list(samples.columns[:4]) == ["image", "image_id", "sampled", "reference"]
-    assert len(samples) == 2 and samples["reference"].str.len().min() > 0
+    assert list(samples.columns[:5]) == ["epoch", "image", "image_id", "sampled", "reference"]
+    assert samples["epoch"].tolist() == [1, 1, 2, 2]  # two samples in each epoch
+    assert samples["reference"].str.len().min() > 0
     assert len(test) == int(run.data.metrics["test/images"])
     assert {"caption", "references", "image_id"} <= set(test.columns)
     assert (test["references"].str.count(r" \| ") + 1 == test["num_references"]).all()
