@@ -16,10 +16,12 @@ drawn), level 2 resamples the images within each drawn pair (test-set noise); th
 that of the pooled metrics over all drawn pairs. :func:`mean_ci` gives the interval of one
 system's per-run metric (Student t by default: a bootstrap of 3-5 values is too narrow).
 
-Intervals are percentile intervals of the bootstrap differences. The same two-level
-resampling takes any statistic of per-image column dicts (an Evaluation's ``per_image``) in
-:func:`paired_two_level_interval` (slower: one call per resample). Student t (the quantile, the
-one-sample test) and Holm's adjustment are :mod:`capx.study.student_t`. NumPy only.
+Intervals are percentile intervals of the bootstrap differences. SciPy's
+``scipy.stats.bootstrap`` resamples one level only, so the two levels are drawn here, in NumPy,
+as counts per image and weighted totals. :func:`paired_two_level_interval` takes per-image
+column dicts (an Evaluation's ``per_image``) and a statistic of them: one that returns a
+:class:`Statistic` goes the same vectorised way, any other is recomputed per resample. Student t
+(SciPy's quantile and one-sample test) and Holm's adjustment are :mod:`capx.study.student_t`.
 """
 
 from __future__ import annotations
@@ -218,14 +220,24 @@ Columns = dict  # {column name: (images,) array}, e.g. an Evaluation's per_image
 
 
 def paired_two_level_interval(pairs: Sequence[tuple[Columns, Columns]],
-                              statistic: Callable[[Columns], float], *, n_boot: int = 2000,
-                              seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+                              statistic: Callable[[Columns], Statistic | float], *,
+                              n_boot: int = 2000, seed: int = 0,
+                              level: float = 0.95) -> tuple[float, float, float]:
     """(estimate, low, high) of ``statistic(a) - statistic(b)`` over runs paired by (fold,
     seed): pairs drawn with replacement, then images within each drawn pair, the same images
-    for both systems. ``statistic`` maps per-image columns (all runs concatenated, or a resample
-    of them) to the metric, e.g. ``lambda c: c["nll_open"].sum() / c["chars"].sum() / math.log(2)``
-    or ``lambda c: np.nanmean(c["cider"])``. Slower than :func:`paired_bootstrap_runs` (one call
-    per resample) but takes any statistic."""
+    for both systems.
+
+    ``statistic`` maps a run's per-image columns to a :class:`Statistic` (a function of column
+    totals, e.g. ``lambda c: ratio(c["nll_open"], c["chars"], 1 / math.log(2))``): the resamples
+    are then weighted totals, drawn in NumPy by :func:`paired_bootstrap_runs` (images with a
+    non-finite column in either system are left out). Any other statistic (a float of the
+    columns, e.g. a median) is recomputed on each resample in a Python loop, which is slower."""
+    if not pairs:
+        raise ValueError("no runs to resample")
+    if isinstance(statistic(pairs[0][0]), Statistic):
+        result = paired_bootstrap_runs([(statistic(a), statistic(b)) for a, b in pairs],
+                                       n_boot=n_boot, seed=seed, level=level)
+        return result.difference, result.low, result.high
     estimate, samples = _resampled_statistics(
         pairs, lambda a, b: statistic(a) - statistic(b), n_boot, seed)
     low, high = _percentiles(samples, level)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from capx.metrics.caption_scores import bleu_statistic
 from capx.tracking import names
 
 #: params that vary between the runs of one row, or say nothing about the model
@@ -140,6 +141,16 @@ PER_IMAGE_METRICS: dict[str, Callable[[dict[str, np.ndarray]], float]] = {
 }
 
 
+#: metric -> the same metric as a :class:`capx.study.statistics.Statistic` of per-image columns
+#: (a function of their totals), which the two-level bootstrap resamples in NumPy
+PER_IMAGE_STATISTICS: dict[str, Callable[[dict[str, np.ndarray]], statistics.Statistic]] = {
+    "bits_per_char": lambda c: statistics.ratio(c["nll_open"], c["chars"], 1 / LN2),
+    "bits_per_char_closed": lambda c: statistics.ratio(c["nll_closed"], c["chars"], 1 / LN2),
+    "cider": lambda c: statistics.ratio(c["cider"]),  # images without references: NaN, left out
+    "bleu4": lambda c: bleu_statistic(c),
+}
+
+
 METRIC_BOUNDS = {"bits_per_char": (0.0, None), "bits_per_char_closed": (0.0, None),
                  "cider": (0.0, None), "bleu4": (0.0, 1.0)}
 REQUIRED_COLUMNS = {"bits_per_char": {"nll_open", "chars"},
@@ -231,8 +242,8 @@ def compare(a: Row, b: Row, metric: str, n_boot: int = 2000, seed: int = 0) -> C
         pairs.append((left, right))
     if not pairs:
         return None
-    estimate, boot_low, boot_high = statistics.paired_two_level_interval(pairs, statistic,
-                                                                    n_boot=n_boot, seed=seed)
+    estimate, boot_low, boot_high = statistics.paired_two_level_interval(
+        pairs, PER_IMAGE_STATISTICS[metric], n_boot=n_boot, seed=seed)
     differences = [statistic(left) - statistic(right) for left, right in pairs]
     interval = statistics.mean_ci(differences, method="t")
     half_low, half_high = interval.mean - interval.low, interval.high - interval.mean

@@ -244,3 +244,55 @@ def test_t_test_p_and_holm_by_hand():
     # Holm: sorted p 0.01, 0.02, 0.04 -> 0.03, 0.04, 0.04 (running maximum), original order kept
     assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
     assert np.isnan(holm([float("nan"), 0.5])[0]) and holm([float("nan"), 0.5])[1] == 0.5
+
+
+class TestVectorisedColumnStatistics:
+    """The study tables' metrics as Statistics: the NumPy two-level bootstrap agrees with the
+    per-resample loop over the same column dicts, and each equals the readable metric."""
+
+    def runs(self, seed: int, shift: float = 0.0):
+        from capx.metrics.caption_scores import BLEU_COUNT_COLUMNS
+
+        rng = np.random.default_rng(seed)
+        out = []
+        for n in (40, 30, 50):
+            chars = rng.integers(20, 60, n).astype(float)
+            cider = rng.random(n) * (1 + shift)
+            cider[0] = np.nan  # an image without references: left out of both systems
+            columns = {"nll_open": chars * (1.0 + shift + rng.normal(0, 0.2, n)),
+                       "nll_closed": chars * (0.9 + rng.normal(0, 0.2, n)), "chars": chars,
+                       "cider": cider}
+            length = rng.integers(5, 12, n).astype(float)
+            columns.update({c: length.copy() for c in BLEU_COUNT_COLUMNS})
+            for k in range(1, 5):
+                columns[f"bleu_guess_{k}"] = np.maximum(length - k + 1, 0)
+                columns[f"bleu_correct_{k}"] = np.floor(columns[f"bleu_guess_{k}"]
+                                                        * rng.uniform(0.1, 0.6 + shift, n))
+            columns["bleu_ref_len"] = length + rng.integers(-2, 3, n)
+            out.append(columns)
+        return out
+
+    @pytest.mark.parametrize("metric", ["bits_per_char", "bits_per_char_closed", "cider", "bleu4"])
+    def test_each_metric_as_a_statistic_equals_the_metric(self, metric):
+        from capx.study.tables import PER_IMAGE_METRICS, PER_IMAGE_STATISTICS
+
+        for columns in self.runs(3):
+            statistic = PER_IMAGE_STATISTICS[metric](columns)
+            kept = statistic.columns[np.isfinite(statistic.columns).all(axis=1)]
+            assert float(statistic.of_totals(kept.sum(axis=0))) == pytest.approx(
+                PER_IMAGE_METRICS[metric](columns), rel=1e-12)
+
+    @pytest.mark.parametrize("metric", ["bits_per_char", "cider", "bleu4"])
+    def test_the_numpy_bootstrap_agrees_with_the_loop(self, metric):
+        from capx.study.statistics import paired_two_level_interval
+        from capx.study.tables import PER_IMAGE_METRICS, PER_IMAGE_STATISTICS
+
+        pairs = list(zip(self.runs(0, shift=0.1), self.runs(0)))
+        fast = paired_two_level_interval(pairs, PER_IMAGE_STATISTICS[metric], n_boot=4000, seed=1)
+        loop = paired_two_level_interval(pairs, PER_IMAGE_METRICS[metric], n_boot=4000, seed=1)
+        assert fast[0] == pytest.approx(loop[0], rel=1e-12)  # the estimate: no resampling
+        width = loop[2] - loop[1]
+        assert width > 0
+        # two bootstraps of 4000 of the same distribution: interval ends within 10% of the width
+        assert fast[1] == pytest.approx(loop[1], abs=0.1 * width)
+        assert fast[2] == pytest.approx(loop[2], abs=0.1 * width)
