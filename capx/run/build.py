@@ -3,8 +3,9 @@ speller, model, and the solver with its callbacks.
 
 :func:`prepare` makes the data, tokenizer, model and solver, in that order (each needs the ones
 before), before any MLflow run exists, so that bad data or options are reported without leaving
-a run behind; :func:`attach` then adds what writes into the run (checkpoints, the recorder's
-callbacks). :class:`capx.run.training.Job` trains them and handles the outcome.
+a run behind; :func:`attach` then adds what writes into the run (checkpoints, and the callback
+that records each epoch, which the caller gets from its recorder: this module knows nothing of
+recording). :class:`capx.run.training.Job` trains them and handles the outcome.
 """
 
 from __future__ import annotations
@@ -14,18 +15,23 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import yaml
 
-from capx.run.callbacks import Checkpointer, EarlyStopping, ProgressBar, RunState, Validation
+from capx.budget import budget_squeeze_warning, hidden_for_budget
+from capx.captioner import CaptioningRNN
 from capx.checkpoint import Checkpoint, CheckpointError, check_compatible, load_checkpoint
+from capx.data import DataError
+from capx.datasets.base import pictures_of
+from capx.datasets.splits import SplitSettings, make_splits
+from capx.metrics.spelling import CharNgramSpeller
+from capx.registry import DATASETS
+from capx.run.callbacks import Checkpointer, EarlyStopping, ProgressBar, RunState, Validation
 from capx.run.scoring import text_validation
-
-if TYPE_CHECKING:
-    from capx.run.main import JobContext
-    from capx.run.recorder import Recorder
+from capx.solver import Callback, CaptioningSolver
+from capx.tokenizers import Tokenizer, make_tokenizer as make_plugin_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +61,6 @@ def prepare(plain: dict[str, Any], checkpoint: Checkpoint | None, state: RunStat
     """Data, tokenizer, speller, model and solver (no callbacks yet); a resumed job gets the
     checkpoint's state and selection. Raises the data's, the plugins' and the checkpoint's
     errors (:data:`capx.run.training.USER_ERRORS`) before any run is created."""
-    from capx.captioner import CaptioningRNN
-    from capx.metrics.spelling import CharNgramSpeller
-    from capx.solver import CaptioningSolver
-
     started = time.perf_counter()
     data, images_for = load_data(plain)
     tokenizer = make_tokenizer(plain, data, checkpoint)
@@ -89,23 +91,23 @@ def prepare(plain: dict[str, Any], checkpoint: Checkpoint | None, state: RunStat
     return parts
 
 
-def attach(parts: Parts, plain: dict[str, Any], context: "JobContext", state: RunState,
-           recorder: "Recorder") -> Parts:
-    """The checkpointer (its files name the run) and the solver's callbacks."""
+def attach(parts: Parts, plain: dict[str, Any], output_dir: Path, state: RunState,
+           run_id: str | None, on_saved: Callable[[Path], None] | None,
+           recording: Callback) -> Parts:
+    """The checkpointer (its files name the run ``run_id``; ``on_saved(path)`` after each write)
+    and the solver's callbacks, with ``recording`` (the callback that records each epoch)."""
     parts.checkpointer = Checkpointer(
-        state, context.output_dir / "checkpoints", parts.tokenizer.to_dict(),
+        state, output_dir / "checkpoints", parts.tokenizer.to_dict(),
         yaml.safe_dump(plain, sort_keys=False),
-        {"run_id": recorder.run_id, "output_dir": str(context.output_dir)},
-        plain["checkpoint"]["every_epochs"], on_saved=recorder.checkpoint_saved)
-    parts.solver.callbacks = make_callbacks(plain, state, parts, recorder)
+        {"run_id": run_id, "output_dir": str(output_dir)},
+        plain["checkpoint"]["every_epochs"], on_saved=on_saved)
+    parts.solver.callbacks = make_callbacks(plain, state, parts, recording)
     return parts
 
 
 def check_fits(plain: dict[str, Any], parts: Parts) -> None:
     """Settings that only the data can check: a batch no larger than the training captions,
     and a dev split to validate on; a :class:`capx.data.DataError` naming the setting."""
-    from capx.data import DataError
-
     train, val = parts.data.train, parts.data.val
     batch = int(plain["solver"]["batch_size"])
     if batch > len(train.captions):
@@ -123,10 +125,6 @@ def check_fits(plain: dict[str, Any], parts: Parts) -> None:
 def load_data(plain: dict[str, Any]) -> tuple[Any, Callable[[str, Any], np.ndarray] | None]:
     """The dataset plugin's data, re-split into train / dev (val) / test by ``split``, and its
     pictures (None when the plugin draws none)."""
-    from capx.datasets.base import pictures_of
-    from capx.datasets.splits import SplitSettings, make_splits
-    from capx.registry import DATASETS
-
     options = dict(plain["dataset"])
     name = options.pop("name")
     plugin = DATASETS.get(name)
@@ -139,8 +137,6 @@ def load_data(plain: dict[str, Any]) -> tuple[Any, Callable[[str, Any], np.ndarr
 def plugin_options_checked(group: str, name: str, options: dict[str, Any]) -> Iterator[None]:
     """A plugin's ``ValueError`` for its options (``num_train=-5``) becomes a
     :class:`PluginOptionError` that names the group, the plugin and the options given."""
-    from capx.data import DataError
-
     try:
         yield
     except DataError:
@@ -153,12 +149,10 @@ def plugin_options_checked(group: str, name: str, options: dict[str, Any]) -> It
 def make_tokenizer(plain: dict[str, Any], data: Any, checkpoint: Checkpoint | None) -> Any:
     """Fitted on the train captions, or restored from the checkpoint when resuming (which must
     have been trained with the same tokenizer settings)."""
-    from capx.tokenizers import Tokenizer, make_tokenizer as make
-
     options = dict(plain["tokenizer"])
     name = options.pop("name")
     with plugin_options_checked("tokenizer", name, options):
-        fresh = make(name, **options)
+        fresh = make_plugin_tokenizer(name, **options)
         saved = checkpoint.tokenizer if checkpoint is not None else {}
         if not saved.get("name"):
             return fresh.fit(data.train.captions)
@@ -176,8 +170,6 @@ def hidden_dim(plain: dict[str, Any], tokenizer: Any, data: Any) -> int:
     model_cfg = plain["model"]
     if not model_cfg.get("param_budget"):
         return int(model_cfg["hidden_dim"])
-    from capx.budget import budget_squeeze_warning, hidden_for_budget
-
     budget, cell = int(model_cfg["param_budget"]), plain["cell"]["name"]
     hidden = hidden_for_budget(budget, cell, tokenizer.vocab_size, data.feature_dim,
                                int(model_cfg["wordvec_dim"]))
@@ -220,9 +212,9 @@ def restore_selection(state: RunState, model: Any, meta: dict[str, Any]) -> None
 
 
 def make_callbacks(plain: dict[str, Any], state: RunState, parts: Parts,
-                   recorder: "Recorder") -> list[Any]:
-    """Validation, early stopping, checkpoints, the recorder's epoch metrics, the progress bar:
-    in this order, since each reads what the ones before left in ``state``."""
+                   recording: Callback) -> list[Any]:
+    """Validation, early stopping, checkpoints, ``recording`` (the epoch's metrics), the
+    progress bar: in this order, since each reads what the ones before left in ``state``."""
     evaluation, tokenizer = plain["evaluation"], parts.tokenizer
     text_metrics = text_validation(parts.data.val, tokenizer, evaluation["max_val_captions"],
                                    evaluation["val_batch_size"], speller=parts.speller)
@@ -235,7 +227,7 @@ def make_callbacks(plain: dict[str, Any], state: RunState, parts: Parts,
     if plain["solver"]["patience"]:
         callbacks.append(EarlyStopping(state, plain["solver"]["patience"]))
     callbacks.append(parts.checkpointer)
-    callbacks.append(recorder.epoch_callback(state, plain, parts.solver_data))
+    callbacks.append(recording)
     progress = plain["progress"]
     callbacks.append(ProgressBar(state, None if progress == "auto" else bool(progress)))
     return callbacks

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from capx.tracking import names
+from capx.run.build import Parts
 from capx.run.callbacks import RunState
+from capx.run.context import JobContext
+from capx.run.recorder import Recorder
 from capx.run.scoring import decoder_settings
-
-if TYPE_CHECKING:
-    from capx.run.build import Parts
-    from capx.run.main import JobContext
-    from capx.run.recorder import Recorder
+from capx.tracking import names
 
 log = logging.getLogger(__name__)
 T = names.TEST
 
 
-def starting(plain: dict[str, Any], context: "JobContext", parts: "Parts",
-             recorder: "Recorder", resumed: bool) -> None:
+def starting(plain: dict[str, Any], context: JobContext, parts: Parts,
+             recorder: Recorder, resumed: bool) -> None:
     """Data, vocabulary, training schedule, output folder and where the run is recorded."""
     counts, solver = parts.model.param_counts(), parts.solver
     train, val = parts.data.train, parts.data.val
@@ -51,7 +49,7 @@ def evaluated(plain: dict[str, Any], metrics: dict[str, float], test_split: str,
              metrics[f"{T}image_gain_bits_per_char"], 100 * metrics[f"{T}invented_word_rate"])
 
 
-def summary(status: str, state: RunState, solver: Any, recorder: "Recorder",
+def summary(status: str, state: RunState, solver: Any, recorder: Recorder,
             error: str | None = None) -> None:
     """How far training got, the losses, a few sample captions, and how to resume or look."""
     log.info("")

@@ -15,63 +15,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from capx.run import interrupts
-
-from capx.tracking.locations import tracking_uri
 from capx.run.build import PluginOptionError, prepare
 from capx.run.callbacks import RunState
 from capx.run.config import ConfigError, validate
-from capx.tracking.finished import already_finished
-from capx.run.training import USER_ERRORS, Job
+from capx.run.context import JobContext
 from capx.run.outcomes import write_outcome
-from capx.tracking.preflight import open_store
 from capx.run.recorder import open_recorder
 from capx.run.resume import config_for_resume, resolve_resume
 from capx.run.resume_lock import ResumeInProgressError, lock_folder, resume_lock
+from capx.run.training import USER_ERRORS, Job
+from capx.tracking.finished import already_finished
+from capx.tracking.locations import tracking_uri
+from capx.tracking.preflight import open_store
 
 log = logging.getLogger(__name__)
 
 EXIT_CODES = {"FINISHED": 0, "SKIPPED": 0, "FAILED": 1, "INVALID": 2, "KILLED": 130}
-
-
-@dataclass
-class JobContext:
-    """Where this job runs: Hydra's folders and overrides, or plain defaults outside Hydra."""
-
-    original_cwd: Path
-    output_dir: Path
-    multirun: bool = False
-    sweep_dir: Path | None = None
-    overrides: list[str] = field(default_factory=list)
-    choices: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def current(cls) -> "JobContext":
-        try:
-            from hydra.core.hydra_config import HydraConfig
-            from hydra.types import RunMode
-
-            hc = HydraConfig.get()
-        except (ImportError, ValueError):
-            cwd = Path.cwd()
-            return cls(cwd, cwd / "outputs" / datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f"))
-        cwd = Path(hc.runtime.cwd)
-        sweep_dir = Path(hc.sweep.dir)
-        return cls(
-            original_cwd=cwd,
-            output_dir=Path(hc.runtime.output_dir),
-            multirun=hc.mode == RunMode.MULTIRUN,
-            sweep_dir=sweep_dir if sweep_dir.is_absolute() else cwd / sweep_dir,
-            overrides=list(hc.overrides.task),
-            choices={k: str(v) for k, v in hc.runtime.choices.items() if v is not None},
-        )
 
 
 def main(cfg: DictConfig) -> int | float:

@@ -15,29 +15,24 @@ from __future__ import annotations
 import logging
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import yaml
 
-from capx.tracking import liveness
-
-from capx.tracking import records
-
-from capx.tracking import names
-
+from capx.metrics import vocabulary
+from capx.run.build import Parts
+from capx.run.callbacks import RunState
+from capx.run.context import JobContext
+from capx.run.scoring import data_statistics, evaluation_text, per_image_json
+from capx.solver import Callback
+from capx.tracking import liveness, names, records
+from capx.tracking.finished import fingerprint
 from capx.tracking.locations import ui_command
+from capx.tracking.preflight import Store, open_store
 from capx.tracking.retries import retry
 from capx.tracking.sweep_parent import Sweep, sweep_parent_run
 from capx.tracking.tracker import Tracker, flatten, metric
-from capx.run.callbacks import RunState
-from capx.tracking.finished import fingerprint
-from capx.solver import Callback
-
-if TYPE_CHECKING:
-    from capx.run.build import Parts
-    from capx.run.main import JobContext
-    from capx.tracking.preflight import Store
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +45,10 @@ def safely(call: Callable[[], Any]) -> None:
         log.warning("could not record to MLflow: %s", exc)
 
 
-def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str | None,
-                  run_name: str, store: "Store | None" = None) -> "Recorder":
+def open_recorder(plain: dict[str, Any], context: JobContext, source_run: str | None,
+                  run_name: str, store: Store | None = None) -> "Recorder":
     """Create (or, when resuming a run of this store, reopen) this job's MLflow run, in the
     ``store`` that :func:`capx.tracking.preflight.open_store` opened (opened here if not given)."""
-    from capx.tracking.preflight import open_store
-
     settings = plain["tracking"]
     store = store or open_store(settings, context.original_cwd)
     if store is None:
@@ -81,7 +74,7 @@ def open_recorder(plain: dict[str, Any], context: "JobContext", source_run: str 
     return RunRecorder(tracker, settings.get("log_model", True))
 
 
-def run_tags(plain: dict[str, Any], context: "JobContext") -> dict[str, Any]:
+def run_tags(plain: dict[str, Any], context: JobContext) -> dict[str, Any]:
     """The labels of a job's run: what it trains, on which split, from which commit."""
     split = plain["split"]
     return {
@@ -124,7 +117,7 @@ class Recorder:
     def end_lines(self) -> list[str]:
         return []
 
-    def log_start(self, plain: dict[str, Any], context: "JobContext", parts: "Parts",
+    def log_start(self, plain: dict[str, Any], context: JobContext, parts: Parts,
                   resumed: bool) -> None:
         """The config (as params and YAML), parameter counts, data stats; a run a resume
         continues gets instead what the resume changed (its params stay)."""
@@ -138,7 +131,7 @@ class Recorder:
                        test_split: str, train_captions: list[str]) -> None:
         """The end-of-run metrics, the test split's name, decoded captions, per-image scores."""
 
-    def log_outputs(self, state: RunState, parts: "Parts | None") -> None:
+    def log_outputs(self, state: RunState, parts: Parts | None) -> None:
         """Checkpoints, the loss curve, and sample captions beside their pictures."""
 
     def log_objective(self, name: str, value: float, epoch: int) -> None:
@@ -205,8 +198,6 @@ class RunRecorder(Recorder):
         return [f"MLflow run {self.run_id}; to look: {ui_command(self.uri)}"]
 
     def log_start(self, plain, context, parts, resumed):
-        from capx.run.scoring import data_statistics
-
         t = self.tracker
         self.monitor = records.system_metrics_monitor(
             plain["tracking"].get("system_metrics", "auto"), self.run_id, self.uri,
@@ -228,7 +219,7 @@ class RunRecorder(Recorder):
         metrics.update(data_statistics(parts.solver_data))
         t.log_metrics(metrics, step=0)
 
-    def _record_resume(self, plain: dict[str, Any], context: "JobContext") -> None:
+    def _record_resume(self, plain: dict[str, Any], context: JobContext) -> None:
         """What this resume changed, since params cannot: a ``capx.resumed.<key>`` tag with
         the value now of each setting that differs from the run's params, the count of resumes,
         and ``resumes/<n>/`` with the overrides given and the config trained with."""
@@ -255,9 +246,6 @@ class RunRecorder(Recorder):
         return self.epochs
 
     def log_evaluation(self, metrics, step, result, test, test_split, train_captions):
-        from capx.run.scoring import evaluation_text, per_image_json
-        from capx.metrics import vocabulary
-
         metrics = unlogged(metrics, step, self.logged)
         if metrics:
             self.tracker.log_metrics(metrics, step=step)
@@ -281,12 +269,12 @@ class RunRecorder(Recorder):
             safely(lambda: self._model(best, parts.data.val.features, step))
         solver = parts.solver if parts is not None else None
         if solver is not None and solver.loss_history:
-            from capx.run.plots import loss_curve_figure
+            from capx.run.plots import loss_curve_figure  # deferred: matplotlib, for a figure
 
             self._figure(loss_curve_figure(solver.loss_history, solver.iterations_per_epoch),
                          names.LOSS_CURVE)
         if parts is not None and parts.images_for is not None and state.samples:
-            from capx.run.plots import sample_grid_figure
+            from capx.run.plots import sample_grid_figure  # deferred: matplotlib, for a figure
 
             ids = parts.data.val.image_ids[[x.image for x in state.samples]]
             images = parts.images_for(ids)
@@ -295,7 +283,7 @@ class RunRecorder(Recorder):
 
     def _model(self, checkpoint: Path, example_features: np.ndarray, step: int) -> None:
         """The checkpoint as the run's logged model ``model`` (see capx.tracking.logged_model)."""
-        from capx.tracking.logged_model import log_model
+        from capx.tracking.logged_model import log_model  # deferred: mlflow.pyfunc is heavy
 
         log_model(self.run_id, self.uri, checkpoint, example_features, step)
 

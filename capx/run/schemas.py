@@ -27,6 +27,8 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from omegaconf import MISSING
 
+from capx.registry import CELLS, TOKENIZERS, load_plugins
+
 BASE_CONFIG = "base_config"
 
 
@@ -157,8 +159,6 @@ def register_plugin_options(conf_dir: str | Path | None = None) -> list[str]:
     """
     from hydra.core.config_store import ConfigStore
 
-    from capx.registry import CELLS, TOKENIZERS
-
     store = ConfigStore.instance()
     stored = []
     for group, registry in (("cell", CELLS), ("tokenizer", TOKENIZERS)):
@@ -229,8 +229,6 @@ def prepare_plugin_options(argv: Iterable[str], conf_dir: str | Path) -> None:
     """Before Hydra composes: import the ``plugins=[...]`` of ``argv`` and the installed plugins,
     then register their cells and tokenizers as group options (see :func:`register_plugin_options`).
     """
-    from capx.registry import load_plugins
-
     load_plugins(plugins_from_overrides(argv))
     register_plugin_options(conf_dir)
 

@@ -29,7 +29,7 @@ from capx.tracking import names
 from capx.datasets.base import CaptionSplit
 from capx.decoding import decode, default_max_length
 from capx.metrics import (caption_likelihood, caption_scores, canonical_words, evaluate,
-                          no_end_rate, peak_memory)
+                          invented_words, no_end_rate, peak_memory)
 from capx.tokenizers.base import NULL_ID, UNK_ID
 
 TEST_PREFIX = names.TEST
@@ -202,8 +202,6 @@ def timing_summary(epoch_seconds: list[float], iterations_per_epoch: int, batch_
 def evaluation_text(result: Any, split: CaptionSplit, known_words: set[str],
                     limit: int = 50) -> str:
     """Decoded captions beside a reference, the invented words and the notes, for an artifact."""
-    from capx.metrics import invented_words
-
     lines = [f"# {len(result.captions)} decoded captions; first {limit} with one reference", ""]
     references = split.references()
     for i, caption in enumerate(result.captions[:limit]):

@@ -14,14 +14,14 @@ from typing import Any
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig
 
+from capx.run.outcomes import sweep_summary
 from capx.tracking import names
-
+from capx.tracking.liveness import process_tags, reap_dead_runs
 from capx.tracking.locations import tracking_uri
 from capx.tracking.retries import retry
 from capx.tracking.searches import child_runs
 from capx.tracking.store_setup import experiment_id, make_client
 from capx.tracking.sweep_parent import PARENT_ID_FILE, Sweep, sweep_parent_run
-from capx.run.outcomes import sweep_summary
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,6 @@ class SweepCallback(HydraCallback):
             if store is None:
                 return
             client, exp_id, _ = store
-            from capx.tracking.liveness import process_tags
-
             sweep_parent_run(client, exp_id, sweep_of(config), process_tags())
         except Exception as exc:  # noqa: BLE001 - jobs create the parent themselves then
             log.warning("could not open the sweep's MLflow parent run: %s", exc)
@@ -105,8 +103,6 @@ class SweepCallback(HydraCallback):
     @staticmethod
     def _close_parent(config: DictConfig, store: tuple[Any, str, str], status: str) -> str:
         """Close the parent run: FAILED (KILLED) when a job's outcome or its run says so."""
-        from capx.tracking.liveness import reap_dead_runs
-
         client, exp_id, _ = store
         reap_dead_runs(client, [exp_id])  # a job killed outright left its run RUNNING
         parent = sweep_parent_run(client, exp_id, sweep_of(config))
@@ -129,7 +125,7 @@ class ReportCallback(HydraCallback):
     sweep's parent run (what ``capx report --parent ...`` would do)."""
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        from capx.study.report import make_report
+        from capx.study.report import make_report  # deferred: only a study preset's sweep reports
 
         try:
             sweep_dir = resolve_sweep_dir(config)

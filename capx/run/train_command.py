@@ -14,7 +14,10 @@ from typing import Sequence
 
 from omegaconf import DictConfig
 
-import capx.run.schemas  # noqa: F401 - the config schemas and the ${capx_uid:} resolver
+from capx.registry import PluginError
+from capx.run.main import main as run_experiment
+from capx.run.schemas import prepare_plugin_options  # also: the schemas and ${capx_uid:}
+from capx.tracking.preflight import check_start_folder
 
 CONFIG_PACKAGE = "capx.conf"
 
@@ -26,8 +29,6 @@ def conf_dir() -> Path:
 
 def task(cfg: DictConfig) -> int | float:
     """A single run exits with its code; a sweep's job returns its objective to the sweeper."""
-    from capx.run.main import main as run_experiment
-
     result = run_experiment(cfg)
     if isinstance(result, int) and result:
         sys.exit(result)
@@ -36,10 +37,6 @@ def task(cfg: DictConfig) -> int | float:
 
 def prepare(argv: Sequence[str], conf: Path) -> None:
     """Before Hydra composes: register plugin options, and refuse a read-only start folder."""
-    from capx.tracking.preflight import check_start_folder
-    from capx.registry import PluginError
-    from capx.run.schemas import prepare_plugin_options
-
     try:
         prepare_plugin_options(argv, conf)
     except PluginError as exc:

@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from capx.run import console
-
-from capx.run import interrupts
-
-from capx.tracking import names
-from capx.run.build import Parts, PluginOptionError, attach
-from capx.run.callbacks import RunState
+from capx.budget import flops_per_caption
 from capx.checkpoint import Checkpoint, CheckpointError
 from capx.data import DataError
-from capx.run.recorder import Recorder, safely
 from capx.registry import PluginError, UnknownNameError
-
-if TYPE_CHECKING:
-    from capx.run.main import JobContext
+from capx.run import console, interrupts
+from capx.run.build import Parts, PluginOptionError, attach
+from capx.run.callbacks import RunState
+from capx.run.context import JobContext
+from capx.run.recorder import Recorder, safely
+from capx.run.scoring import (data_statistics, final_evaluation, timing_summary,
+                              train_step_peak_memory_mb)
+from capx.solver import TrainingDivergedError
+from capx.tracking import names
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ T = names.TEST
 class Job:
     """Trains the job the validated config describes, recording into ``recorder``."""
 
-    def __init__(self, plain: dict[str, Any], context: "JobContext", recorder: Recorder,
+    def __init__(self, plain: dict[str, Any], context: JobContext, recorder: Recorder,
                  checkpoint: Checkpoint | None, prepared: Parts, state: RunState):
         self.plain, self.context, self.recorder, self.checkpoint = (plain, context, recorder,
                                                                     checkpoint)
@@ -67,8 +66,11 @@ class Job:
 
     def _build_train_finish(self) -> str:
         try:
-            self.parts = attach(self.prepared, self.plain, self.context, self.state,
-                                self.recorder)
+            recorder, prepared = self.recorder, self.prepared
+            self.parts = attach(prepared, self.plain, self.context.output_dir, self.state,
+                                recorder.run_id, recorder.checkpoint_saved,
+                                recorder.epoch_callback(self.state, self.plain,
+                                                        prepared.solver_data))
             self.recorder.begin()  # a resumed run is reopened only once everything fits
         except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
             return self.failed_to_start(exc)
@@ -85,8 +87,6 @@ class Job:
                 return self.interrupted(self.signals.why)
             return self.finished()
         except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
-            from capx.solver import TrainingDivergedError
-
             if isinstance(exc, TrainingDivergedError):
                 kept = self.state.last_checkpoint
                 log.error("run failed: %s; %s", exc,
@@ -183,10 +183,6 @@ def score_on_test(plain: dict[str, Any], parts: Parts, state: RunState
                   ) -> tuple[dict[str, float], Any, Any, str]:
     """The end-of-run metrics of the best dev epoch's parameters, the raw evaluation, the split
     scored, and its name: the split scheme's test set, or ``val`` when it made none."""
-    from capx.budget import flops_per_caption
-    from capx.run.scoring import (data_statistics, final_evaluation, timing_summary,
-                                 train_step_peak_memory_mb)
-
     started = time.perf_counter()
     model, solver, data = parts.model, parts.solver, parts.data
     if state.best_params is not None:
