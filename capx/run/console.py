@@ -63,8 +63,9 @@ def summary(status: str, state: RunState, solver: Any, recorder: Recorder,
     for sample in state.samples[:4]:
         log.info("  %s", sample.line())
     if recorder.degraded:
-        log.warning("  MLflow recording failed during the run (%s); the run's record is "
-                    "incomplete, the local files are not", recorder.degraded)
+        log.warning("  MLflow recording failed during the run (%s); what failed is sent "
+                    "again as the run closes, and named there if it still fails; the local "
+                    "files are complete", recorder.degraded)
     if state.last_checkpoint:
         target = state.last_checkpoint if recorder.degraded else (recorder.run_id
                                                                  or state.last_checkpoint)

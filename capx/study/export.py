@@ -25,7 +25,7 @@ from typing import Any, Iterable
 from capx.tracking import names
 
 from capx.tracking.locations import tracking_uri
-from capx.tracking.searches import search_runs
+from capx.tracking.searches import complete_and_incomplete, left_out_lines, search_runs
 from capx.tracking.store_setup import make_client
 
 CURVE_METRICS = (names.VAL_BITS_PER_CHAR, names.VAL_BITS_PER_CHAR_CLOSED, names.TRAIN_SECONDS)
@@ -73,7 +73,8 @@ def _per_image(client: Any, run_id: str) -> dict[str, list] | None:
 
 
 def finished_runs(client: Any, experiment: str) -> list[Any]:
-    """The FINISHED job runs (not sweep parents) of an experiment, oldest first."""
+    """The FINISHED job runs (not sweep parents) of an experiment with a complete record,
+    oldest first."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
         known = [e.name for e in client.search_experiments()]
@@ -82,7 +83,15 @@ def finished_runs(client: Any, experiment: str) -> list[Any]:
     runs = search_runs(client, [found.experiment_id], "reading the runs",
                                 status="FINISHED", max_results=50000,
                                 order_by=["attributes.start_time ASC"])
-    return [r for r in runs if names.SWEEP_ID not in r.data.tags]
+    return complete_runs(r for r in runs if names.SWEEP_ID not in r.data.tags)
+
+
+def complete_runs(runs: Iterable[Any]) -> list[Any]:
+    """The runs whose record is complete; each one left out is named on stderr, with why."""
+    complete, partial = complete_and_incomplete(runs)
+    for line in left_out_lines(partial):
+        print(f"warning: {line}", file=sys.stderr)
+    return complete
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

@@ -26,7 +26,8 @@ from capx.tracking.locations import tracking_uri
 from capx.tracking.searches import child_runs
 from capx.tracking.store_setup import make_client
 from capx.tracking.tracker import Tracker
-from capx.study.export import ExportError, finished_runs, read_records, run_to_record
+from capx.study.export import (ExportError, complete_runs, finished_runs, read_records,
+                               run_to_record)
 from capx.study.tables import (Row, format_interval, make_rows, preregistered, row_interval)
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,8 @@ def _sweep_runs(client: Any, parent: str) -> list[Any]:
         parent_run = client.get_run(parent)
     except Exception as exc:  # noqa: BLE001 - MLflow raises its own error types
         raise ReportError(f"no run {parent!r} in the tracking store: {exc}") from exc
-    runs = child_runs(client, parent_run.info.experiment_id, parent,
-                               status="FINISHED", max_results=50000)
+    runs = complete_runs(child_runs(client, parent_run.info.experiment_id, parent,
+                                    status="FINISHED", max_results=50000))
     if not runs:
         raise ReportError(f"sweep run {parent} has no finished runs")
     return runs

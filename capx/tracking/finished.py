@@ -18,7 +18,7 @@ from typing import Any
 
 from capx.tracking import names
 from capx.tracking.locations import tracking_uri
-from capx.tracking.searches import search_runs
+from capx.tracking.searches import complete_and_incomplete, left_out_lines, search_runs
 from capx.tracking.store_setup import experiment_id, make_client
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,15 @@ def _without_locations(tree: Any) -> Any:
 
 
 def finished_in_store(client: Any, exp_id: str, key: str) -> str | None:
-    """The id of a FINISHED run of experiment ``exp_id`` with fingerprint ``key``, if any."""
+    """The id of a FINISHED run of experiment ``exp_id`` with fingerprint ``key`` and a
+    complete record, if any (a run marked ``capx.record.incomplete`` is not done)."""
     runs = search_runs(client, [exp_id], "looking for a finished run",
-                       tags={names.FINGERPRINT: key}, status="FINISHED", max_results=1)
-    return runs[0].info.run_id if runs else None
+                       tags={names.FINGERPRINT: key}, status="FINISHED", max_results=100)
+    complete, partial = complete_and_incomplete(runs)
+    if not complete:
+        for line in left_out_lines(partial):
+            log.warning("not skipping this job: %s; it is trained again", line[len("left out "):])
+    return complete[0].info.run_id if complete else None
 
 
 def finished_in_export(path: str | Path | None, key: str) -> str | None:

@@ -53,6 +53,7 @@ RESUMED_SETTING = "capx.resumed."       # + a key: its value now, where a resume
 OBJECTIVE_NAME = "capx.objective"       # which metric the run's `objective` is
 BEST_TRIAL = "capx.best_trial"          # on a sweep's parent: the child with the best objective
 STOPPED_BY = "capx.stopped_by"          # the signal or interrupt that stopped training
+RECORD_INCOMPLETE = "capx.record.incomplete"  # what the run's record lacks (writes that failed)
 ERROR = "error"
 ERROR_TYPE = "error_type"
 #: the tags that label a run in an export (which setting, fold and seed it is)

@@ -25,3 +25,21 @@ def child_runs(client: Any, experiment_id: str, parent: str, status: str | None 
     """The runs nested under run ``parent`` (a sweep's jobs)."""
     return search_runs(client, [experiment_id], "reading the sweep's runs",
                        tags={names.PARENT_RUN: parent}, status=status, **options)
+
+
+def incomplete(run: Any) -> str | None:
+    """What a run's record lacks (its ``capx.record.incomplete`` tag), or None if complete."""
+    return run.data.tags.get(names.RECORD_INCOMPLETE)
+
+
+def complete_and_incomplete(runs: Iterable[Any]) -> tuple[list[Any], list[Any]]:
+    """``runs`` split into those whose record is complete and those marked incomplete."""
+    runs = list(runs)
+    return ([r for r in runs if incomplete(r) is None],
+            [r for r in runs if incomplete(r) is not None])
+
+
+def left_out_lines(runs: Iterable[Any]) -> list[str]:
+    """One line per incomplete run: which, and what its record lacks."""
+    return [f"left out run {r.info.run_id} ({r.info.run_name}): its record is incomplete "
+            f"({incomplete(r)})" for r in runs]
