@@ -1,10 +1,9 @@
-"""The character n-gram speller: a proper distribution over words, sensible costs, fast enough."""
+"""The character n-gram speller: a proper distribution over words, sensible costs."""
 
 from __future__ import annotations
 
 import itertools
 import math
-import time
 
 import pytest
 
@@ -97,15 +96,3 @@ def test_empty_training_text_gives_the_base_distribution():
     speller = CharNgramSpeller().fit([])  # base only: end of word 1/2, escape 1/2
     # first character: the escape given "not the end" (1) over all code points; then the end
     assert speller.nll("a") == pytest.approx(math.log(CODE_POINTS) + math.log(2))
-
-
-def test_fits_and_scores_fast():
-    words = [f"w{i % 7000}x{i % 13}" for i in range(50_000)]
-    captions = [" ".join(words[i:i + 10]) for i in range(0, len(words), 10)]
-    started = time.perf_counter()
-    speller = CharNgramSpeller().fit(captions)
-    fitted = time.perf_counter()
-    for i in range(3000):
-        speller.nll(f"q{i}zz")
-    scored = time.perf_counter()
-    assert fitted - started < 3.0 and scored - fitted < 1.0  # generous: shared CI machines
