@@ -13,6 +13,10 @@ its own parameters, which ``params`` holds between ``W_embed`` and ``W_vocab`` (
 rnn and lstm, so the order is the CS231n one), and receives all of them by name. When the cell
 has ``Wx`` and ``b``, the input projection ``x @ Wx + b`` is computed here, over every packed
 row at once, and the cell gets its result.
+
+``dropout`` (default 0: the CS231n model) drops entries of the word vectors and of the hidden
+states before the vocabulary projection while training (:mod:`capx.dropout`); the solver draws
+the masks from its RNG and passes them to :meth:`CaptioningRNN.loss`, nothing else applies them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 
 from capx.sampling import DecodingMixin
 from capx.cells.base import INPUT_PROJECTION, projects_input
+from capx.dropout import DropoutMasks, check_rate, draw_masks
 from capx.ops import scatter_add_rows, softmax_cross_entropy_
 from capx.packing import Packing, make_packing
 from capx.params import GradDict, ParamDict
@@ -54,10 +59,16 @@ class PackedBatch(NamedTuple):
 class CaptioningRNN(DecodingMixin):
     """A recurrent captioner over a fixed vocabulary; any registered cell (rnn, lstm, ...)."""
 
+    dropout = 0.0  # also for models pickled before dropout existed
+
     def __init__(self, word_to_idx: dict[str, int], input_dim: int = 512, wordvec_dim: int = 128,
                  hidden_dim: int = 128, cell_type: str = "rnn", dtype: Any = np.float32,
-                 seed: int | None = None, pack: bool = True, fold_embedding: str | bool = "auto"):
+                 seed: int | None = None, pack: bool = True, fold_embedding: str | bool = "auto",
+                 dropout: float = 0.0):
         """``seed=None`` draws the initial weights from NumPy's global RNG, as CS231n does.
+
+        ``dropout``: the share of word-vector and hidden-state entries dropped in training
+        (:meth:`dropout_masks`); 0 trains the CS231n model.
 
         ``pack`` skips ``<NULL>`` padding; ``fold_embedding`` ("auto" or True: the input
         projection over the batch's distinct tokens; False: over every position, the plain
@@ -73,6 +84,7 @@ class CaptioningRNN(DecodingMixin):
         self._end = word_to_idx.get("<END>")
         self.pack = pack
         self.fold_embedding = fold_embedding
+        self.dropout = check_rate(dropout)
         self.input_dim, self.wordvec_dim, self.hidden_dim = input_dim, wordvec_dim, hidden_dim
         for name, value in (("input_dim", input_dim), ("wordvec_dim", wordvec_dim),
                             ("hidden_dim", hidden_dim)):
@@ -102,17 +114,31 @@ class CaptioningRNN(DecodingMixin):
 
     # -- training ---------------------------------------------------------------------------
 
-    def loss(self, features: np.ndarray, captions: np.ndarray) -> tuple[float, GradDict]:
+    def dropout_masks(self, captions: np.ndarray, rng: Any) -> DropoutMasks | None:
+        """This training batch's dropout masks drawn from ``rng``; None (and no draw) when
+        ``dropout`` is 0, so a run without dropout draws exactly what CS231n's does."""
+        if not self.dropout:
+            return None
+        return draw_masks(rng, np.asarray(captions), self.wordvec_dim, self.hidden_dim,
+                          self.dropout, self.dtype)
+
+    def loss(self, features: np.ndarray, captions: np.ndarray,
+             dropout: DropoutMasks | None = None) -> tuple[float, GradDict]:
         """Softmax loss summed over time, averaged over the batch, ``<NULL>`` targets masked.
 
         Inputs are ``captions[:, :-1]`` and targets ``captions[:, 1:]``. Returns (loss, grads)
         with one gradient per parameter (``grads.flat`` is all of them as one array).
+        ``dropout``: masks (:meth:`dropout_masks`) that scale the word vectors and the hidden
+        states before the vocabulary projection; None (validation, scoring) applies none.
         """
         p = self.params
         packing, ids, targets, weights, feats = self.packed_batch(features, captions)
         h0 = feats @ p["W_proj"] + p["b_proj"]
+        if dropout is not None:  # each packed row's mask entries
+            embed_mask = np.asarray(dropout.embed, self.dtype)[packing.rows, packing.steps]
+            hidden_mask = np.asarray(dropout.hidden, self.dtype)[packing.rows, packing.steps]
 
-        fold = self._fold()
+        fold = self._fold() and dropout is None  # a dropped word vector differs per position
         if fold:
             tokens, rows = np.unique(ids, return_inverse=True)  # ids == tokens[rows]
             embedded = p["W_embed"][tokens]
@@ -121,12 +147,16 @@ class CaptioningRNN(DecodingMixin):
             xw = table[rows]
         else:
             x = p["W_embed"][ids]  # a gather: a fresh array
+            if dropout is not None:
+                x *= embed_mask
             if self.projects_input:
                 xw = x @ p["Wx"]
                 xw += p["b"]
             else:
                 xw = x  # the cell's input is the word vector (x is not needed afterwards)
         h, cache = self.cell.forward(xw, h0, self.cell_params(), packing)
+        if dropout is not None:
+            h = h * hidden_mask  # a fresh array: the cell's cache keeps its own h
         dscores = h @ p["W_vocab"]
         dscores += p["b_vocab"]
         loss = softmax_cross_entropy_(dscores, targets, weights)
@@ -134,11 +164,15 @@ class CaptioningRNN(DecodingMixin):
         g = p.empty_like()
         np.matmul(h.T, dscores, out=g["W_vocab"])
         np.sum(dscores, axis=0, out=g["b_vocab"])
-        dxw, dh0, cell_grads = self.cell.backward(dscores @ p["W_vocab"].T, cache)
+        dh = dscores @ p["W_vocab"].T
+        if dropout is not None:
+            dh *= hidden_mask
+        dxw, dh0, cell_grads = self.cell.backward(dh, cache)
         store_cell_grads(self.cell_type, self.cell_param_names, self.projects_input,
                          cell_grads, g)
         if not self.projects_input:
-            g["W_embed"][...] = scatter_add_rows(ids, dxw, self.vocab_size)
+            dx = dxw if dropout is None else dxw * embed_mask
+            g["W_embed"][...] = scatter_add_rows(ids, dx, self.vocab_size)
         elif fold:
             dtable = scatter_add_rows(rows, dxw, tokens.size)
             g["W_embed"][...] = 0
@@ -148,7 +182,10 @@ class CaptioningRNN(DecodingMixin):
         else:
             np.matmul(x.T, dxw, out=g["Wx"])
             np.sum(dxw, axis=0, out=g["b"])
-            g["W_embed"][...] = scatter_add_rows(ids, dxw @ p["Wx"].T, self.vocab_size)
+            dx = dxw @ p["Wx"].T
+            if dropout is not None:
+                dx *= embed_mask
+            g["W_embed"][...] = scatter_add_rows(ids, dx, self.vocab_size)
         np.matmul(feats.T, dh0, out=g["W_proj"])
         np.sum(dh0, axis=0, out=g["b_proj"])
         return loss, g

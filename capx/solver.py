@@ -121,8 +121,12 @@ class CaptioningSolver:
         captions, features, _ = sample_coco_minibatch(
             self.data, batch_size=self.batch_size, split="train", rng=self.rng
         )
+        # Dropout masks come from the same RNG, after the batch; none drawn without dropout.
+        draw = getattr(self.model, "dropout_masks", None)
+        masks = draw(captions, self.rng) if draw is not None else None
+        extra = {} if masks is None else {"dropout": masks}
         with np.errstate(over="ignore", invalid="ignore"):  # checked below, as divergence
-            loss, grads = self.model.loss(features, captions)
+            loss, grads = self.model.loss(features, captions, **extra)
         if not math.isfinite(loss):
             raise self._diverged(f"loss {loss}")
         factor = self.diverged_loss_factor

@@ -72,7 +72,8 @@ def prepare(plain: dict[str, Any], checkpoint: Checkpoint | None, state: RunStat
     model = CaptioningRNN(
         tokenizer.word_to_idx, input_dim=data.feature_dim,
         wordvec_dim=model_cfg["wordvec_dim"], hidden_dim=hidden_dim(plain, tokenizer, data),
-        cell_type=plain["cell"]["name"], dtype=np.dtype(model_cfg["dtype"]), seed=plain["seed"])
+        cell_type=plain["cell"]["name"], dtype=np.dtype(model_cfg["dtype"]), seed=plain["seed"],
+        dropout=model_cfg["dropout"])
     optim_config = {"learning_rate": float(solver_cfg["learning_rate"]),
                     **solver_cfg["options"]}
     solver = CaptioningSolver(

@@ -59,6 +59,8 @@ def validate(cfg: DictConfig | dict, from_file: str | None = None) -> dict[str, 
     plain.setdefault("decoding", dict(DEFAULT_DECODING))  # configs saved before it existed
     plain.setdefault("split", dict(SPLIT_BEFORE_IT_EXISTED))
     plain.setdefault("objective", DEFAULT_OBJECTIVE)
+    if isinstance(plain.get("model"), dict):
+        plain["model"].setdefault("dropout", 0.0)  # configs saved before it existed
     problems: list[str] = []
     _check_keys("", plain, TOP_LEVEL_KEYS, problems)
     _check_fields("", plain, TopLevelConfig, problems)
@@ -186,6 +188,7 @@ RANGE_RULES: list[RangeRule] = [
     ("model.hidden_dim", lambda v: v > 0, "must be a positive integer"),
     ("model.dtype", lambda v: v in DTYPES, f"must be one of {', '.join(DTYPES)}"),
     ("model.param_budget", lambda v: v is None or v >= 1000, "must be >= 1000 or null (off)"),
+    ("model.dropout", lambda v: 0 <= v < 1, "must be in [0, 1) (0: no dropout)"),
     ("solver.patience", lambda v: v is None or v >= 1, "must be an integer >= 1 or null (off)"),
     ("split.scheme", lambda v: v in SPLIT_SCHEMES, f"must be one of {', '.join(SPLIT_SCHEMES)}"),
     ("split.folds", lambda v: v >= 2, "must be an integer >= 2"),

@@ -34,12 +34,13 @@ BASE_CONFIG = "base_config"
 
 @dataclass
 class ModelConfig:
-    # Field order is the order of the composed config (dtype and param_budget come from
-    # config.yaml, the sizes from the tokenizer's YAML).
+    # Field order is the order of the composed config (dtype, param_budget and dropout come
+    # from config.yaml, the sizes from the tokenizer's YAML).
     dtype: str = MISSING
     param_budget: Optional[int] = MISSING
     wordvec_dim: int = MISSING
     hidden_dim: int = MISSING
+    dropout: float = MISSING
 
 
 @dataclass

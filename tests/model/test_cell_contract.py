@@ -65,13 +65,13 @@ def jitter(model, rng, scale=0.3):
         model.params[name] = value + scale * rng.randn(*value.shape)
 
 
-def gradient_check(model, features, captions, tolerance=1e-7):
-    loss, grads = model.loss(features, captions)
+def gradient_check(model, features, captions, tolerance=1e-7, dropout=None):
+    loss, grads = model.loss(features, captions, dropout=dropout)
     assert np.isfinite(loss) and loss > 0
     assert list(grads) == list(model.params)
     for name, param in model.params.items():
-        numeric = eval_numerical_gradient(lambda _: model.loss(features, captions)[0], param,
-                                          verbose=False)
+        numeric = eval_numerical_gradient(
+            lambda _: model.loss(features, captions, dropout=dropout)[0], param, verbose=False)
         assert norm_error(numeric, grads[name]) < tolerance, name
 
 
@@ -261,6 +261,21 @@ def test_a_cell_without_wx_and_b_gets_the_word_vectors(register, fold_embedding)
     assert sequence_nll(model, features, captions).sum() / 5 == pytest.approx(loss, rel=1e-10)
     assert model.sample(features, max_length=5).shape == (5, 5)
     np.testing.assert_array_equal(model.input_table(), model.params["W_embed"])
+
+
+@pytest.mark.parametrize("cell", ["gain_rnn", "self_projecting"])
+def test_dropout_gradients_of_plugin_cells_match_numerical(register, cell):
+    """Dropout masks (fixed) on the word vectors a cell receives, whether the captioner
+    projects them (gain_rnn) or the cell does (self_projecting), and on its hidden states."""
+    if cell == "self_projecting":
+        register(cell, SelfProjectingRNN)
+    model = model_for(cell, dropout=0.5)
+    rng = np.random.RandomState(21)
+    jitter(model, rng)
+    features, captions = rng.randn(5, 5), random_captions(rng, 5, 6)
+    masks = model.dropout_masks(captions, rng)
+    assert (masks.embed == 0).any() and (masks.hidden == 0).any()
+    gradient_check(model, features, captions, dropout=masks)
 
 
 def test_a_cell_that_returns_the_wrong_gradients_is_named(register):

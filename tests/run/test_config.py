@@ -107,6 +107,8 @@ def test_misspelled_key_is_named_with_allowed_keys(defaults, override, key, allo
     ("model.hidden_dim=0", "model.hidden_dim", "positive integer"),
     ("solver.batch_size=0", "solver.batch_size", ">= 1"),
     ("solver.lr_decay=1.5", "solver.lr_decay", "(0, 1]"),
+    ("model.dropout=1.0", "model.dropout", "[0, 1)"),
+    ("model.dropout=-0.2", "model.dropout", "[0, 1)"),
     ("solver.update_rule=adamw", "solver.update_rule", "adam, rmsprop, sgd, sgd_momentum"),
     ("model.hidden_dim=big", "model.hidden_dim", "expected an integer"),
     ("progress=sometimes", "progress", "auto, true, false"),
@@ -304,3 +306,11 @@ def test_run_py_trains_a_plugins_cell_chosen_by_group_option(tmp_path):
     result = run_py(tmp_path, None, 'experiment=smoke', 'progress=false', 'plugins=[plugins.gain_rnn]', 'cell=gain_rnn', f'hydra.run.dir={tmp_path}/out')
     assert result.returncode == 0, result.stderr
     assert "FINISHED" in result.stdout + result.stderr
+
+
+def test_a_config_saved_before_dropout_existed_validates_with_none(defaults):
+    """Checkpoints and runs from before ``model.dropout`` resume as what they were: no dropout."""
+    old = copy.deepcopy(defaults)
+    del old["model"]["dropout"]
+    assert defaults["model"]["dropout"] == 0.0
+    assert validate(old)["model"]["dropout"] == 0.0
