@@ -25,6 +25,7 @@ from capx.captioner import CaptioningRNN
 from capx.checkpoint import Checkpoint, CheckpointError, check_compatible, load_checkpoint
 from capx.data import DataError
 from capx.datasets.base import pictures_of
+from capx.datasets.image_control import with_image_features
 from capx.datasets.splits import SplitSettings, make_splits
 from capx.metrics.spelling import CharNgramSpeller
 from capx.registry import DATASETS
@@ -124,14 +125,17 @@ def check_fits(plain: dict[str, Any], parts: Parts) -> None:
 
 
 def load_data(plain: dict[str, Any]) -> tuple[Any, Callable[[str, Any], np.ndarray] | None]:
-    """The dataset plugin's data, re-split into train / dev (val) / test by ``split``, and its
-    pictures (None when the plugin draws none)."""
+    """The dataset plugin's data, re-split into train / dev (val) / test by ``split``, with the
+    features ``model.image_features`` asks for, and its pictures (None when the plugin draws
+    none)."""
     options = dict(plain["dataset"])
     name = options.pop("name")
     plugin = DATASETS.get(name)
     with plugin_options_checked("dataset", name, options):
         data = plugin(**options)
-    return make_splits(data, SplitSettings(**plain["split"])), pictures_of(plugin, options)
+    data = with_image_features(make_splits(data, SplitSettings(**plain["split"])),
+                               plain["model"]["image_features"])
+    return data, pictures_of(plugin, options)
 
 
 @contextmanager

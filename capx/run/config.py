@@ -19,6 +19,7 @@ from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 
+from capx.datasets.image_control import IMAGE_FEATURES
 from capx.datasets.splits import SCHEMES as SPLIT_SCHEMES
 from capx.registry import (
     CELLS, DATASETS, DECODERS, TOKENIZERS, UPDATE_RULES, load_plugins, require_plugins,
@@ -60,7 +61,8 @@ def validate(cfg: DictConfig | dict, from_file: str | None = None) -> dict[str, 
     plain.setdefault("split", dict(SPLIT_BEFORE_IT_EXISTED))
     plain.setdefault("objective", DEFAULT_OBJECTIVE)
     if isinstance(plain.get("model"), dict):
-        plain["model"].setdefault("dropout", 0.0)  # configs saved before it existed
+        plain["model"].setdefault("dropout", 0.0)  # configs saved before these existed
+        plain["model"].setdefault("image_features", "real")
     problems: list[str] = []
     _check_keys("", plain, TOP_LEVEL_KEYS, problems)
     _check_fields("", plain, TopLevelConfig, problems)
@@ -189,6 +191,8 @@ RANGE_RULES: list[RangeRule] = [
     ("model.dtype", lambda v: v in DTYPES, f"must be one of {', '.join(DTYPES)}"),
     ("model.param_budget", lambda v: v is None or v >= 1000, "must be >= 1000 or null (off)"),
     ("model.dropout", lambda v: 0 <= v < 1, "must be in [0, 1) (0: no dropout)"),
+    ("model.image_features", lambda v: v in IMAGE_FEATURES,
+     f"must be one of {', '.join(IMAGE_FEATURES)}"),
     ("solver.patience", lambda v: v is None or v >= 1, "must be an integer >= 1 or null (off)"),
     ("split.scheme", lambda v: v in SPLIT_SCHEMES, f"must be one of {', '.join(SPLIT_SCHEMES)}"),
     ("split.folds", lambda v: v >= 2, "must be an integer >= 2"),

@@ -41,6 +41,7 @@ class ModelConfig:
     wordvec_dim: int = MISSING
     hidden_dim: int = MISSING
     dropout: float = MISSING
+    image_features: str = MISSING
 
 
 @dataclass

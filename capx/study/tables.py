@@ -258,7 +258,8 @@ def preregistered(rows: Sequence[Row], metrics: Sequence[str] = ("bits_per_char"
     A word row that differs only in tokenizer options (e.g. ``tokenizer.min_count``, a
     robustness run) is compared too, each such row on its own. The comparison with the word row
     whose runs started first (the study's own word setting; variants are run after it) is the
-    pre-registered one; the others, and those of learning-curve rows, are marked exploratory. The pre-registered ones get
+    pre-registered one; the others, and those of learning-curve rows and of rows trained
+    without the image, are marked exploratory. The pre-registered ones get
     Holm-adjusted p-values over all of them.
     """
     out = []
@@ -272,7 +273,8 @@ def preregistered(rows: Sequence[Row], metrics: Sequence[str] = ("bits_per_char"
             for metric in metrics:
                 found = compare(row, word, metric)
                 if found is not None:
-                    found.preregistered = word is first and _full_training_set(row)
+                    found.preregistered = (word is first and _full_training_set(row)
+                                           and _real_images(row))
                     out.append(found)
     planned = [c for c in out if c.preregistered]
     for c, adjusted in zip(planned, statistics.holm([c.p_value for c in planned])):
@@ -283,6 +285,11 @@ def preregistered(rows: Sequence[Row], metrics: Sequence[str] = ("bits_per_char"
 def _full_training_set(row: Row) -> bool:
     """Learning-curve rows (a share of the training images) are exploratory comparisons."""
     return param(row.records[0], "split.train_percent") in (None, "100")
+
+
+def _real_images(row: Row) -> bool:
+    """Rows trained without the image (``model.image_features=constant``) are controls."""
+    return param(row.records[0], "model.image_features") in (None, "real")
 
 
 def _first_start(row: Row) -> float:

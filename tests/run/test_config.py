@@ -109,6 +109,7 @@ def test_misspelled_key_is_named_with_allowed_keys(defaults, override, key, allo
     ("solver.lr_decay=1.5", "solver.lr_decay", "(0, 1]"),
     ("model.dropout=1.0", "model.dropout", "[0, 1)"),
     ("model.dropout=-0.2", "model.dropout", "[0, 1)"),
+    ("model.image_features=zeros", "model.image_features", "real, constant"),
     ("solver.update_rule=adamw", "solver.update_rule", "adam, rmsprop, sgd, sgd_momentum"),
     ("model.hidden_dim=big", "model.hidden_dim", "expected an integer"),
     ("progress=sometimes", "progress", "auto, true, false"),
@@ -308,9 +309,11 @@ def test_run_py_trains_a_plugins_cell_chosen_by_group_option(tmp_path):
     assert "FINISHED" in result.stdout + result.stderr
 
 
-def test_a_config_saved_before_dropout_existed_validates_with_none(defaults):
-    """Checkpoints and runs from before ``model.dropout`` resume as what they were: no dropout."""
+def test_a_config_saved_before_dropout_and_image_features_validates_with_neither(defaults):
+    """Checkpoints and runs from before ``model.dropout`` and ``model.image_features`` resume
+    as what they were: no dropout, the real image features."""
     old = copy.deepcopy(defaults)
-    del old["model"]["dropout"]
+    del old["model"]["dropout"], old["model"]["image_features"]
     assert defaults["model"]["dropout"] == 0.0
     assert validate(old)["model"]["dropout"] == 0.0
+    assert validate(old)["model"]["image_features"] == "real"

@@ -139,3 +139,41 @@ def test_unknown_experiment_is_a_clear_error(sweep, tmp_path):
     _, uri, _ = sweep
     with pytest.raises(ReportError, match="no MLflow experiment named 'nope'.*study"):
         make_report(tmp_path, uri, experiment="nope")
+
+
+def test_image_information_pairs_blind_and_image_runs_beside_the_shuffle_control():
+    """blind - image bits/char over runs paired by fold and seed; constant-image rows are
+    controls, never pre-registered comparisons."""
+    from capx.study.controls import image_controls
+    from capx.study.tables import preregistered
+
+    image = [record(t, f, **{"model.image_features": "real"}) for t in ("char", "word")
+             for f in range(3)]
+    blind = [record(t, f, **{"model.image_features": "constant"}) for t in ("char", "word")
+             for f in range(3)]
+    for r in image:
+        r["metrics"]["test/image_gain_bits_per_char"] = 0.01 * (1 + int(r["labels"]["fold"]))
+    for r in blind:  # 2 nats more per image than the image run: 2/(10 ln 2) bits/char
+        r["per_image"]["nll_open"] = [v + 2.0 for v in r["per_image"]["nll_open"]]
+        r["run_id"] += "-blind"
+    rows = make_rows(image + blind)
+    controls = {c.image.tokenizer: c for c in image_controls(rows)}
+    assert set(controls) == {"char", "word"}
+    for control in controls.values():
+        assert control.information.pairs == 3
+        assert control.information.estimate == pytest.approx(2 / (10 * math.log(2)))
+        assert control.reliance[0] == pytest.approx(0.02)
+        assert control.reliance[1] < 0.02 < control.reliance[2]
+    planned = [c for c in preregistered(rows) if c.preregistered]
+    assert planned and all("constant" not in c.a.label for c in planned)
+    text = report_markdown(rows, "test", [])
+    assert "## What the image contributes" in text
+    assert f"{2 / (10 * math.log(2)):.3f} [" in text
+
+
+def test_image_information_is_blank_without_a_blind_run():
+    from capx.study.controls import image_controls
+
+    rows = make_rows([record("char", f) for f in range(2)])
+    (control,) = image_controls(rows)
+    assert control.information is None and math.isnan(control.reliance[0])
