@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from capx.run import interrupts
+from capx.run import interrupts, job_clock
 from capx.run.build import PluginOptionError, prepare
 from capx.run.callbacks import RunState
 from capx.run.config import ConfigError, validate
@@ -61,6 +61,7 @@ def main(cfg: DictConfig) -> int | float:
             raise
         log.exception("job failed before its run started")
         outcome = Outcome("FAILED", error=f"{type(exc).__name__}: {exc}")
+    job_clock.job_ended()  # a sweep's next job counts its wall time from here
     if context.multirun:
         write_outcome(context.output_dir, {**asdict(outcome), "overrides": context.overrides})
         return outcome.objective

@@ -22,6 +22,7 @@ import yaml
 
 from capx.metrics import vocabulary
 from capx.run.build import Parts
+from capx.run import job_clock
 from capx.run.callbacks import RunState
 from capx.run.context import JobContext
 from capx.run.scoring import data_statistics, evaluation_text, per_image_json
@@ -315,7 +316,16 @@ class RunRecorder(Recorder):
         monitor, self.monitor = getattr(self, "monitor", None), None
         if monitor is not None:
             safely(monitor.finish)
+        safely(self._log_job_wall_seconds)
         self.tracker.end(status)
+
+    def _log_job_wall_seconds(self) -> None:
+        """This job's wall time from its process's start (:mod:`capx.run.job_clock`); a resumed
+        run adds this process's time to what the run held, one step per process."""
+        key = names.JOB_WALL_SECONDS
+        before = self.resumes.data.metrics.get(key, 0.0) if self.resumes is not None else 0.0
+        self.tracker.log_metrics({key: before + job_clock.job_wall_seconds()},
+                                 step=self.logged.get(key, -1) + 1)
 
 
 def last_steps(tracker: Any, keys: Any) -> dict[str, int]:

@@ -29,6 +29,7 @@ TEST_BITS_PER_CHAR = TEST + "bits_per_char"
 TEST_HIT_EPOCH_CAP = TEST + "hit_epoch_cap"
 EPOCH_SECONDS = TIME + "epoch_seconds"
 TRAIN_SECONDS = TIME + "train_seconds"
+JOB_WALL_SECONDS = TIME + "job_wall_seconds"  # process start (or the sweep's previous job) to end
 TOKENS_PER_SECOND = SPEED + "tokens_per_second"
 LEARNING_RATE = "learning_rate"
 OBJECTIVE = "objective"            # the sweep objective's value (its name: OBJECTIVE_NAME)

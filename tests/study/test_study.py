@@ -54,6 +54,21 @@ def test_study_jobs_finish_with_test_scores_per_image_and_selection(study):
     assert tokens == {"char", "word"}
 
 
+def test_each_job_records_its_wall_time_from_its_process_start(study):
+    """time/job_wall_seconds covers the run's own duration and what came before it; in one
+    sweep process, each job counts from the end of the one before, so the times do not overlap."""
+    found = sorted(runs(study, "study_coco_mini"), key=lambda r: r.info.start_time)
+    ends, starts = [], []
+    for run in found:
+        wall = run.data.metrics["time/job_wall_seconds"]
+        duration = (run.info.end_time - run.info.start_time) / 1000
+        assert wall >= duration - 0.5  # the metric is logged just before the run is closed
+        ends.append(run.info.end_time / 1000)
+        starts.append(ends[-1] - wall)
+    for before, start in zip(ends, starts[1:]):
+        assert start >= before - 0.5
+
+
 def test_rerunning_the_sweep_skips_finished_jobs_and_runs_only_new_ones(study):
     done = run_py(study, None, '-m', 'experiment=study_coco_mini', *TINY, 'tokenizer=char,word', 'cell=rnn', 'split.fold=0,1,2', 'hydra.sweep.dir=sweep2', 'tracking.export=null', timeout=600, OPENBLAS_NUM_THREADS="1")
     assert done.returncode == 0, done.stderr[-4000:]
@@ -71,6 +86,7 @@ def test_export_rebuilds_the_report_without_the_store_and_feeds_skipping(study, 
                 "--tracking-uri", uri]) == 0
     records = [json.loads(line) for line in export.read_text().splitlines()]
     assert len(records) == 6 and all(r["per_image"]["nll_open"] for r in records)
+    assert all(r["metrics"]["time/job_wall_seconds"] > 0 for r in records)
     assert cli(["export", "--experiment", "study_coco_mini", "--out", str(export),
                 "--tracking-uri", uri]) == 0  # merging again adds nothing
     assert len(export.read_text().splitlines()) == 6
