@@ -12,6 +12,7 @@ run); the names are :mod:`capx.tracking.names`.
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 from pathlib import Path
@@ -178,6 +179,9 @@ class RunRecorder(Recorder):
         self.logged.update(last_steps(self.tracker, self.resumes.data.metrics))  # shared
 
     def checkpoint_saved(self, path):
+        if Path(path).name == Path(names.LAST_CHECKPOINT).name:  # what resume= looks for
+            self.tracker.set_tags({names.LOCAL_CHECKPOINT: str(Path(path).resolve()),
+                                   names.CHECKPOINT_ITERATION: saved_iteration(path)})
         skipped = getattr(self.tracker, "skipped", 0)  # writes a degraded tracker dropped
         try:
             self.tracker.log_artifact(path, names.CHECKPOINTS)
@@ -326,6 +330,16 @@ class RunRecorder(Recorder):
         before = self.resumes.data.metrics.get(key, 0.0) if self.resumes is not None else 0.0
         self.tracker.log_metrics({key: before + job_clock.job_wall_seconds()},
                                  step=self.logged.get(key, -1) + 1)
+
+
+def saved_iteration(path: Path) -> int | None:
+    """The iteration a checkpoint file holds (read from its header alone), or None."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return int(json.loads(str(arrays["header_json"]))["iteration"])
+    except (OSError, KeyError, ValueError) as exc:
+        log.debug("could not read the iteration of %s: %s", path, exc)
+        return None
 
 
 def last_steps(tracker: Any, keys: Any) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """``resume=<checkpoint path or MLflow run id>``: find the checkpoint and the config to continue.
 
-:func:`resolve_resume` loads the checkpoint (a file, or the ``last.npz`` of an MLflow run, which
-must belong to that run); :func:`config_for_resume` continues with the checkpoint's own config,
+:func:`resolve_resume` loads the checkpoint (a file, or the newest valid checkpoint of an MLflow
+run, see :mod:`capx.run.resume_source`); :func:`config_for_resume` continues with the checkpoint's own config,
 with the command-line overrides that may change on a resume applied on top (the number of
 epochs, the learning rate, evaluation, tracking, ...). An override that would change what the
 checkpoint was trained with (model sizes, tokenizer, data, split, cell, seed, update rule) is
@@ -18,13 +18,12 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from capx.tracking import names
-
 from capx.tracking.locations import tracking_uri
 from capx.tracking.store_setup import make_client
 from capx.tracking.tracker import flatten
 from capx.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from capx.run.config import ConfigError, validate
+from capx.run.resume_source import newest_checkpoint, warn_if_behind
 
 log = logging.getLogger(__name__)
 
@@ -32,55 +31,35 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 #: the settings a resume may change (a key, or a section and everything under it)
 CHANGEABLE = ("solver.num_epochs", "solver.learning_rate", "solver.lr_decay", "solver.patience",
               "solver.grad_clip", "evaluation", "decoding", "tracking", "checkpoint", "progress",
-              "plugins", "study", "resume")
+              "plugins", "study", "resume", "memory_limit_gb")
 _ABSENT = object()
 
 
 def resolve_resume(plain: dict[str, Any], original_cwd: Path,
                    output_dir: Path) -> tuple[Checkpoint, str | None]:
     """Load the checkpoint ``resume`` names: a file path (relative to ``original_cwd``), or an
-    MLflow run id (its last.npz, downloaded under ``output_dir``). Returns it and its run id."""
+    MLflow run id (its newest valid checkpoint, artifact or local: see
+    :mod:`capx.run.resume_source`). Returns it and its run id."""
     target = str(plain["resume"])
     path = Path(target).expanduser()
     if not path.is_absolute():
         path = original_cwd / path
     if path.is_file():
         checkpoint = load_checkpoint(path)
-        return checkpoint, checkpoint.meta.get("run_id")
+        owner = checkpoint.meta.get("run_id")
+        if owner and plain["tracking"]["enabled"]:
+            try:
+                client = make_client(tracking_uri(plain["tracking"]["uri"], original_cwd))
+                warn_if_behind(client, owner, checkpoint)
+            except Exception as exc:  # noqa: BLE001 - the store is checked again when opened
+                log.debug("could not compare %s with its run's record: %s", path, exc)
+        return checkpoint, owner
     if not RUN_ID.match(target):
         raise CheckpointError(f"resume={target!r} is neither a checkpoint file (looked at {path}) "
                               f"nor an MLflow run id (32 hex digits)")
     uri = tracking_uri(plain["tracking"]["uri"], original_cwd)
-    client = make_client(uri)
-    try:
-        local = client.download_artifacts(target, names.LAST_CHECKPOINT,
-                                          str(_mkdir(output_dir / "resume")))
-    except Exception as exc:  # noqa: BLE001 - any MLflow failure means: cannot resume from it
-        raise CheckpointError(f"could not fetch {names.LAST_CHECKPOINT} of MLflow run {target} "
-                              f"from {uri}: {exc}. {_local_checkpoint_hint(client, target)}"
-                              ) from exc
-    checkpoint = load_checkpoint(local)
-    owner = checkpoint.meta.get("run_id")
-    if owner and owner != target:
-        raise CheckpointError(
-            f"the {names.LAST_CHECKPOINT} in the artifacts of run {target} was written by run "
-            f"{owner} (its meta.run_id), not by run {target}: refusing to continue run {target} "
-            f"from another run's checkpoint. Resume run {owner} with resume={owner}, or give "
-            f"the checkpoint file you mean (resume=<path>/last.npz)")
+    checkpoint = newest_checkpoint(make_client(uri), target, output_dir / "resume")
     return checkpoint, target
-
-
-def _local_checkpoint_hint(client: Any, run_id: str) -> str:
-    """Where the run's own ``last.npz`` is on this machine (its ``hydra.output_dir`` tag)."""
-    try:
-        folder = client.get_run(run_id).data.tags.get("hydra.output_dir")
-    except Exception:  # noqa: BLE001 - no such run here: nothing more to say
-        return "Give the checkpoint file instead: resume=<path>/checkpoints/last.npz"
-    local = Path(folder) / "checkpoints" / "last.npz" if folder else None
-    if local is not None and local.is_file():
-        return f"The run's local checkpoint is {local}: resume with resume={local}"
-    return (f"No local checkpoint either (the run's output folder: {folder or 'not recorded'}); "
-            f"give the checkpoint file: resume=<path>/checkpoints/last.npz")
 
 
 def config_for_resume(plain: dict[str, Any], checkpoint: Checkpoint,
@@ -135,8 +114,3 @@ def changed_settings(before: dict[str, Any], after: dict[str, Any]
 def changeable(key: str) -> bool:
     """Whether a resume may change setting ``key`` (see :data:`CHANGEABLE`)."""
     return any(key == c or key.startswith(c + ".") for c in CHANGEABLE)
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -119,7 +119,8 @@ class Tracker:
         items = [Param(k, param_value(v)) for k, v in params.items()]
         for start in range(0, len(items), 100):
             chunk = items[start:start + 100]
-            self._write(lambda: self.client.log_batch(self.run_id, params=chunk), "params")
+            self._write(lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk),
+                        "params")  # bound now: a kept write is sent later
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
@@ -129,7 +130,7 @@ class Tracker:
         for start in range(0, len(items), 1000):
             chunk = list(items[start:start + 1000])
             steps = sorted({m.step for m in chunk})
-            self._write(lambda: self.client.log_batch(self.run_id, metrics=chunk),
+            self._write(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk),
                         f"metrics at step {steps[0]}" + (f"-{steps[-1]}" if len(steps) > 1
                                                           else ""))
 

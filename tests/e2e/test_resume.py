@@ -16,6 +16,8 @@ import sys
 import textwrap
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -196,7 +198,8 @@ def test_a_resume_that_cannot_start_leaves_the_source_run_untouched(workdir, mon
 
 def test_a_checkpoint_of_another_run_in_a_runs_artifacts_is_refused(workdir):
     """Another run's last.npz (its meta.run_id names that run) swapped into this run's
-    artifacts: resume=<this run> refuses it and leaves the run as it was."""
+    artifacts, and the local one gone: resume=<this run> refuses it and leaves the run as it
+    was."""
     assert run_in_process(workdir, *FAST, "evaluation.final=false", name="a") == "FINISHED"
     client, run_a = _only(workdir)
     a, other = run_a.info.run_id, "b" * 32
@@ -206,6 +209,7 @@ def test_a_checkpoint_of_another_run_in_a_runs_artifacts_is_refused(workdir):
     save_checkpoint(swapped, mine.state, mine.tokenizer, mine.config_yaml,
                     {**mine.meta, "run_id": other})
     client.log_artifact(a, str(swapped), "checkpoints")
+    (workdir / "outputs" / "a" / "checkpoints" / "last.npz").unlink()  # the artifact alone
     with pytest.raises(CheckpointError, match=f"written by run {other} .*, not by run {a}"):
         run_in_process(workdir, f"resume={a}", name="c")
     after = client.get_run(a)
@@ -249,28 +253,61 @@ def test_one_resume_of_a_run_at_a_time_and_a_dead_process_holds_no_lock(workdir)
         pass
 
 
-def test_a_failed_checkpoint_upload_is_a_warning_and_the_resume_error_names_the_local_copy(
+def test_resume_takes_the_newest_checkpoint_and_refuses_a_stale_artifact_alone(
         workdir, monkeypatch, caplog):
+    """Checkpoint uploads fail after the first epoch (and in the resume): the run's artifact
+    last.npz is stale (epoch 1) while the local one holds epoch 3. resume=<run id> continues from the local one
+    and says so; with the local one gone, the stale artifact is refused, both candidates
+    named; given as a file, it is accepted with a warning."""
     import capx.tracking.tracker
 
     original = capx.tracking.tracker.Tracker.log_artifact
+    uploads = {"checkpoints": 0}
 
-    def no_checkpoints(self, path, artifact_path=None):
-        if artifact_path == names.CHECKPOINTS:
-            raise OSError("Read-only file system")
+    def stale_after_one(self, path, artifact_path=None):
+        if artifact_path == names.CHECKPOINTS and Path(path).name == "last.npz":
+            uploads["checkpoints"] += 1
+            if uploads["checkpoints"] > 1:
+                raise OSError("Read-only file system")
         return original(self, path, artifact_path)
 
-    monkeypatch.setattr(capx.tracking.tracker.Tracker, "log_artifact", no_checkpoints)
+    monkeypatch.setattr(capx.tracking.tracker.Tracker, "log_artifact", stale_after_one)
     with caplog.at_level(logging.WARNING):
-        assert run_in_process(workdir, *FAST, "evaluation.final=false",
-                               name="first") == "FINISHED"
+        assert run_in_process(workdir, *FAST, "evaluation.final=false", "solver.num_epochs=3",
+                              name="first") == "FINISHED"
     assert "could not upload" in caplog.text and "training goes on" in caplog.text
-    monkeypatch.undo()
     client, first = _only(workdir)
-    assert names.LAST_CHECKPOINT not in artifact_paths(client, first.info.run_id)
+    run_id = first.info.run_id
     local = workdir / "outputs" / "first" / "checkpoints" / "last.npz"
-    with pytest.raises(CheckpointError, match=f"local checkpoint is {local}: resume with"):
-        run_in_process(workdir, f"resume={first.info.run_id}", name="second")
+    done = load_checkpoint(local).state["iteration"]
+    per_epoch = done // 3
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert run_in_process(workdir, *FAST, "evaluation.final=false", f"resume={run_id}",
+                              "solver.num_epochs=4", name="second") == "FINISHED"
+    assert f"resume: run {run_id} from local {local} (iteration {done})" in caplog.text
+    newest = workdir / "outputs" / "second" / "checkpoints" / "last.npz"
+    assert client.get_run(run_id).data.tags[names.LOCAL_CHECKPOINT] == str(newest.resolve())
+    assert load_checkpoint(newest).state["iteration"] == 4 * per_epoch
+    monkeypatch.undo()
+
+    for path in (local, newest):  # only the stale artifact is left
+        path.unlink()
+    with pytest.raises(CheckpointError) as refused:
+        run_in_process(workdir, f"resume={run_id}", name="third")
+    message = str(refused.value)
+    assert f"wrote a checkpoint at iteration {4 * per_epoch}" in message
+    assert "artifact checkpoints/last.npz (downloaded to" in message
+    assert f"(iteration {per_epoch})" in message and f"local {newest.resolve()}: not found" in message
+    stale = workdir / "outputs" / "third" / "resume" / "last.npz"
+    assert f"resume={stale}" in message
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert run_in_process(workdir, *FAST, "evaluation.final=false", f"resume={stale}",
+                              name="fourth") == "FINISHED"
+    assert f"is behind run {run_id}, which wrote a checkpoint at iteration {4 * per_epoch}" in caplog.text
 
 
 # -- slow: real processes ---------------------------------------------------------------------------

@@ -126,3 +126,28 @@ def test_a_kept_write_is_sent_when_its_store_works_again(kind):
     broken["now"] = False
     tracker._write(write("second"), "second", which)
     assert sent == ["second", "first"] and tracker.missing == []
+
+
+def test_kept_metric_batches_are_sent_as_they_were_made():
+    """More than one batch kept while the database fails: each is sent later with its own
+    metrics (a closure over the loop variable would send the last batch twice)."""
+    from capx.tracking.tracker import Tracker, metric
+
+    class Client:
+        def __init__(self):
+            self.failing, self.steps = True, []
+
+        def log_batch(self, run_id, metrics=()):
+            if self.failing:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.steps += [m.step for m in metrics]
+
+    client = Client()
+    tracker = Tracker(client, "r", "u")
+    tracker.log_metric_batch([metric("loss", 0.5, step) for step in range(2500)])
+    assert len(tracker.missing) == 3  # batches of 1000
+    client.failing = False
+    tracker.PAUSE_SECONDS = 0.0
+    tracker._paused_until = {k: 0.0 for k in tracker._paused_until}
+    tracker._send_kept()
+    assert client.steps == list(range(2500)) and tracker.missing == []
