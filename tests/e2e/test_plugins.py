@@ -44,12 +44,15 @@ def test_both_plugins_train_resume_and_reload_through_run_py(tmp_path):
     saved = load_checkpoint(last)
     assert saved.tokenizer["name"] == "pairs" and len(saved.tokenizer["state"]["pairs"]) == 30
     assert saved.state["params"]["g"].shape == (16,)
+    assert not np.array_equal(saved.state["params"]["g"], np.ones(16))  # the gain was trained
 
     # The resume restores the fitted tokenizer from the checkpoint (its pairs, its vocabulary)
     # and continues the same run; the settings given again with it are the run's own.
     run_py_ok(tmp_path / "resumed", None, *BOTH, "solver.num_epochs=2", f"resume={last}")
     resumed = load_checkpoint(next((tmp_path / "resumed").rglob("last.npz")))
     assert resumed.state["iteration"] == 2 * saved.state["iteration"]
+    assert resumed.state["loss_history"][:saved.state["iteration"]] == saved.state["loss_history"]
+    assert not np.array_equal(resumed.state["params"]["g"], saved.state["params"]["g"])
     assert resumed.tokenizer == saved.tokenizer
 
     reloaded = Tokenizer.from_dict(resumed.tokenizer)
@@ -65,3 +68,51 @@ def test_pair_tokenizer_rejects_bad_options(bad):
 
     with pytest.raises(ValueError, match="num_pairs"):
         PairTokenizer(num_pairs=bad)
+
+
+# -- the gain_rnn cell alone, and recorded in MLflow (slow: the run above covers training and
+# resuming a plugin cell through run.py) -----------------------------------------------------
+
+GAIN_RNN = ["plugins=[plugins.gain_rnn]", "cell=gain_rnn", "experiment=smoke", "progress=false"]
+
+
+def only(paths):
+    paths = list(paths)
+    assert len(paths) == 1, paths
+    return paths[0]
+
+
+@pytest.mark.slow
+def test_gain_rnn_trains_and_resumes_through_run_py(tmp_path, cache_dir):
+    first, resumed = tmp_path / "first", tmp_path / "resumed"
+    for folder in (first, resumed):
+        folder.mkdir()
+    run_py_ok(first, cache_dir, *GAIN_RNN, "tracking.enabled=false")
+    last = only(first.rglob("last.npz"))
+    saved = load_checkpoint(last).state
+    assert saved["iteration"] == 10 and saved["params"]["g"].shape == (16,)
+    assert not np.array_equal(saved["params"]["g"], np.ones(16))  # the gain was trained
+
+    run_py_ok(resumed, cache_dir, *GAIN_RNN, "tracking.enabled=false", "solver.num_epochs=2",
+              f"resume={last}")
+    state = load_checkpoint(only(resumed.rglob("last.npz"))).state
+    assert state["iteration"] == 20
+    assert state["loss_history"][:10] == saved["loss_history"]
+    assert not np.array_equal(state["params"]["g"], saved["params"]["g"])
+
+
+@pytest.mark.slow
+def test_gain_rnn_run_is_recorded_in_mlflow(tmp_path, cache_dir):
+    from mlflow.tracking import MlflowClient
+
+    run_py_ok(tmp_path, cache_dir, *GAIN_RNN)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("capx")
+    r = only(client.search_runs([experiment.experiment_id]))
+    assert r.info.status == "FINISHED"
+    assert r.data.tags["cell"] == "gain_rnn"
+    metrics = r.data.metrics
+    assert metrics["params/g"] == 16  # smoke: hidden_dim 16
+    assert metrics["params/group/recurrent"] == sum(
+        metrics[f"params/{name}"] for name in ("Wx", "Wh", "b", "g"))
+    assert np.isfinite(metrics["val/loss"])

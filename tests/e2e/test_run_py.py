@@ -192,6 +192,7 @@ def test_mlflow_ui_answers_over_http(workdir):
         server.wait(timeout=30)
 
 
+@pytest.mark.slow  # tests/e2e/test_sweeps.py checks a failing job in the default suite
 def test_sweep_with_a_failed_job_runs_the_others_and_exits_non_zero(workdir, cache_dir):
     """One job fails (non-finite loss), the other still finishes; the sweep reports failure."""
     result = run_py(workdir, cache_dir, "-m", *SMOKE, "solver.learning_rate=1e-2,1e12")

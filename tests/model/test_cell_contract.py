@@ -2,18 +2,14 @@
 
 The captioner keeps every parameter a cell declares, hands all of them to the cell by name, and
 stores the gradients the cell returns by name; gradients are checked against numerical ones
-through the full ``CaptioningRNN.loss``. The plugin also trains through ``run.py``, with and
-without MLflow, and its checkpoint resumes. Models pickle and deep-copy.
+through the full ``CaptioningRNN.loss``. Models pickle and deep-copy. (The plugin trains and
+resumes through ``run.py`` in ``tests/e2e/test_plugins.py``.)
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import pickle
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +23,6 @@ from capx.metrics.likelihood import sequence_nll
 from capx.packing import make_packing
 from capx.registry import CELLS, load_plugins
 
-from tests.support import REPO, run_py_ok
 
 load_plugins(["plugins.gain_rnn"])  # the way a config's ``plugins: [plugins.gain_rnn]`` loads it
 
@@ -369,48 +364,3 @@ def test_checkpoint_round_trips_the_gain(tmp_path):
     with pytest.raises(CheckpointError, match="shape"):
         check_compatible(Checkpoint(state=loaded.state, tokenizer=loaded.tokenizer,
                                     config_yaml=""), wider.params, idx_to_word)
-
-
-# -- end to end through run.py ------------------------------------------------------------------
-
-GAIN_RNN = ["plugins=[plugins.gain_rnn]", "cell=gain_rnn", "experiment=smoke", "progress=false"]
-
-
-def only(paths):
-    paths = list(paths)
-    assert len(paths) == 1, paths
-    return paths[0]
-
-
-def test_gain_rnn_trains_and_resumes_through_run_py(tmp_path, cache_dir):
-    first, resumed = tmp_path / "first", tmp_path / "resumed"
-    for folder in (first, resumed):
-        folder.mkdir()
-    run_py_ok(first, cache_dir, *GAIN_RNN, "tracking.enabled=false")
-    last = only(first.rglob("last.npz"))
-    saved = load_checkpoint(last).state
-    assert saved["iteration"] == 10 and saved["params"]["g"].shape == (16,)
-    assert not np.array_equal(saved["params"]["g"], np.ones(16))  # the gain was trained
-
-    run_py_ok(resumed, cache_dir, *GAIN_RNN, "tracking.enabled=false", "solver.num_epochs=2",
-           f"resume={last}")
-    state = load_checkpoint(only(resumed.rglob("last.npz"))).state
-    assert state["iteration"] == 20
-    assert state["loss_history"][:10] == saved["loss_history"]
-    assert not np.array_equal(state["params"]["g"], saved["params"]["g"])
-
-
-def test_gain_rnn_run_is_recorded_in_mlflow(tmp_path, cache_dir):
-    from mlflow.tracking import MlflowClient
-
-    run_py_ok(tmp_path, cache_dir, *GAIN_RNN)
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("capx")
-    r = only(client.search_runs([experiment.experiment_id]))
-    assert r.info.status == "FINISHED"
-    assert r.data.tags["cell"] == "gain_rnn"
-    metrics = r.data.metrics
-    assert metrics["params/g"] == 16  # smoke: hidden_dim 16
-    assert metrics["params/group/recurrent"] == sum(
-        metrics[f"params/{name}"] for name in ("Wx", "Wh", "b", "g"))
-    assert np.isfinite(metrics["val/loss"])

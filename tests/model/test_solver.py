@@ -163,7 +163,8 @@ def test_cs231n_small_data_overfit_on_coco_mini(cs231n_dir, capsys):
     assert "(Iteration 1 / 100) loss:" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("cell_type,lr_decay", [("rnn", 0.95), ("lstm", 0.995)])
+@pytest.mark.parametrize("cell_type,lr_decay", [
+    ("rnn", 0.95), pytest.param("lstm", 0.995, marks=pytest.mark.slow)])  # lstm: 2x the rnn
 def test_first_captions_of_50_images_are_memorised(cs231n_dir, cell_type, lr_decay):
     np.random.seed(231)
     data = load_coco_data(cs231n_dir)

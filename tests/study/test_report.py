@@ -97,6 +97,9 @@ def test_report_from_an_export_file_and_bad_sources(tmp_path):
         make_report(tmp_path / "x", source=tmp_path / "missing.jsonl")
 
 
+# -- the report of a sweep, end to end (slow: a 2-job sweep through run.py) ---------------------
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> tuple[Path, str, str]:
     """A 2-job sweep (char, word) on tiny shapes data: (folder, tracking uri, parent run id)."""
@@ -115,6 +118,7 @@ def sweep(tmp_path_factory) -> tuple[Path, str, str]:
     return folder, f"sqlite:///{folder / 'mlflow.db'}", parent
 
 
+@pytest.mark.slow
 def test_sweep_callback_writes_and_logs_the_report(sweep):
     folder, uri, parent = sweep
     report = folder / "sweep" / "report" / "report.md"
@@ -125,6 +129,7 @@ def test_sweep_callback_writes_and_logs_the_report(sweep):
     assert {"report/report.md", "report/runs.csv"} <= logged
 
 
+@pytest.mark.slow
 def test_plain_capx_report_reports_the_latest_experiment(sweep, capsys, monkeypatch):
     folder, _, _ = sweep
     monkeypatch.chdir(folder)
@@ -135,6 +140,7 @@ def test_plain_capx_report_reports_the_latest_experiment(sweep, capsys, monkeypa
     assert (folder / "report" / "study" / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_unknown_experiment_is_a_clear_error(sweep, tmp_path):
     _, uri, _ = sweep
     with pytest.raises(ReportError, match="no MLflow experiment named 'nope'.*study"):
