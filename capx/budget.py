@@ -43,8 +43,11 @@ def hidden_for_budget(budget: int, cell_type: str, vocab_size: int, input_dim: i
                          f"for a vocabulary of {vocab_size} ({count(1):,} parameters at "
                          f"hidden_dim=1); raise the budget or shrink model.wordvec_dim")
     low, high = 1, max_hidden  # count(low) < budget; find the first h with count(h) >= budget
-    if count(high) < budget:
-        return checked_shapes(cell_type, wordvec_dim, high)
+    if count(high) < budget:  # not reachable: say so rather than build a smaller model
+        raise ValueError(f"model.param_budget={budget:,} is above the largest {cell_type} model "
+                         f"capx solves for ({count(high):,} parameters at hidden_dim={high:,} "
+                         f"for a vocabulary of {vocab_size}); lower the budget, or set "
+                         f"model.hidden_dim instead of a budget")
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (mid, high) if count(mid) < budget else (low, mid)

@@ -24,6 +24,7 @@ from capx.run import interrupts, job_clock
 from capx.run.build import PluginOptionError, prepare
 from capx.run.callbacks import RunState
 from capx.run.config import ConfigError, validate
+from capx.run.sizes import check_sizes
 from capx.run.context import JobContext
 from capx.run.outcomes import write_outcome
 from capx.run.recorder import open_recorder
@@ -94,6 +95,7 @@ def run_job(cfg: DictConfig | dict, context: JobContext | None = None) -> Outcom
         plain = config_for_resume(plain, checkpoint, context.overrides)
     else:
         source_run = None
+    check_sizes(plain)  # before anything is read or built
     if checkpoint is None and context.multirun and plain["tracking"]["skip_finished"]:
         done = already_finished(plain, context.original_cwd)
         if done:

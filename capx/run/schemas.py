@@ -106,6 +106,7 @@ class TopLevelConfig:
     progress: Any = MISSING       # auto, true or false (capx.run.config checks which)
     study: Dict[str, Any] = MISSING
     objective: str = MISSING      # the val/ metric a sweeper optimises (at the selected epoch)
+    memory_limit_gb: Optional[float] = MISSING  # null: the memory available (capx.run.sizes)
     model: ModelConfig = field(default_factory=ModelConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

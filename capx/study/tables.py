@@ -29,7 +29,7 @@ from capx.tracking import names
 
 from capx.study import statistics
 NOT_SETTINGS = ("seed", "split.fold", "resume", "progress", "plugins", "tracking.",
-                "checkpoint.", "evaluation.num_samples", "evaluation.measure_memory",
+                "memory_limit_gb", "checkpoint.", "evaluation.num_samples", "evaluation.measure_memory",
                 "dataset.base_dir", "dataset.captions_file", "dataset.exclude_files")
 LN2 = math.log(2)
 

@@ -23,7 +23,8 @@ from capx.tracking.store_setup import experiment_id, make_client
 
 log = logging.getLogger(__name__)
 
-IGNORED_SECTIONS = ("tracking", "progress", "resume", "checkpoint", "objective")
+IGNORED_SECTIONS = ("tracking", "progress", "resume", "checkpoint", "objective",
+                    "memory_limit_gb")
 _LOCATION_SUFFIXES = ("base_dir", "_file", "_files")
 
 
