@@ -151,7 +151,9 @@ class ZeroDraws:
     def randn(*shape: int) -> np.ndarray:
         return np.zeros(shape, dtype=np.float32)
 
-    def __getattr__(self, name: str):
+    rand = randn  # both take the shape as separate arguments
+
+    def __getattr__(self, name: str):  # normal(loc, scale, size), uniform(...), standard_normal(size)
         def draw(*args, size=None, **kwargs):
             shape = size if size is not None else (args[-1] if args else ())
             return np.zeros(shape, dtype=np.float32)

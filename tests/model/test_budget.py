@@ -10,7 +10,7 @@ import pytest
 
 from capx.budget import flops_per_caption, hidden_for_budget, parameter_count
 from capx.captioner import CaptioningRNN
-from capx.cells.base import Cell, shapes_at
+from capx.cells.base import Cell
 from capx.registry import CELLS, load_plugins
 from capx.tokenizers import make_tokenizer
 from tests.support import REPO
@@ -122,15 +122,18 @@ class Probed(Cell):
 
     def init_params(self, input_dim, hidden_dim, rng, dtype):
         Probed.calls.append(hidden_dim)
-        return {"U": rng.randn(input_dim, 2 * hidden_dim + 1), "Wh": rng.randn(hidden_dim, 3),
-                "scale": np.ones(4, dtype=dtype)}
+        return {"U": rng.randn(input_dim, 2 * hidden_dim + 1), "Wh": rng.rand(hidden_dim, 3),
+                "V": rng.normal(0, 0.1, (hidden_dim, input_dim)),
+                "W": rng.uniform(-1, 1, size=(2, hidden_dim)), "scale": np.ones(4, dtype=dtype)}
 
 
 def test_a_plugins_shapes_are_derived_from_init_params_at_tiny_sizes_only():
     Probed.calls = []
-    assert Probed().param_shapes(64, 8192) == {"U": (64, 16385), "Wh": (8192, 3), "scale": (4,)}
+    assert Probed().param_shapes(64, 8192) == {"U": (64, 16385), "Wh": (8192, 3),
+                                               "V": (8192, 64), "W": (2, 8192), "scale": (4,)}
     assert max(Probed.calls) <= 5
-    assert shapes_at(Probed(), 64, 50) == Probed().param_shapes(64, 50)
+    made = Probed().init_params(64, 50, np.random.RandomState(0), np.float64)
+    assert Probed().param_shapes(64, 50) == {name: value.shape for name, value in made.items()}
 
 
 class Squared(Cell):
