@@ -24,11 +24,16 @@ spelled depends on what the tokenizer's ``<UNK>`` stands for:
 Either is a proper distribution over what ``<UNK>`` can stand for; it also gives mass to symbols
 the vocabulary knows (which the model never spells), so the open likelihood is a slightly
 deficient, never a flattering, code. Without a speller the open NLL equals the closed one.
+
+A caption is scored on at most :data:`MAX_SCORED_CHARS` characters of its canonical text (a
+longer one is cut there, with a warning), so scoring time is linear in the captions' lengths and
+bounded per caption.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -37,6 +42,13 @@ import numpy as np
 
 from capx.metrics.text import canonical_text, char_count
 from capx.tokenizers.base import NULL_ID, SPECIAL_TOKENS, UNK, UNK_ID
+
+log = logging.getLogger(__name__)
+
+#: captions are scored on at most this many characters of their canonical text: scoring is
+#: linear in a caption's length, and a caption this long is not a caption (a stray 100,000-char
+#: line stalled every epoch's validation); the longest COCO caption has a few hundred
+MAX_SCORED_CHARS = 1000
 
 
 @dataclass
@@ -165,6 +177,13 @@ def caption_likelihood(model: Any, tokenizer: Any, features: np.ndarray,
         raise ValueError(f"{len(texts)} captions but {len(features)} feature rows: pass one "
                          "feature row per caption (e.g. split.features[split.image_idxs])")
     canonical = [canonical_text(t) for t in texts]
+    cut = sum(len(t) > MAX_SCORED_CHARS for t in canonical)
+    if cut:
+        log.warning("%d caption(s) longer than %d characters are scored on their first %d "
+                    "(the longest has %d)", cut, MAX_SCORED_CHARS, MAX_SCORED_CHARS,
+                    max(map(len, canonical)))
+        canonical = [canonical_text(t[:MAX_SCORED_CHARS]) if len(t) > MAX_SCORED_CHARS else t
+                     for t in canonical]
     renormalized = sum(tokenizer.normalize(t) != t for t in canonical)
     ids = encode_whole(tokenizer, canonical)
     body = ids[:, 1:]
@@ -231,6 +250,30 @@ def symbol_surfaces(tokenizer: Any, text: str) -> list[str]:
         return list(symbols)
     if " ".join(symbols) == text:  # words
         return [s if i == 0 else " " + s for i, s in enumerate(symbols)]
+    pieces = _pieces_by_pairs(tokenizer, symbols)
+    if pieces is None:
+        pieces = _pieces_by_prefixes(tokenizer, symbols)
+    return _resolve_unknown(symbols, pieces, text)
+
+
+def _pieces_by_pairs(tokenizer: Any, symbols: list[str]) -> list[str] | None:
+    """What each symbol adds, read off joins of each symbol with the one before it: linear in
+    the caption's length. None when those pieces do not make the whole join (a tokenizer whose
+    join looks further back); :func:`_pieces_by_prefixes` then reads them exactly."""
+    if not symbols:
+        return []
+    pieces = [tokenizer.join(symbols[:1])]
+    for before, symbol in zip(symbols, symbols[1:]):
+        alone, pair = tokenizer.join([before]), tokenizer.join([before, symbol])
+        if not pair.startswith(alone):
+            return None
+        pieces.append(pair[len(alone):])
+    return pieces if "".join(pieces) == tokenizer.join(symbols) else None
+
+
+def _pieces_by_prefixes(tokenizer: Any, symbols: list[str]) -> list[str]:
+    """What each symbol adds to the join of the symbols before it (quadratic in the length;
+    captions are scored on at most :data:`MAX_SCORED_CHARS` characters)."""
     pieces, joined = [], ""
     for k in range(len(symbols)):
         longer = tokenizer.join(symbols[: k + 1])
@@ -239,7 +282,7 @@ def symbol_surfaces(tokenizer: Any, text: str) -> list[str]:
                              f"{longer!r}, which does not extend {joined!r}")
         pieces.append(longer[len(joined):])
         joined = longer
-    return _resolve_unknown(symbols, pieces, text)
+    return pieces
 
 
 def _resolve_unknown(symbols: list[str], pieces: list[str], text: str) -> list[str]:
