@@ -44,14 +44,14 @@ JOB_MODULES = ("capx.run.main", "capx.experiment")
 #: phases of a job: (label, function name, file names it may live in); nested ones are indented
 PHASES = [
     ("open the store", "open_store", ("preflight.py",)),
-    ("  client and schema check", "make_client", ("store.py", "tracking.py")),
+    ("  client and schema check", "make_client", ("store.py", "tracking.py", "store_setup.py")),
     ("prepare: data, tokenizer, model", "prepare", ("build.py",)),
     ("  solve the parameter budget", "hidden_for_budget", ("budget.py",)),
     ("create the run", "open_recorder", ("recorder.py",)),
     ("log the config and data", "log_start", ("recorder.py",)),
     ("train (the epochs)", "train", ("solver.py",)),
     ("  per-epoch tracking writes", "on_epoch_end", ("recorder.py",)),
-    ("    of which log_table", "log_table", ("store.py", "tracking.py")),
+    ("    of which log_table", "log_table", ("store.py", "tracking.py", "tracker.py")),
     ("final evaluation", "evaluate_at_end", ("training.py", "job.py")),
     ("  beam comparison", "beam_scores", ("scoring.py", "evaluation.py")),
     ("  shuffled-image control", "shuffled_image_likelihood", ("scoring.py", "evaluation.py")),
