@@ -9,8 +9,10 @@ import numpy as np
 from capx.decoding import decode, default_max_length
 from capx.metrics.caption_scores import caption_scores_per_image
 from capx.metrics.cost import mean_length_tokens, peak_memory, per_second, timed
-from capx.metrics.failure_modes import invented_word_counts, no_end_rate, unk_rate
-from capx.metrics.frequency_bins import frequency_bins
+from capx.metrics.failure_modes import (
+    invented_word_counts, invented_word_kinds, no_end_rate, unk_rate,
+)
+from capx.metrics.frequency_bins import frequency_bin_columns, frequency_bins
 from capx.metrics.likelihood import Likelihood, caption_likelihood
 from capx.metrics.text import canonical_words, vocabulary
 from capx.tokenizers.base import END_ID
@@ -37,7 +39,7 @@ def evaluate(model: Any, tokenizer: Any, split: Any, train_texts: Iterable[str] 
              batch_size: int = 500, java_metrics: bool | str = "auto",
              measure_memory: bool = False, speller: Any = None,
              word_counts: Mapping[str, int] | None = None, rare_max: int = 4,
-             **decoder_options: Any) -> Evaluation:
+             real_words: set[str] | None = None, **decoder_options: Any) -> Evaluation:
     """Decode one caption per image of ``split`` (a CaptionSplit) and score it.
 
     ``train_texts``: the training captions, or a set of known words already made from them with
@@ -48,7 +50,9 @@ def evaluate(model: Any, tokenizer: Any, split: Any, train_texts: Iterable[str] 
     :class:`~capx.metrics.spelling.CharNgramSpeller` for the open-vocabulary likelihood (without
     it ``bits_per_char`` is the closed one). ``word_counts``: training word counts, for bits/char
     by word frequency (``bpc_unseen``, ``bpc_rare`` with counts 1..``rare_max``,
-    ``bpc_frequent``, ...; see :mod:`~capx.metrics.frequency_bins`).
+    ``bpc_frequent``, ...; see :mod:`~capx.metrics.frequency_bins`). ``real_words``: a word
+    list held out from training; invented words are then split into real words and non-words
+    (``invented_real_word_rate``, ``invented_non_word_rate``).
 
     Metric names: ``bleu1``..``bleu4``, ``cider`` (``meteor``/``spice`` with Java), the
     likelihood of the references (``nll_per_caption``, ``bits_per_char`` and their ``_closed``
@@ -60,7 +64,9 @@ def evaluate(model: Any, tokenizer: Any, split: Any, train_texts: Iterable[str] 
     has several): ``nll_open``, ``nll_closed`` (nats), ``chars``, ``references``; ``cider``,
     ``bleu1``..``bleu4`` and the corpus-BLEU counts of
     :func:`~capx.metrics.caption_scores.caption_scores_per_image` (NaN for images without
-    references); ``no_end`` (0/1), ``invented_words``, ``words`` of the decoded caption. The
+    references); ``no_end`` (0/1), ``invented_words``, ``words`` of the decoded caption
+    (with ``real_words``: ``invented_real_words``, ``invented_non_words``); with
+    ``word_counts``: ``nll_<bin>`` and ``chars_<bin>`` for the frequency bins. The
     corpus metrics are aggregates of them: ``bits_per_char = sum(nll_open) / ln 2 /
     sum(chars)``, ``cider`` = the mean of ``cider`` over images with references.
     """
@@ -82,12 +88,19 @@ def evaluate(model: Any, tokenizer: Any, split: Any, train_texts: Iterable[str] 
     metrics.update(likelihood.summary())
     if word_counts is not None:
         metrics.update(frequency_bins(likelihood, tokenizer, word_counts, rare_max))
+        per_image.update(_per_image_sums(
+            frequency_bin_columns(likelihood, tokenizer, word_counts, rare_max), split))
     notes.extend(_likelihood_notes(likelihood, speller))
 
     invented, words = invented_word_counts(captions, known)
     per_image.update(_likelihood_per_image(likelihood, split))
     per_image.update({"no_end": (~(ids == END_ID).any(axis=1)).astype(np.int64),
                       "invented_words": invented, "words": words})
+    if real_words is not None:
+        real, non = invented_word_kinds(captions, known, real_words)
+        per_image.update({"invented_real_words": real, "invented_non_words": non})
+        metrics["invented_real_word_rate"] = float(real.sum() / words.sum()) if words.sum() else 0.0
+        metrics["invented_non_word_rate"] = float(non.sum() / words.sum()) if words.sum() else 0.0
     n = len(captions)
     metrics.update({
         "invented_word_rate": float(invented.sum() / words.sum()) if words.sum() else 0.0,
@@ -114,6 +127,12 @@ def _likelihood_per_image(likelihood: Likelihood, split: Any) -> dict[str, np.nd
     return {"nll_open": per_image(likelihood.nll), "nll_closed": per_image(likelihood.nll_closed),
             "chars": per_image(likelihood.chars).astype(np.int64),
             "references": per_image(None).astype(np.int64)}
+
+
+def _per_image_sums(columns: Mapping[str, np.ndarray], split: Any) -> dict[str, np.ndarray]:
+    """Per-caption columns summed per image row of ``split``."""
+    return {name: np.bincount(split.image_idxs, weights=values, minlength=split.num_images)
+            for name, values in columns.items()}
 
 
 def _likelihood_notes(likelihood: Likelihood, speller: Any) -> list[str]:

@@ -37,6 +37,25 @@ def invented_word_counts(captions: Sequence[str], known_words: set[str]
     return invented, words
 
 
+def invented_word_kinds(captions: Sequence[str], known_words: set[str], real_words: set[str]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Per caption: (invented words that are real words, invented words that are not).
+
+    An invented word (not in ``known_words``, not ``<UNK>``) is *real* when ``real_words`` (a
+    word list held out from training, e.g. :func:`capx.metrics.word_list.load_word_list`)
+    has it, else a non-word."""
+    real = np.zeros(len(captions), dtype=np.int64)
+    non = np.zeros(len(captions), dtype=np.int64)
+    for i, caption in enumerate(captions):
+        for word in canonical_words(caption):
+            if word not in known_words and word != UNK:
+                if word in real_words:
+                    real[i] += 1
+                else:
+                    non[i] += 1
+    return real, non
+
+
 def invented_words(captions: Iterable[str], known_words: set[str]) -> list[str]:
     """The distinct invented words, most frequent first (for reports)."""
     counts: dict[str, int] = {}

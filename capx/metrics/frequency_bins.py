@@ -22,7 +22,7 @@ tokenizers); what text each symbol stands for is read by
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -38,26 +38,15 @@ def frequency_bins(likelihood: Likelihood, tokenizer: Any, word_counts: Mapping[
     per caption, from a :class:`~capx.metrics.likelihood.Likelihood` and the training word
     counts (e.g. a Counter of :func:`~capx.metrics.text.canonical_words` of the train captions).
     """
-    if likelihood.symbol_nll is None or likelihood.texts is None:
-        raise ValueError("this Likelihood has no per-symbol NLL: make it with "
-                         "capx.metrics.caption_likelihood")
     nll, chars = dict.fromkeys(BINS, 0.0), dict.fromkeys(BINS, 0)
-    end_nll, offset = 0.0, 0
-    for text, count in zip(likelihood.texts, likelihood.tokens.tolist()):
-        costs = likelihood.symbol_nll[offset:offset + count]
-        offset += count
-        text = tokenizer.normalize(text)
-        words = text.split(" ") if text else []
-        bins = [_bin(word_counts.get(w, 0), rare_max) for w in words]
-        for i, (word, b) in enumerate(zip(words, bins)):
-            chars[b] += char_count(word) + (i < len(words) - 1)
-        surfaces = symbol_surfaces(tokenizer, text)
-        if len(surfaces) != count - 1:
-            raise RuntimeError(f"{len(surfaces)} symbols in {text!r} but {count - 1} were "
-                               "scored: was the Likelihood made with this tokenizer?")
-        for word_index, cost in zip(surface_words(surfaces), costs[:-1].tolist()):
-            nll[bins[word_index]] += cost
-        end_nll += float(costs[-1])
+    end_nll = 0.0
+    for caption_chars, costs, end_cost in _word_costs(likelihood, tokenizer, word_counts,
+                                                      rare_max):
+        for b, count in caption_chars.items():
+            chars[b] += count
+        for b, cost in costs:
+            nll[b] += cost
+        end_nll += end_cost
     out: dict[str, float] = {}
     for b in BINS:
         out[f"bpc_{b}"] = nll[b] / math.log(2) / chars[b] if chars[b] else math.nan
@@ -65,6 +54,49 @@ def frequency_bins(likelihood: Likelihood, tokenizer: Any, word_counts: Mapping[
     n = len(likelihood.texts)
     out["end_bits_per_caption"] = end_nll / math.log(2) / n if n else math.nan
     return out
+
+
+def frequency_bin_columns(likelihood: Likelihood, tokenizer: Any,
+                          word_counts: Mapping[str, int], rare_max: int = 4
+                          ) -> dict[str, np.ndarray]:
+    """Per caption: ``nll_<bin>`` (nats) and ``chars_<bin>`` for each bin, so that per-image
+    sums give intervals over images and runs (``bpc_<bin>`` = sum of nll / ln 2 / sum of chars,
+    the same as :func:`frequency_bins` up to summation order)."""
+    n = len(likelihood.texts or [])
+    columns = {f"{kind}_{b}": np.zeros(n) for b in BINS for kind in ("nll", "chars")}
+    for i, (caption_chars, costs, _) in enumerate(
+            _word_costs(likelihood, tokenizer, word_counts, rare_max)):
+        for b, count in caption_chars.items():
+            columns[f"chars_{b}"][i] = count
+        for b, cost in costs:
+            columns[f"nll_{b}"][i] += cost
+    return columns
+
+
+def _word_costs(likelihood: Likelihood, tokenizer: Any, word_counts: Mapping[str, int],
+                rare_max: int) -> Iterator[tuple[dict[str, int], list[tuple[str, float]], float]]:
+    """For each caption: its characters per bin, (bin, NLL) of each scored symbol but
+    ``<END>``, and the NLL of ``<END>``."""
+    if likelihood.symbol_nll is None or likelihood.texts is None:
+        raise ValueError("this Likelihood has no per-symbol NLL: make it with "
+                         "capx.metrics.caption_likelihood")
+    offset = 0
+    for text, count in zip(likelihood.texts, likelihood.tokens.tolist()):
+        costs = likelihood.symbol_nll[offset:offset + count]
+        offset += count
+        text = tokenizer.normalize(text)
+        words = text.split(" ") if text else []
+        bins = [_bin(word_counts.get(w, 0), rare_max) for w in words]
+        chars = dict.fromkeys(BINS, 0)
+        for i, (word, b) in enumerate(zip(words, bins)):
+            chars[b] += char_count(word) + (i < len(words) - 1)
+        surfaces = symbol_surfaces(tokenizer, text)
+        if len(surfaces) != count - 1:
+            raise RuntimeError(f"{len(surfaces)} symbols in {text!r} but {count - 1} were "
+                               "scored: was the Likelihood made with this tokenizer?")
+        symbol_bins = [(bins[word_index], cost) for word_index, cost
+                       in zip(surface_words(surfaces), costs[:-1].tolist())]
+        yield chars, symbol_bins, float(costs[-1])
 
 
 def bits_per_char_by_frequency(model: Any, tokenizer: Any, features: np.ndarray,

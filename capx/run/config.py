@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
@@ -63,6 +64,8 @@ def validate(cfg: DictConfig | dict, from_file: str | None = None) -> dict[str, 
     if isinstance(plain.get("model"), dict):
         plain["model"].setdefault("dropout", 0.0)  # configs saved before these existed
         plain["model"].setdefault("image_features", "real")
+    if isinstance(plain.get("evaluation"), dict):
+        plain["evaluation"].setdefault("real_words_file", None)
     problems: list[str] = []
     _check_keys("", plain, TOP_LEVEL_KEYS, problems)
     _check_fields("", plain, TopLevelConfig, problems)
@@ -214,6 +217,9 @@ RANGE_RULES: list[RangeRule] = [
     ("evaluation.num_samples", lambda v: v >= 0, "must be an integer >= 0"),
     ("evaluation.max_eval_images", lambda v: v is None or v >= 1, "must be >= 1 or null (all)"),
     ("evaluation.compare_beam", lambda v: v is None or v >= 1, "must be >= 1 or null (off)"),
+    ("evaluation.real_words_file", lambda v: v is None or Path(v).expanduser().is_file(),
+     "must be an existing file (a COCO caption json or a text file of words; relative to the "
+     "folder run.py is started from) or null (off)"),
     ("evaluation.java_metrics", lambda v: v in ("auto", True, False),
      "must be auto, true or false"),
     ("decoding.beam_width", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),

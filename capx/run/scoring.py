@@ -30,6 +30,7 @@ from capx.datasets.base import CaptionSplit
 from capx.decoding import decode, default_max_length
 from capx.metrics import (caption_likelihood, caption_scores, canonical_words, evaluate,
                           invented_words, no_end_rate, peak_memory)
+from capx.metrics.word_list import load_word_list
 from capx.tokenizers.base import NULL_ID, UNK_ID
 
 TEST_PREFIX = names.TEST
@@ -113,10 +114,16 @@ def final_evaluation(model: Any, tokenizer: Any, split: CaptionSplit, train_text
     name, options = decoder_settings(plain)
     batch_size = settings.get("val_batch_size", 500)
     word_counts = Counter(w for text in train_texts for w in canonical_words(text))
+    real_words = (load_word_list(settings["real_words_file"])
+                  if settings.get("real_words_file") else None)
     result = evaluate(model, tokenizer, split, set(word_counts), name, batch_size=batch_size,
                       java_metrics=settings.get("java_metrics", False),
                       measure_memory=bool(settings.get("measure_memory", True)),
-                      speller=speller, word_counts=word_counts, **options)
+                      speller=speller, word_counts=word_counts, real_words=real_words,
+                      **options)
+    if real_words is not None:
+        result.notes.extend(invented_word_examples(result.captions, set(word_counts),
+                                                   real_words))
     metrics = {f"{TEST_PREFIX}{key}": value for key, value in result.items()}
     metrics[f"{TEST_PREFIX}images"] = float(split.num_images)
     metrics[f"{TEST_PREFIX}references"] = float(len(split.captions))
@@ -128,6 +135,18 @@ def final_evaluation(model: Any, tokenizer: Any, split: CaptionSplit, train_text
     if beam_width and not (name == "beam" and options.get("beam_width") == beam_width):
         metrics.update(beam_scores(model, tokenizer, split, int(beam_width), batch_size))
     return metrics, result
+
+
+def invented_word_examples(captions: list[str], known_words: set[str], real_words: set[str],
+                           limit: int = 50) -> list[str]:
+    """Two sentences listing the invented words (most frequent first) that are real words
+    (in the held-out word list) and that are not."""
+    invented = invented_words(captions, known_words)
+    real = [w for w in invented if w in real_words]
+    non = [w for w in invented if w not in real_words]
+    return [f"invented words that are real words ({len(real)} distinct): "
+            + (" ".join(real[:limit]) or "none"),
+            f"invented non-words ({len(non)} distinct): " + (" ".join(non[:limit]) or "none")]
 
 
 def derangement(count: int, seed: int) -> np.ndarray:

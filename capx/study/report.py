@@ -50,6 +50,8 @@ DETAILS = [  # (title, metric in test/..., decimals, scale): means over runs
     ("image gain bits/char", f"{T}image_gain_bits_per_char", 3, 1),
     ("no `<END>` %", f"{T}no_end_rate", 1, 100),
     ("invented words %", f"{T}invented_word_rate", 1, 100),
+    ("invented real words %", f"{T}invented_real_word_rate", 1, 100),
+    ("invented non-words %", f"{T}invented_non_word_rate", 1, 100),
     ("`<UNK>` out %", f"{T}unk_rate_output", 1, 100),
     ("beam CIDEr-D", f"{T}beam_cider", 3, 1),
 ]
@@ -145,12 +147,23 @@ def details_table(rows: Sequence[Row]) -> str:
 
 
 def frequency_table(rows: Sequence[Row]) -> str:
+    """Bits/char per frequency bin, pooled over a row's test images with a t interval over its
+    runs (the mean over runs, no interval, for runs exported without per-image bins)."""
     header = ["setting"] + [f"bits/char, {name} words" for name, _ in FREQUENCY_BINS]
     lines = [_md_row(header), _md_row(["---"] * len(header))]
     for row in rows:
-        cells = [row.label] + [_number(row.mean(metric), 3) for _, metric in FREQUENCY_BINS]
+        cells = [row.label] + [format_interval(*row_interval(row, metric.removeprefix(T)), 3)
+                               for _, metric in FREQUENCY_BINS]
         lines.append(_md_row(cells))
     return "\n".join(lines)
+
+
+def frequency_gap_table(rows: Sequence[Row]) -> str:
+    """Each tokenizer minus the word model on unseen / rare / frequent words, paired by fold
+    and seed (Holm over this table's comparisons); empty without per-image bins."""
+    gaps = [c for c in preregistered(rows, [m.removeprefix(T) for _, m in FREQUENCY_BINS])
+            if c.preregistered]
+    return comparisons_table(gaps) if gaps else ""
 
 
 def comparisons_table(comparisons: Sequence[Any]) -> str:
@@ -256,7 +269,8 @@ def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str]) -> 
                   image_table(tested), "",
                   "## Cost, selection and failure modes", "", details_table(tested), "",
                   "## Bits/char by how often the reference word occurs in training", "",
-                  frequency_table(tested), ""]
+                  "unseen: not in the fold's training captions; rare: 1-4 times; frequent: "
+                  "more.", "", frequency_table(tested), "", frequency_gap_table(tested), ""]
     parts += ["## Dev (selection) scores", "", dev_table(rows), ""]
     if figures:
         parts += ["## Figures", ""] + [f"![{name}]({name})" for name in figures] + [""]

@@ -139,6 +139,11 @@ PER_IMAGE_METRICS: dict[str, Callable[[dict[str, np.ndarray]], float]] = {
     "cider": lambda c: float(np.nanmean(c["cider"])),
     "bleu4": lambda c: _corpus_bleu4(c),
 }
+#: bits/char on reference words unseen / rare / frequent in training (capx.metrics.frequency_bins)
+FREQUENCY_BINS = ("unseen", "rare", "frequent")
+for _bin in FREQUENCY_BINS:
+    PER_IMAGE_METRICS[f"bpc_{_bin}"] = (
+        lambda c, b=_bin: _safe_ratio(c[f"nll_{b}"].sum(), c[f"chars_{b}"].sum()) / LN2)
 
 
 #: metric -> the same metric as a :class:`capx.study.statistics.Statistic` of per-image columns
@@ -149,6 +154,9 @@ PER_IMAGE_STATISTICS: dict[str, Callable[[dict[str, np.ndarray]], statistics.Sta
     "cider": lambda c: statistics.ratio(c["cider"]),  # images without references: NaN, left out
     "bleu4": lambda c: bleu_statistic(c),
 }
+for _bin in FREQUENCY_BINS:
+    PER_IMAGE_STATISTICS[f"bpc_{_bin}"] = (
+        lambda c, b=_bin: statistics.ratio(c[f"nll_{b}"], c[f"chars_{b}"], 1 / LN2))
 
 
 METRIC_BOUNDS = {"bits_per_char": (0.0, None), "bits_per_char_closed": (0.0, None),
@@ -156,6 +164,13 @@ METRIC_BOUNDS = {"bits_per_char": (0.0, None), "bits_per_char_closed": (0.0, Non
 REQUIRED_COLUMNS = {"bits_per_char": {"nll_open", "chars"},
                     "bits_per_char_closed": {"nll_closed", "chars"}, "cider": {"cider"},
                     "bleu4": {"bleu_hyp_len", "bleu_ref_len", "bleu_correct_4", "bleu_guess_4"}}
+for _bin in FREQUENCY_BINS:
+    METRIC_BOUNDS[f"bpc_{_bin}"] = (0.0, None)
+    REQUIRED_COLUMNS[f"bpc_{_bin}"] = {f"nll_{_bin}", f"chars_{_bin}"}
+
+
+def _safe_ratio(num: float, den: float) -> float:
+    return float(num / den) if den else float("nan")
 
 
 def _corpus_bleu4(columns: dict[str, np.ndarray]) -> float:
@@ -232,8 +247,9 @@ def compare(a: Row, b: Row, metric: str, n_boot: int = 2000, seed: int = 0) -> C
     for record in a.records:
         other = b_by_key.get(a.pair_key(record))
         left, right = per_image(record), per_image(other) if other else None
-        if left is None or right is None:
-            continue
+        needed = REQUIRED_COLUMNS.get(metric, set())
+        if left is None or right is None or not (needed <= set(left) and needed <= set(right)):
+            continue  # not scored per image (or exported before this metric was)
         same_images = (record["per_image"].get("image_id") == other["per_image"].get("image_id")
                        and len(left["chars"]) == len(right["chars"]))
         if not same_images:

@@ -257,6 +257,41 @@ class TestPerImage:
         for key in ("bpc_unseen", "bpc_rare", "bpc_frequent", "chars_unseen"):
             assert key in result
         assert result["chars_unseen"] == len("zebra ") + len("cats ") + len("quokka ")
+        for b in ("unseen", "rare", "frequent"):  # per image, the bins add up to the corpus's
+            assert per[f"chars_{b}"].sum() == result[f"chars_{b}"]
+            assert per[f"nll_{b}"].sum() / math.log(2) / per[f"chars_{b}"].sum() == (
+                pytest.approx(result[f"bpc_{b}"], rel=1e-12))
+        end = result["end_bits_per_caption"] * len(refs) * math.log(2)
+        bins_nll = sum(per[f"nll_{b}"].sum() for b in ("unseen", "rare", "frequent"))
+        assert bins_nll + end == pytest.approx(per["nll_open"].sum(), rel=1e-12)
+        assert sum(per[f"chars_{b}"] for b in ("unseen", "rare", "frequent")).tolist() == (
+            per["chars"].tolist())
+
+    def test_invented_words_split_into_real_words_and_non_words(self, speller, monkeypatch):
+        import sys
+
+        from capx.datasets.base import CaptionSplit
+        from capx.metrics import evaluate
+        from capx.metrics.failure_modes import invented_word_kinds
+
+        real, non = invented_word_kinds(["a zebra runs", "a qqq <UNK> zebra", "a dog"],
+                                        {"a", "runs", "dog"}, {"zebra", "a"})
+        assert real.tolist() == [1, 1, 0] and non.tolist() == [0, 1, 0]
+
+        tok = CharTokenizer(max_length=30).fit(TRAIN)
+        split = CaptionSplit(np.zeros((2, 1)), ["a dog", "a cat"], np.array([0, 1]))
+        ids = tok.encode(["a boat on a dat", "a dog on a mat"])[:, 1:]  # what "decoding" gives
+        monkeypatch.setattr(sys.modules["capx.metrics.evaluate"], "decode",
+                            lambda *args, **kwargs: ids)
+        result = evaluate(uniform(tok.vocab_size), tok, split, TRAIN, java_metrics=False,
+                          speller=speller, real_words={"boat", "zebra"})
+        assert result.captions == ["a boat on a dat", "a dog on a mat"]
+        per = result.per_image
+        assert per["invented_real_words"].tolist() == [1, 0]  # boat
+        assert per["invented_non_words"].tolist() == [1, 0]  # dat
+        assert result["invented_real_word_rate"] == pytest.approx(1 / 10)
+        assert result["invented_non_word_rate"] == pytest.approx(1 / 10)
+        assert result["invented_word_rate"] == pytest.approx(2 / 10)
 
     def test_caption_scores_per_image_match_pycocoevalcap(self):
         from pycocoevalcap.bleu.bleu import Bleu

@@ -110,6 +110,8 @@ def test_misspelled_key_is_named_with_allowed_keys(defaults, override, key, allo
     ("model.dropout=1.0", "model.dropout", "[0, 1)"),
     ("model.dropout=-0.2", "model.dropout", "[0, 1)"),
     ("model.image_features=zeros", "model.image_features", "real, constant"),
+    ("evaluation.real_words_file=no/such/words.json", "evaluation.real_words_file",
+     "must be an existing file"),
     ("solver.update_rule=adamw", "solver.update_rule", "adam, rmsprop, sgd, sgd_momentum"),
     ("model.hidden_dim=big", "model.hidden_dim", "expected an integer"),
     ("progress=sometimes", "progress", "auto, true, false"),

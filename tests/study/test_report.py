@@ -183,3 +183,28 @@ def test_image_information_is_blank_without_a_blind_run():
     rows = make_rows([record("char", f) for f in range(2)])
     (control,) = image_controls(rows)
     assert control.information is None and math.isnan(control.reliance[0])
+
+
+def test_frequency_bins_get_intervals_and_paired_gaps_to_the_word_model():
+    """Per-image bins: pooled bits/char with a t interval, and char - word per bin, paired."""
+    from capx.study.report import frequency_gap_table, frequency_table
+
+    records = [record(t, f) for t in ("char", "word") for f in range(3)]
+    for r in records:
+        shift = 1.0 if r["labels"]["tokenizer"] == "char" else 0.0
+        per = r["per_image"]
+        per["nll_unseen"] = [2.0 + shift + 0.1 * int(r["labels"]["fold"])] * 4
+        per["chars_unseen"] = [2.0] * 4
+        for b in ("rare", "frequent"):
+            per[f"nll_{b}"], per[f"chars_{b}"] = [1.0] * 4, [4.0] * 4
+    rows = make_rows(records)
+    char = [r for r in rows if r.tokenizer == "char"][0]
+    estimate, low, high = row_interval(char, "bpc_unseen")
+    assert estimate == pytest.approx((3.0 + 0.1) / 2 / math.log(2))
+    assert low < estimate < high
+    assert f"{estimate:.3f} [" in frequency_table(rows)
+    gap = frequency_gap_table(rows)
+    assert f"| {1 / 2 / math.log(2):.3f} [{1 / 2 / math.log(2):.3f}," in gap
+    assert "bpc_unseen" in gap and "bpc_frequent" in gap
+    old = make_rows([record(t, f) for t in ("char", "word") for f in range(2)])
+    assert frequency_gap_table(old) == ""  # exported before the bins were per image
