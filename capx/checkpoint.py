@@ -10,6 +10,7 @@ so loading works with ``allow_pickle=False``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ import numpy as np
 import yaml
 
 from capx.checkpoint_checks import state_problems
+from capx.checkpoint_entries import (
+    RNG_LIMIT, TEXT_LIMIT, EntryError, EntryReader, referenced, shape_list,
+)
 from capx.atomic_files import atomic_savez
 
 FORMAT = "capx-checkpoint"
@@ -114,30 +118,27 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], tokenizer: d
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`. A damaged or hand-made file is a
-    :class:`CheckpointError` naming the file and what is wrong (unreadable entries, non-float
-    or non-finite weights, optimiser or RNG state that does not fit, see
-    :mod:`capx.checkpoint_checks`), raised here, before anything is trained or recorded."""
+    :class:`CheckpointError` naming the file and what is wrong (unreadable entries, entries
+    larger or shaped otherwise than its header says, non-float or non-finite weights, optimiser
+    or RNG state that does not fit, see :mod:`capx.checkpoint_entries` and
+    :mod:`capx.checkpoint_checks`), raised here, before anything is trained or recorded. Only
+    the entries the header names are read, each after its size and shape are checked."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}  # reads (and CRC-checks) every entry
+        with zipfile.ZipFile(path) as archive:
+            header, tokenizer, config_yaml, arrays = _read_entries(path, EntryReader(archive))
+    except EntryError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}: not a checkpoint capx wrote; use "
+                              f"another checkpoint (e.g. best.npz) or start without resume"
+                              ) from exc
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError(
             f"checkpoint {path} is truncated or not a capx checkpoint ({type(exc).__name__}: "
             f"{exc}); use another checkpoint (e.g. best.npz) or start without resume") from exc
-    for key in ("header_json", "tokenizer_json", "config_yaml", "loss_history"):
-        if key not in arrays:
-            raise CheckpointError(f"checkpoint {path} has no {key!r} entry: not a capx checkpoint")
-    header = _parsed(path, arrays, "header_json", json.loads)
-    if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {path} has format {header.get('format')!r} version "
-            f"{header.get('format_version')!r}; this capx reads {FORMAT!r} version {FORMAT_VERSION}")
-    tokenizer = _parsed(path, arrays, "tokenizer_json", json.loads)
-    config_yaml = str(arrays["config_yaml"])
-    _parsed(path, arrays, "config_yaml", lambda text: yaml.safe_load(text) or {})
     state = _decoded_state(path, header, arrays)
     problems = state_problems(state, header["param_shapes"], arrays["loss_history"])
     if problems:
@@ -147,6 +148,47 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     state["loss_history"] = arrays["loss_history"].tolist()
     return Checkpoint(state=state, tokenizer=tokenizer, config_yaml=config_yaml,
                       meta=header.get("meta") or {}, path=path)
+
+
+def _read_entries(path: Path, reader: EntryReader
+                  ) -> tuple[dict[str, Any], dict[str, Any], str, dict[str, np.ndarray]]:
+    """The header, tokenizer, config text and the arrays the header names, each checked."""
+    for key in ("header_json", "tokenizer_json", "config_yaml", "loss_history"):
+        if key not in reader:
+            raise CheckpointError(f"checkpoint {path} has no {key!r} entry: not a capx checkpoint")
+    texts = {key: reader.read(key, TEXT_LIMIT, shape=(), kinds="U")
+             for key in ("header_json", "tokenizer_json", "config_yaml")}
+    header = _parsed(path, texts, "header_json", json.loads)
+    if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format {header.get('format')!r} version "
+            f"{header.get('format_version')!r}; this capx reads {FORMAT!r} version {FORMAT_VERSION}")
+    tokenizer = _parsed(path, texts, "tokenizer_json", json.loads)
+    config_yaml = str(texts["config_yaml"])
+    _parsed(path, texts, "config_yaml", lambda text: yaml.safe_load(text) or {})
+    shapes = header.get("param_shapes")
+    if not isinstance(shapes, dict) or not all(shape_list(s) is not None
+                                               for s in shapes.values()):
+        raise CheckpointError(f"checkpoint {path}: its header's param_shapes are not a mapping "
+                              f"of shapes: not a checkpoint capx wrote")
+    arrays: dict[str, np.ndarray] = {}
+    total = 0  # bytes of every parameter at float64: the most one optimiser array can hold
+    for name, shape in shapes.items():
+        key, most = f"params/{name}", math.prod(shape) * 8
+        total += most
+        if key not in reader:
+            raise CheckpointError(f"checkpoint {path} lacks parameter {name!r}")
+        arrays[key] = reader.read(key, most)  # its shape and dtype: checkpoint_checks
+    for key in referenced(header.get("optim_configs"), _ARRAY_REF):
+        if key in reader:  # a missing one is named when the state is decoded
+            arrays[key] = reader.read(key, max(total, 64))  # per parameter, or all (flat)
+    for key in referenced(header.get("rng_state"), _ARRAY_REF):
+        if key in reader:
+            arrays[key] = reader.read(key, RNG_LIMIT)
+    iteration = header.get("iteration")
+    steps = iteration if isinstance(iteration, int) and iteration >= 0 else 0
+    arrays["loss_history"] = reader.read("loss_history", max((steps + 1) * 8, RNG_LIMIT))
+    return header, tokenizer, config_yaml, arrays
 
 
 def _parsed(path: Path, arrays: dict[str, np.ndarray], key: str, parse: Any) -> dict[str, Any]:

@@ -123,6 +123,19 @@ def read_float32(dset: h5py.Dataset) -> np.ndarray:
     return out
 
 
+def check_finite_rows(features: np.ndarray, path: str | os.PathLike, key: str = "features"
+                      ) -> np.ndarray:
+    """``features``, once every value is finite; a NaN or inf is a :class:`DataError` naming
+    the file and the rows (so it is not found later as a diverging training)."""
+    bad = np.flatnonzero(~np.isfinite(features).all(axis=tuple(range(1, features.ndim))))
+    if bad.size:
+        shown = ", ".join(str(r) for r in bad[:10]) + (", ..." if bad.size > 10 else "")
+        raise DataError(f"{Path(path).resolve()} key {key!r}: {bad.size} of {len(features)} "
+                        f"feature rows hold NaN or inf (rows {shown}); recompute the features "
+                        f"of those images or drop them")
+    return features
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = require_file(path)
     try:
@@ -175,7 +188,8 @@ def load_coco_data(
                 f"PCA features (use pca_features=True), or {HOW_TO_GET_DATA}"
             )
         with open_h5(path) as h5:
-            data[f"{split}_features"] = read_float32(h5_dataset(h5, "features"))
+            data[f"{split}_features"] = check_finite_rows(
+                read_float32(h5_dataset(h5, "features")), path)
 
     vocab_path = base / VOCAB_FILE
     vocab = read_json(vocab_path)

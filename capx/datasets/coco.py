@@ -18,6 +18,7 @@ import numpy as np
 
 from capx.data import (
     DataError,
+    check_finite_rows,
     default_coco_dir,
     h5_dataset,
     load_coco_data,
@@ -213,6 +214,7 @@ def _read_id_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path.resolve()} key 'features': expected a float array with one row per image id "
             f"({ids.shape[0]}, D), got shape {features.shape} {features.dtype}"
         )
+    check_finite_rows(features, path)
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         raise DataError(f"{path.resolve()} key 'image_ids': repeated ids "

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from capx.data import DataError, read_json, require_dir, require_file
+from capx.data import DataError, check_finite_rows, read_json, require_dir, require_file
 from capx.datasets.base import CaptionData, CaptionSplit
 from capx.datasets.coco import DataWarning, _read_annotations, choose_images, take_images
 from capx.registry import DATASETS
@@ -99,6 +99,7 @@ def image_folder(
             failures = encode_into(settings.encoder, pending, out, settings.transform,
                                    batch_size, bar)
     names, features = read_features(path)
+    check_finite_rows(features, path)
     row_of_name = {name: row for row, name in enumerate(names)}
     unreadable = {item.name for item, _ in failures}
     _warn(json_path, "are listed with captions but have no file in " + str(folder), missing)
