@@ -32,6 +32,12 @@ def default_max_length(tokenizer: Any) -> int:
     return int(tokenizer.max_length) + 1
 
 
+def decoder_settings(plain: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The decoder's name and options from a (validated or saved) config's ``decoding`` section."""
+    section = dict(plain.get("decoding") or {"name": "greedy"})
+    return str(section.pop("name")), section
+
+
 def decode(model: Any, features: np.ndarray, max_length: int, decoder: str = "greedy",
            batch_size: int | None = 500, **options: Any) -> np.ndarray:
     """Run the decoder registered as ``decoder`` over ``features`` in batches of images.

@@ -22,8 +22,11 @@ from typing import Any, Iterable
 import numpy as np
 import yaml
 
+from capx.captioner import CaptioningRNN
 from capx.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-
+from capx.decoding import decode, decoder_settings, default_max_length
+from capx.registry import load_plugins, require_plugins
+from capx.tokenizers import Tokenizer
 
 #: how to enable a checkpoint's plugins from Python
 ENABLE_IN_PYTHON = ("pass them: Captioner.from_checkpoint(path, plugins=[{quoted}]) (or import "
@@ -47,11 +50,6 @@ class Captioner:
         says it needs must be among them or already imported, else a
         :class:`capx.registry.PluginNotEnabledError` names them (``how`` says how to enable).
         """
-        from capx.captioner import CaptioningRNN
-        from capx.run.scoring import decoder_settings
-        from capx.registry import load_plugins, require_plugins
-        from capx.tokenizers import Tokenizer
-
         checkpoint = path if isinstance(path, Checkpoint) else load_checkpoint(path)
         config = yaml.safe_load(checkpoint.config_yaml) or {}
         load_plugins(list(plugins))
@@ -77,8 +75,6 @@ class Captioner:
     def caption(self, features: Any, decoder: str | None = None, **options: Any) -> list[str]:
         """One caption per row of ``features`` (N x feature_dim), with the run's decoder unless
         another is named (its options then replace the run's)."""
-        from capx.decoding import decode, default_max_length
-
         features = np.asarray(features, dtype=self.model.dtype)
         if features.ndim == 1:
             features = features[None, :]

@@ -19,7 +19,7 @@ import numpy as np
 
 from capx.data import DataError
 from capx.datasets.base import CaptionData, CaptionSplit
-from capx.datasets.coco import _read_annotations, choose_images
+from capx.datasets.coco import choose_images, read_annotations
 from capx.registry import DATASETS
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -43,7 +43,7 @@ def excluded_image_ids(files: Sequence[str | os.PathLike]) -> set[int]:
         if not path.is_file():
             raise DataError(f"blind dataset: exclude_files entry {str(path)!r} does not exist; "
                             f"fix the path or set exclude_files: [] to keep every image")
-        captions_of, url_of = _read_annotations(path)
+        captions_of, url_of = read_annotations(path)
         ids.update(captions_of)
         ids.update(url_of)
     return ids
@@ -78,7 +78,7 @@ def blind(
     if not path.is_file():
         raise DataError(f"blind dataset: captions file {str(path)!r} does not exist; set "
                         f"dataset.captions_file (or ${CAPTIONS_ENV}) to a COCO caption json")
-    captions_of, _ = _read_annotations(path)
+    captions_of, _ = read_annotations(path)
     if exclude_files is None:
         exclude_files = [name for name in DEFAULT_EXCLUDE if Path(name).is_file()]
     excluded = excluded_image_ids(list(exclude_files))

@@ -234,7 +234,7 @@ def _json_split(
     info: dict[str, Any],
 ) -> CaptionSplit:
     """One split: captioned images with features, sorted by id, captions in annotation order."""
-    captions_of, url_of = _read_annotations(json_path)
+    captions_of, url_of = read_annotations(json_path)
     without_captions = sorted(set(url_of) - set(captions_of))
     without_features = sorted(set(captions_of) - set(row_of_id))
     usable = np.asarray(sorted(set(captions_of) & set(row_of_id)), dtype=np.int64)
@@ -266,7 +266,7 @@ def _json_split(
     )
 
 
-def _read_annotations(path: Path) -> tuple[dict[int, list[str]], dict[int, str]]:
+def read_annotations(path: Path) -> tuple[dict[int, list[str]], dict[int, str]]:
     """Captions per image id (annotation-id order, whitespace stripped), and listed images' urls."""
     content = read_json(path)
     for key in ("images", "annotations"):

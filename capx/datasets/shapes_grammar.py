@@ -14,7 +14,7 @@ import random
 from typing import Sequence
 
 from capx.datasets.shapes_scene import (  # noqa: F401  (the canonical tables: re-exported)
-    COLOUR_WEIGHTS, SHAPE_WEIGHTS, Scene, Shape, WeightedChoice, _choices,
+    COLOUR_WEIGHTS, SHAPE_WEIGHTS, Scene, Shape, WeightedChoice, weighted_choices,
 )
 
 # --- How captions name them -----------------------------------------------------------------
@@ -109,11 +109,11 @@ _CORNER = {"in the {v} {h} corner": 40, "at the {v} {h}": 25, "in the {vpart} {h
 _ROW_WORDS = {0: ("top", "upper"), 2: ("bottom", "lower")}
 _COL_WORDS = {0: "left", 2: "right"}
 
-SHAPE_NOUN_CHOICE = _choices(SHAPE_NOUNS)
-COLOUR_WORD_CHOICE = _choices(COLOUR_WORDS)
-SIZE_WORD_CHOICE = _choices(SIZE_WORDS)
-RELATION_CHOICE = _choices(RELATION_WORDS)
-TONE_CHOICE = _choices(BACKGROUND_TONES)
+SHAPE_NOUN_CHOICE = weighted_choices(SHAPE_NOUNS)
+COLOUR_WORD_CHOICE = weighted_choices(COLOUR_WORDS)
+SIZE_WORD_CHOICE = weighted_choices(SIZE_WORDS)
+RELATION_CHOICE = weighted_choices(RELATION_WORDS)
+TONE_CHOICE = weighted_choices(BACKGROUND_TONES)
 GENERIC_NOUN = WeightedChoice(GENERIC_NOUNS)
 GENERIC_PLURAL = WeightedChoice(GENERIC_PLURALS)
 IMAGE_NOUN = WeightedChoice(IMAGE_NOUNS)

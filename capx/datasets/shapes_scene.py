@@ -34,7 +34,8 @@ class WeightedChoice:
         return self.values[bisect.bisect_right(self.cumulative, rng.random() * self.cumulative[-1])]
 
 
-def _choices(tables: Mapping[str, Mapping[str, float]]) -> dict[str, WeightedChoice]:
+def weighted_choices(tables: Mapping[str, Mapping[str, float]]) -> dict[str, WeightedChoice]:
+    """One :class:`WeightedChoice` per table of ``{option: weight}``, under the table's key."""
     return {key: WeightedChoice(table) for key, table in tables.items()}
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from capx.datasets.coco import coco_json
+
 SEED, IN_DIM, OUT_DIM = 0, 1280, 512
 
 
@@ -37,8 +39,6 @@ def project(features: np.ndarray, centre: np.ndarray | None) -> np.ndarray:
 
 def coco_mini_centre(base_dir: str | os.PathLike) -> np.ndarray:
     """The mean of coco-mini's projected train rows (images of ``captions_train.json``)."""
-    from capx.datasets.coco import coco_json
-
     data = coco_json(base_dir=Path(base_dir), train_file="captions_train.json",
                      val_file="captions_val.json", features_file="features_effl0.h5")
     return project(data.train.features, None).mean(axis=0)

@@ -14,6 +14,7 @@ neither the weights package nor coco-mini::
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -25,6 +26,9 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from capx.encoders.weights import converted_weights
+from capx.images.features_file import feature_settings
+from capx.inference import Captioner
 from capx.tracking.logged_model import (ENABLE_FOR_MODEL, MODEL_CONFIG, PARAMS, decoder_choice,
                                         plugins_to_enable)
 
@@ -56,11 +60,6 @@ class ImageCaptionModel(mlflow.pyfunc.PythonModel):
     """Captions encoded images with the checkpoint and encoder weights logged beside it."""
 
     def load_context(self, context: Any) -> None:
-        import json
-
-        from capx.images.features_file import feature_settings
-        from capx.inference import Captioner
-
         artifacts = context.artifacts
         self.captioner = Captioner.from_checkpoint(artifacts["checkpoint"],
                                                    plugins_to_enable(context), ENABLE_FOR_MODEL)
@@ -97,11 +96,6 @@ def save_image_model(checkpoint_path: str | os.PathLike, settings: Any,
                      path: str | os.PathLike) -> None:
     """Write a pyfunc folder at ``path`` from a checkpoint and the
     :class:`~capx.images.features_file.FeatureSettings` that made its training features."""
-    import json
-
-
-    from capx.encoders.weights import converted_weights
-
     encoder_name = settings.attributes["encoder"]
     weights = converted_weights(settings.encoder.weights_source, encoder_name)
     with tempfile.TemporaryDirectory(prefix="capx-image-model-") as tmp:

@@ -23,6 +23,13 @@ from typing import Any
 import numpy as np
 import yaml
 
+from capx.checkpoint import CheckpointError, load_checkpoint
+from capx.encoders.preprocess import ImageReadError, open_image
+from capx.images.features_file import feature_settings, list_images
+from capx.inference import Captioner
+from capx.tracking.locations import tracking_uri
+from capx.tracking.store_setup import make_client
+
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 BEST_CHECKPOINT = "checkpoints/best.npz"
 LAST_CHECKPOINT = "checkpoints/last.npz"
@@ -52,16 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_run_checkpoint(target: str, store_uri: str | None, download_dir: Path) -> Any:
     """The checkpoint at path ``target``, or the best (else last) one of MLflow run ``target``."""
-    from capx.checkpoint import CheckpointError, load_checkpoint
-
     path = Path(target).expanduser()
     if path.is_file():
         return load_checkpoint(path)
     if not RUN_ID.match(target):
         raise CheckpointError(f"--run {target!r} is neither a checkpoint file (looked at "
                               f"{path.resolve()}) nor an MLflow run id (32 hex digits)")
-    from capx.tracking.locations import tracking_uri
-    from capx.tracking.store_setup import make_client
 
     uri = tracking_uri(store_uri, Path.cwd())
     client = make_client(uri)
@@ -78,8 +81,6 @@ def load_run_checkpoint(target: str, store_uri: str | None, download_dir: Path) 
 def features_for(config: dict[str, Any], feature_dim: int, weights: str | None,
                  centre_from: str | None) -> Any:
     """The :class:`~capx.images.features_file.FeatureSettings` that made the model's training features."""
-    from capx.images.features_file import feature_settings
-
     dataset = dict(config.get("dataset") or {})
     if dataset.get("name") == "image_folder":
         settings = feature_settings(dataset.get("encoder", "efficientnet_lite0"),
@@ -125,11 +126,6 @@ def write_html(path: Path, rows: list[tuple[Path, str]]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from capx.checkpoint import CheckpointError
-    from capx.encoders.preprocess import ImageReadError, open_image
-    from capx.images.features_file import list_images
-    from capx.inference import Captioner
-
     if not args.images and not args.save_model:
         print("capx caption: name images to caption (or --save-model DIR)", file=sys.stderr)
         return 2
@@ -147,6 +143,7 @@ def main(args: argparse.Namespace) -> int:
             settings = features_for(config, captioner.feature_dim, args.weights,
                                     args.centre_from)
             if args.save_model:
+                # deferred on purpose: it imports MLflow (seconds), needed only with --save-model
                 from capx.images.bytes_model import save_image_model
 
                 save_image_model(checkpoint.path, settings, args.save_model)

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from capx.images.features_file import FeatureFile, encode_into, feature_settings, list_images
+from capx.registry import load_plugins
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +36,6 @@ def main(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print(f"capx features: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
         return 2
-    from capx.registry import load_plugins
 
     try:
         load_plugins(args.plugins)

@@ -18,6 +18,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from capx.datasets.coco import image_id_from_url
+from capx.encoders.preprocess import ImageReadError, open_image
+from capx.encoders.projection import OUT_DIM, coco_mini_centre, project
+from capx.registry import ENCODERS
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LAYOUT_VERSION = 1
 
@@ -69,8 +74,6 @@ def _add(items: dict[str, ImageItem], item: ImageItem, unique_names: bool) -> No
 
 def image_id_for(name: str) -> int:
     """The COCO id a file name ends with, else 60 bits of the MD5 of the name (stable)."""
-    from capx.datasets.coco import image_id_from_url
-
     coco_id = image_id_from_url(name)
     if coco_id is not None:
         return coco_id
@@ -171,8 +174,6 @@ def encode_into(encoder: Any, items: Iterable[ImageItem], out: FeatureFile,
                 batch_size: int = 16, progress: Any = None) -> list[tuple[ImageItem, str]]:
     """Encode the ``items`` not yet in ``out``, batch by batch; returns the unreadable ones with
     their error (they are skipped, the rest go on). ``progress`` is a tqdm-like bar or None."""
-    from capx.encoders.preprocess import ImageReadError, open_image
-
     done = set(out.names)
     failures: list[tuple[ImageItem, str]] = []
     names: list[str] = []
@@ -220,13 +221,10 @@ def feature_settings(encoder: str = "efficientnet_lite0", weights: str | None = 
                      centre: np.ndarray | None = None) -> FeatureSettings:
     """The named encoder, optionally followed by coco-mini's 512-d projection centred on its
     train mean: ``centre`` itself, or computed from ``centre_from`` (the coco-mini folder)."""
-    from capx.registry import ENCODERS
-
     model = ENCODERS.get(encoder)(weights=weights)
     if not project_512:
         return FeatureSettings(model, None, model.feature_dim, np.float16,
                                {"encoder": encoder, "projection": "none"})
-    from capx.encoders.projection import OUT_DIM, coco_mini_centre, project
 
     if centre is None and centre_from is None:
         raise ValueError("the 512-d projection is centred on coco-mini's train mean: name the "

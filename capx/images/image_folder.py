@@ -21,7 +21,11 @@ import numpy as np
 
 from capx.data import DataError, check_finite_rows, read_json, require_dir, require_file
 from capx.datasets.base import CaptionData, CaptionSplit
-from capx.datasets.coco import DataWarning, _read_annotations, choose_images, take_images
+from capx.datasets.coco import DataWarning, choose_images, read_annotations, take_images
+from capx.encoders.preprocess import ImageReadError, centre_crop, open_image, resize_shorter_side
+from capx.images.features_file import (
+    FeatureFile, ImageItem, encode_into, feature_settings, read_features,
+)
 from capx.registry import DATASETS
 
 DEFAULT_CAPTIONS_FILE = "captions.json"
@@ -69,8 +73,6 @@ def image_folder(
     """
     from tqdm import tqdm
 
-    from capx.images.features_file import (FeatureFile, ImageItem, encode_into, feature_settings,
-                                     read_features)
 
     if image_dir is None:
         raise DataError("dataset image_folder needs dataset.image_dir: the folder of images")
@@ -80,7 +82,7 @@ def image_folder(
     json_path = require_file(folder / captions_file, how_to_fix=(
         "set dataset.captions_file to a COCO caption json (images with id and file_name, "
         "annotations with image_id and caption)"))
-    captions_of, _ = _read_annotations(json_path)
+    captions_of, _ = read_annotations(json_path)
     file_of = _file_names(json_path)
 
     items, missing = {}, []
@@ -155,9 +157,6 @@ def image_folder_pictures(image_ids: Any, *, image_dir: str | os.PathLike | None
                           **_options: Any) -> np.ndarray:
     """The pictures of images by id as uint8 (n, size, size, 3) thumbnails (centre crops), to
     show beside sample captions; an image that cannot be read is grey."""
-    from capx.encoders.preprocess import ImageReadError, centre_crop, open_image, \
-        resize_shorter_side
-
     folder = Path(image_dir) if image_dir is not None else Path(".")
     file_of = _file_names(folder / captions_file)
     ids = np.asarray(image_ids, dtype=np.int64).ravel()

@@ -11,7 +11,7 @@
 """
 
 from capx.metrics.caption_scores import (
-    bleu_statistic, caption_scores, caption_scores_per_image, corpus_bleu,
+    caption_scores, caption_scores_per_image, corpus_bleu,
 )
 from capx.metrics.cost import mean_length_tokens, parameter_counts, peak_memory, per_second, timed
 from capx.metrics.evaluate import Evaluation, evaluate
@@ -28,7 +28,6 @@ from capx.metrics.text import canonical_text, canonical_words, char_count, vocab
 
 __all__ = [
     "CharNgramSpeller", "Evaluation", "Likelihood", "bits_per_char", "bits_per_char_by_frequency",
-    "bleu_statistic",
     "canonical_text", "canonical_words", "caption_likelihood", "caption_nll", "caption_scores",
     "caption_scores_per_image", "char_count", "corpus_bleu", "evaluate", "frequency_bins",
     "invented_word_counts", "invented_word_rate", "invented_words",

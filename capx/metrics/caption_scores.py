@@ -23,7 +23,6 @@ from typing import Sequence
 import numpy as np
 
 from capx.metrics.text import canonical_text
-from capx.study.statistics import Statistic
 
 BLEU_ORDER = 4
 TINY, SMALL = 1e-15, 1e-9  # pycocoevalcap's guards against 0/0
@@ -120,14 +119,6 @@ def corpus_bleu(totals: dict[str, np.ndarray], n: int = BLEU_ORDER) -> np.ndarra
     brevity = np.where(ratio < 1, 1 - 1 / ratio, 0.0)
     return np.exp(log_precision + brevity)
 
-
-def bleu_statistic(per_image: dict[str, np.ndarray], n: int = BLEU_ORDER) -> Statistic:
-    """Corpus BLEU-n as a :class:`capx.study.statistics.Statistic` of the per-image counts, for
-    :func:`capx.study.statistics.paired_bootstrap` (images without references are NaN: left out)."""
-    columns = np.stack([np.asarray(per_image[c], dtype=np.float64) for c in BLEU_COUNT_COLUMNS],
-                       axis=1)
-    return Statistic(columns, lambda totals: corpus_bleu(
-        {c: totals[..., i] for i, c in enumerate(BLEU_COUNT_COLUMNS)}, n))
 
 
 

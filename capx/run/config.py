@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from capx.datasets.image_control import IMAGE_FEATURES
 from capx.datasets.splits import SCHEMES as SPLIT_SCHEMES
+from capx.errors import ConfigError
 from capx.registry import (
     CELLS, DATASETS, DECODERS, TOKENIZERS, UPDATE_RULES, load_plugins, require_plugins,
 )
@@ -29,10 +30,6 @@ from capx.run.schemas import (  # noqa: F401 - the schemas are part of this modu
     FIXED_GROUPS, PLUGIN_GROUPS, CheckpointConfig, EvaluationConfig, ModelConfig, SolverConfig,
     SplitConfig, TopLevelConfig, TrackingConfig,
 )
-
-
-class ConfigError(ValueError):
-    """The config is invalid; the message lists every problem found."""
 
 
 # A config saved before ``split`` existed was trained on the dataset's own train/val split.

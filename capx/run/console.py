@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from capx.decoding import decoder_settings
 from capx.run.build import Parts
 from capx.run.callbacks import RunState
 from capx.run.context import JobContext
 from capx.run.recorder import Recorder
-from capx.run.scoring import decoder_settings
 from capx.tracking import names
 
 log = logging.getLogger(__name__)

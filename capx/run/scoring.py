@@ -27,7 +27,7 @@ import numpy as np
 
 from capx.tracking import names
 from capx.datasets.base import CaptionSplit
-from capx.decoding import decode, default_max_length
+from capx.decoding import decode, decoder_settings, default_max_length
 from capx.metrics import (caption_likelihood, caption_scores, canonical_words, evaluate,
                           invented_words, no_end_rate, peak_memory)
 from capx.metrics.word_list import load_word_list
@@ -89,12 +89,6 @@ def train_step_peak_memory_mb(model: Any, solver_data: dict[str, Any], batch_siz
     features = solver_data["train_features"][solver_data["train_image_idxs"][:batch_size]]
     _, peak = peak_memory(model.loss, features, captions)
     return peak / 2**20
-
-
-def decoder_settings(plain: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The decoder's name and options from the validated config's ``decoding`` section."""
-    section = dict(plain.get("decoding") or {"name": "greedy"})
-    return str(section.pop("name")), section
 
 
 def final_evaluation(model: Any, tokenizer: Any, split: CaptionSplit, train_texts: list[str],

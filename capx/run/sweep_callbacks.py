@@ -1,8 +1,8 @@
 """Hydra callbacks of a multirun sweep, in the launching process.
 
 :class:`SweepCallback` opens the sweep's MLflow parent run before the jobs start and closes it
-after them; :class:`ReportCallback` writes the sweep's report when it ends. ``conf/config.yaml``
-lists the first, the study presets the second (``hydra.callbacks.<name>._target_``).
+after them (``conf/config.yaml`` lists it: ``hydra.callbacks.<name>._target_``). A sweep's
+report is ``capx report --parent <its parent run id>``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from capx.tracking.locations import tracking_uri
 from capx.tracking.retries import retry
 from capx.tracking.searches import child_runs
 from capx.tracking.store_setup import experiment_id, make_client
-from capx.tracking.sweep_parent import PARENT_ID_FILE, Sweep, sweep_parent_run
+from capx.tracking.sweep_parent import Sweep, sweep_parent_run
 
 log = logging.getLogger(__name__)
 
@@ -114,28 +114,6 @@ class SweepCallback(HydraCallback):
             log.info("no job of this sweep made a run: every job was skipped as already "
                      "FINISHED (tracking.skip_finished), or none started")
         tag_best_trial(client, parent, children, config)
-        retry(lambda: client.set_terminated(parent, status=status),
-                       "closing the sweep run")
+        retry(lambda: client.set_terminated(parent, status=status), "closing the sweep run")
         log.info("MLflow sweep run %s: %d job(s), %s", parent, len(children), status)
         return status
-
-
-class ReportCallback(HydraCallback):
-    """When a sweep ends, report it into ``<sweep dir>/report`` and log the report to the
-    sweep's parent run (what ``capx report --parent ...`` would do)."""
-
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        from capx.study.report import make_report  # deferred: only a study preset's sweep reports
-
-        try:
-            sweep_dir = resolve_sweep_dir(config)
-            id_file = sweep_dir / PARENT_ID_FILE
-            if not config.tracking.enabled or not id_file.is_file():
-                return
-            uri = tracking_uri(config.tracking.get("uri"), config.hydra.runtime.cwd)
-            text, _ = make_report(sweep_dir / names.REPORT, uri,
-                                  parent=id_file.read_text().strip())
-            print(text)
-            log.info("report written to %s", sweep_dir / names.REPORT)
-        except Exception as exc:  # noqa: BLE001 - a finished sweep must not fail over its report
-            log.warning("could not write the sweep's report: %s", exc)

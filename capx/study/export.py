@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from capx.tracking import names
-
+from capx.tracking.liveness import reap_store
 from capx.tracking.locations import tracking_uri
+from capx.tracking.preflight import existing_store
 from capx.tracking.searches import complete_and_incomplete, left_out_lines, search_runs
 from capx.tracking.store_setup import make_client
 
@@ -141,9 +142,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from capx.tracking.liveness import reap_store
-    from capx.tracking.preflight import existing_store
-
     uri = tracking_uri(args.tracking_uri, Path.cwd())
     missing = existing_store(uri)
     if missing:

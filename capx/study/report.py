@@ -20,16 +20,18 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from capx.tracking import names
-
-from capx.tracking.locations import tracking_uri
-from capx.tracking.searches import child_runs
-from capx.tracking.store_setup import make_client
-from capx.tracking.tracker import Tracker
 from capx.study.controls import image_controls
 from capx.study.export import (ExportError, complete_runs, finished_runs, read_records,
                                run_to_record)
-from capx.study.tables import (Row, format_interval, make_rows, preregistered, row_interval)
+from capx.study.plots import FIGURES
+from capx.study.tables import Row, format_interval, make_rows, preregistered, row_interval
+from capx.tracking import names
+from capx.tracking.liveness import reap_store
+from capx.tracking.locations import tracking_uri
+from capx.tracking.preflight import existing_store
+from capx.tracking.searches import child_runs
+from capx.tracking.store_setup import make_client
+from capx.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -294,8 +296,6 @@ def make_report(out_dir: Path, uri: str | None = None, experiment: str | None = 
                 parent: str | None = None, source: str | Path | None = None
                 ) -> tuple[str, list[Path]]:
     """Write the report; returns its Markdown and the files written (logged to ``parent``)."""
-    from capx.study.plots import FIGURES
-
     records, where = load_records(uri, experiment, parent, source)
     rows = make_rows(records)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -331,9 +331,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from capx.tracking.liveness import reap_store
-    from capx.tracking.preflight import existing_store
-
     uri = tracking_uri(args.tracking_uri, Path.cwd())
     missing = None if args.source else existing_store(uri)
     if missing:

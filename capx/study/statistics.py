@@ -32,10 +32,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from capx.metrics.caption_scores import BLEU_COUNT_COLUMNS, BLEU_ORDER, corpus_bleu
 from capx.study.student_t import holm, t_quantile, t_test_p
 
-__all__ = ["Bootstrap", "Columns", "Interval", "Statistic", "as_statistic", "holm", "mean_ci",
-           "paired_bootstrap", "paired_bootstrap_runs", "paired_two_level_interval", "ratio",
+__all__ = ["Bootstrap", "Columns", "Interval", "Statistic", "as_statistic", "bleu_statistic",
+           "holm", "mean_ci", "paired_bootstrap", "paired_bootstrap_runs", "paired_two_level_interval", "ratio",
            "resample_counts", "t_quantile", "t_test_p"]
 
 MAX_DRAWS_PER_CHUNK = 2_000_000  # bootstrap samples are drawn in chunks of about this many picks
@@ -77,6 +78,16 @@ def ratio(num: Any, den: Any = None, scale: float = 1.0) -> Statistic:
 def as_statistic(metric: Any) -> Statistic:
     """A :class:`Statistic` as is; a 1-D array of per-image values as their mean."""
     return metric if isinstance(metric, Statistic) else ratio(metric)
+
+
+def bleu_statistic(per_image: dict[str, np.ndarray], n: int = BLEU_ORDER) -> Statistic:
+    """Corpus BLEU-n (:func:`capx.metrics.caption_scores.corpus_bleu`) as a :class:`Statistic`
+    of the per-image counts, for :func:`paired_bootstrap` (images without references are NaN:
+    left out)."""
+    columns = np.stack([np.asarray(per_image[c], dtype=np.float64) for c in BLEU_COUNT_COLUMNS],
+                       axis=1)
+    return Statistic(columns, lambda totals: corpus_bleu(
+        {c: totals[..., i] for i, c in enumerate(BLEU_COUNT_COLUMNS)}, n))
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from capx.metrics.caption_scores import bleu_statistic
+from capx.metrics.caption_scores import BLEU_COUNT_COLUMNS, corpus_bleu
+from capx.study import statistics
 from capx.tracking import names
 
 #: params that vary between the runs of one row, or say nothing about the model
-
-from capx.study import statistics
 NOT_SETTINGS = ("seed", "split.fold", "resume", "progress", "plugins", "tracking.",
                 "memory_limit_gb", "checkpoint.", "evaluation.num_samples", "evaluation.measure_memory",
                 "dataset.base_dir", "dataset.captions_file", "dataset.exclude_files")
@@ -152,7 +151,7 @@ PER_IMAGE_STATISTICS: dict[str, Callable[[dict[str, np.ndarray]], statistics.Sta
     "bits_per_char": lambda c: statistics.ratio(c["nll_open"], c["chars"], 1 / LN2),
     "bits_per_char_closed": lambda c: statistics.ratio(c["nll_closed"], c["chars"], 1 / LN2),
     "cider": lambda c: statistics.ratio(c["cider"]),  # images without references: NaN, left out
-    "bleu4": lambda c: bleu_statistic(c),
+    "bleu4": lambda c: statistics.bleu_statistic(c),
 }
 for _bin in FREQUENCY_BINS:
     PER_IMAGE_STATISTICS[f"bpc_{_bin}"] = (
@@ -175,8 +174,6 @@ def _safe_ratio(num: float, den: float) -> float:
 
 def _corpus_bleu4(columns: dict[str, np.ndarray]) -> float:
     """Corpus BLEU-4 (pycocoevalcap's) from the summed per-image n-gram counts."""
-    from capx.metrics.caption_scores import BLEU_COUNT_COLUMNS, corpus_bleu
-
     keep = np.isfinite(columns["bleu_hyp_len"])
     return float(corpus_bleu({c: np.nansum(columns[c][keep]) for c in BLEU_COUNT_COLUMNS}))
 

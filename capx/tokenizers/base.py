@@ -24,10 +24,11 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from capx.registry import TOKENIZERS
 from capx.tokenizers.layout import (
     END, END_ID, NULL, NULL_ID, SPECIAL_TOKENS, START, START_ID, UNK, UNK_ID, pack_rows, read_rows,
 )
-from capx.tokenizers.vocabulary import NotFittedError, VocabularyMixin, _check_text
+from capx.tokenizers.vocabulary import NotFittedError, VocabularyMixin, check_text
 
 __all__ = [
     "END", "END_ID", "NULL", "NULL_ID", "SPECIAL_TOKENS", "START", "START_ID", "UNK", "UNK_ID",
@@ -63,11 +64,11 @@ class Tokenizer(VocabularyMixin):
 
     def __init__(self, *, max_length: int | None = None, min_count: int = 1,
                  max_vocab: int | None = None) -> None:
-        self.max_length = _check_int("max_length", self.default_max_length
-                                     if max_length is None else max_length, minimum=1)
-        self.min_count = _check_int("min_count", min_count, minimum=1)
+        self.max_length = check_int("max_length", self.default_max_length
+                                    if max_length is None else max_length, minimum=1)
+        self.min_count = check_int("min_count", min_count, minimum=1)
         self.max_vocab = (None if max_vocab is None
-                          else _check_int("max_vocab", max_vocab, minimum=len(SPECIAL_TOKENS)))
+                          else check_int("max_vocab", max_vocab, minimum=len(SPECIAL_TOKENS)))
         self._idx_to_word: list[str] | None = None
         self._word_to_idx: dict[str, int] | None = None
         self.last_truncated_fraction: float = 0.0
@@ -101,7 +102,7 @@ class Tokenizer(VocabularyMixin):
             raise TypeError("encode() takes a list of caption strings; "
                             "wrap one caption in a list")
         self._require_fitted()
-        texts = [_check_text(text) for text in texts]
+        texts = [check_text(text) for text in texts]
         flat_ids, lengths = self._symbol_ids(texts)
         return self._pack(flat_ids, lengths)
 
@@ -172,8 +173,6 @@ def tokenizer_from_dict(cls: type[Tokenizer], d: dict[str, Any]) -> Tokenizer:
                          "Tokenizer.to_dict()")
     target = cls
     if not cls.name:
-        from capx.registry import TOKENIZERS  # late import: the registry imports this package
-
         target = TOKENIZERS.get(d["name"])
     elif d["name"] != cls.name:
         raise ValueError(f"tokenizer dict is for {d['name']!r}, not {cls.name!r}; "
@@ -209,7 +208,8 @@ def clean_text(text: str, lowercase: bool = True, strip_punct: bool = True) -> s
     return " ".join(text.split())
 
 
-def _check_int(option: str, value: Any, *, minimum: int) -> int:
+def check_int(option: str, value: Any, *, minimum: int) -> int:
+    """``value`` as an int if it is an integer >= ``minimum``; else a ValueError naming ``option``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"tokenizer option {option!r} must be an integer >= {minimum}, "
                          f"got {value!r}")

@@ -16,12 +16,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from capx.registry import TOKENIZERS
-from capx.tokenizers.base import (
-    SPECIAL_TOKENS, Tokenizer, _check_int, _check_text, clean_text,
-)
+from capx.tokenizers.base import SPECIAL_TOKENS, Tokenizer, check_int, check_text, clean_text
 from capx.tokenizers.spm_model import (  # noqa: F401  (SPACE_MARK: the word-start mark)
-    SPACE_MARK, _piece_surface, _to_sentencepiece, decode_model, encode_model, keep_characters,
-    load_processor, lookup_tables, model_pieces, train_model,
+    SPACE_MARK, decode_model, encode_model, keep_characters, load_processor, lookup_tables,
+    model_pieces, piece_surface, to_sentencepiece, train_model,
 )
 
 logger = logging.getLogger(__name__)
@@ -76,7 +74,7 @@ class BPETokenizer(Tokenizer):
         if punctuation not in PUNCTUATION_MODES:
             raise ValueError(f"bpe tokenizer option 'punctuation' must be one of "
                              f"{list(PUNCTUATION_MODES)}, got {punctuation!r}")
-        self.target_vocab_size = _check_int("vocab_size", vocab_size, minimum=2)
+        self.target_vocab_size = check_int("vocab_size", vocab_size, minimum=2)
         self.lowercase = lowercase
         self.punctuation = punctuation
         super().__init__(max_length=max_length, min_count=min_count, max_vocab=max_vocab)
@@ -106,16 +104,16 @@ class BPETokenizer(Tokenizer):
 
     def tokenize(self, text: str) -> list[str]:
         idx_to_word = self.idx_to_word
-        ids = self._sp.encode(_to_sentencepiece(self.normalize(text)))
+        ids = self._sp.encode(to_sentencepiece(self.normalize(text)))
         return [idx_to_word[i] for i in self._id_table[ids].tolist()] if ids else []
 
     def join(self, symbols: Sequence[str]) -> str:
         surface = self._surface
-        text = "".join([surface[s] if s in surface else _piece_surface(s) for s in symbols])
+        text = "".join([surface[s] if s in surface else piece_surface(s) for s in symbols])
         return text[1:] if text.startswith(" ") else text  # the word-start mark of the first word
 
     def _symbol_ids(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        id_lists = self._sp.encode([_to_sentencepiece(self.normalize(t)) for t in texts])
+        id_lists = self._sp.encode([to_sentencepiece(self.normalize(t)) for t in texts])
         lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
         flat = np.fromiter(chain.from_iterable(id_lists), dtype=np.int64,
                            count=int(lengths.sum()))
@@ -126,7 +124,7 @@ class BPETokenizer(Tokenizer):
         """Learn the pieces from the training captions with sentencepiece; returns ``self``."""
         if isinstance(train_texts, str):
             raise TypeError("fit() takes a list of caption strings, not one string")
-        sentences = [_to_sentencepiece(self.normalize(_check_text(t))) for t in train_texts]
+        sentences = [to_sentencepiece(self.normalize(check_text(t))) for t in train_texts]
         sentences, counts, kept = keep_characters(sentences, self.min_count, self.num_pieces)
         if not any(s.strip() for s in sentences):
             raise ValueError(f"the bpe tokenizer has nothing to learn from: the training text "

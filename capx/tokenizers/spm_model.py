@@ -5,7 +5,7 @@
 serialised; :func:`load_processor` checks and loads one, :func:`model_pieces` lists its pieces
 that are capx symbols (:func:`lookup_tables`: how ids and text map to them), and
 :func:`encode_model` / :func:`decode_model` carry it in the tokenizer's JSON state (base64).
-Text reaches sentencepiece through :func:`_to_sentencepiece`.
+Text reaches sentencepiece through :func:`to_sentencepiece`.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def lookup_tables(sp: Any) -> tuple[np.ndarray, dict[str, str]]:
     surface = {UNK: UNK}
     for capx_id, (sp_id, piece) in enumerate(model_pieces(sp), start=len(SPECIAL_TOKENS)):
         table[sp_id] = capx_id
-        surface[piece] = _piece_surface(piece)
+        surface[piece] = piece_surface(piece)
     return table, surface
 
 
@@ -123,7 +123,7 @@ def decode_model(state: dict[str, Any]) -> bytes:
             from error
 
 
-def _to_sentencepiece(text: str) -> str:
+def to_sentencepiece(text: str) -> str:
     """Normalised text as sentencepiece must read it (unchanged for ASCII text, the usual case)."""
     if text.isascii():
         return text.replace("\x00", _NEVER_SEEN) if "\x00" in text else text
@@ -137,6 +137,6 @@ def _translate_outside_unk(text: str, table: dict[int, str]) -> str:
     return "".join(p if i % 2 else p.translate(table) for i, p in enumerate(split_unk(text)))
 
 
-def _piece_surface(piece: str) -> str:
+def piece_surface(piece: str) -> str:
     """The text a piece stands for: ``▁`` marks a space; the escaped mark is a literal ``▁``."""
     return piece.replace(SPACE_MARK, " ").replace(_MARK_ESCAPE, SPACE_MARK)

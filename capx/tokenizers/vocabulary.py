@@ -31,7 +31,7 @@ class VocabularyMixin:
             raise TypeError("fit() takes a list of caption strings, not one string")
         counts: Counter[str] = Counter()
         for text in train_texts:
-            counts.update(self.tokenize(_check_text(text)))
+            counts.update(self.tokenize(check_text(text)))
         for special in SPECIAL_TOKENS:
             counts.pop(special, None)
         ranked = sorted((s for s, c in counts.items() if c >= self.min_count),
@@ -81,7 +81,8 @@ class VocabularyMixin:
         return self._idx_to_word, self._word_to_idx
 
 
-def _check_text(text: Any) -> str:
+def check_text(text: Any) -> str:
+    """``text`` if it is a string; else a TypeError naming what was given."""
     if not isinstance(text, str):
         raise TypeError(f"captions must be strings, got {type(text).__name__}: {text!r:.80}")
     return text

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from capx.errors import ConfigError
+from capx.tracking.liveness import reap_dead_runs
 from capx.tracking.locations import local_artifact_root, tracking_uri
 from capx.tracking.retries import describe_failure
 from capx.tracking.store_setup import StoreError, experiment_id, make_client
-from capx.run.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,6 @@ def open_store(settings: dict[str, Any], base_dir: str | os.PathLike) -> Store |
         raise TrackingError(f"tracking.uri={uri!r}: MLflow could not open the store "
                             f"({describe_failure(exc)}); check the URI, or run with "
                             f"tracking.enabled=false") from exc
-    from capx.tracking.liveness import reap_dead_runs
 
     try:
         reap_dead_runs(client, [exp_id])

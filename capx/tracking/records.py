@@ -15,8 +15,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+import capx
 from capx.tracking import names
-
 from capx.tracking.locations import git_commit
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,6 @@ def evaluation_table(result: Any, split: Any) -> dict[str, list[Any]]:
 def source_tags(launch_folder: Path) -> dict[str, str]:
     """``mlflow.source.git.commit``: the commit of the capx code that ran (its own checkout);
     the folder the run was launched from, and its commit when that is another repository."""
-    import capx
-
     code = Path(capx.__file__).resolve().parent
     tags = {LAUNCH_FOLDER: str(launch_folder)}
     own = git_commit(code)

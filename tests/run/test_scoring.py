@@ -10,7 +10,8 @@ from hydra import compose, initialize_config_dir
 
 from capx.run.config import ConfigError, validate
 from capx.datasets.base import CaptionSplit
-from capx.run.scoring import (data_statistics, decoder_settings, evenly_spread_rows, first_images,
+from capx.decoding import decoder_settings
+from capx.run.scoring import (data_statistics, evenly_spread_rows, first_images,
                              timing_summary)
 from capx.run.main import JobContext, run
 

@@ -1,5 +1,5 @@
-"""``capx report``: rows, intervals, comparisons and plots from export records; the sweep
-callback and plain ``capx report`` on a real (tiny) sweep."""
+"""``capx report``: rows, intervals, comparisons and plots from export records; a sweep's report
+(logged to its parent run) and plain ``capx report`` on a real (tiny) sweep."""
 
 from __future__ import annotations
 
@@ -110,8 +110,7 @@ def sweep(tmp_path_factory) -> tuple[Path, str, str]:
     done = subprocess.run(
         [sys.executable, str(REPO / "run.py"), "-m", "experiment=smoke", "progress=false",
          "tokenizer=char,word", "tokenizer.max_length=60", "tracking.experiment_name=study",
-         "hydra.sweep.dir=sweep",
-         "+hydra.callbacks.report._target_=capx.run.sweep_callbacks.ReportCallback"],
+         "hydra.sweep.dir=sweep"],
         cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     parent = (folder / "sweep" / "mlflow_parent_run_id.txt").read_text().strip()
@@ -119,8 +118,9 @@ def sweep(tmp_path_factory) -> tuple[Path, str, str]:
 
 
 @pytest.mark.slow
-def test_sweep_callback_writes_and_logs_the_report(sweep):
+def test_a_sweep_report_is_written_and_logged_to_its_parent_run(sweep):
     folder, uri, parent = sweep
+    make_report(folder / "sweep" / "report", uri, parent=parent)
     report = folder / "sweep" / "report" / "report.md"
     assert report.is_file() and "| char lstm H=16 | 1 (1 seeds) |" in report.read_text()
     from mlflow.tracking import MlflowClient

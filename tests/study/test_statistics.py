@@ -185,7 +185,8 @@ def test_resample_counts_rows_sum_to_their_draws():
 
 
 def test_corpus_bleu_statistic_recomputes_the_corpus_value():
-    from capx.metrics.caption_scores import bleu_statistic, caption_scores_per_image
+    from capx.metrics.caption_scores import caption_scores_per_image
+    from capx.study.statistics import bleu_statistic
 
     hyps = ["a dog runs on grass", "a cat on a mat", "two dogs play", "a man"]
     refs = [["a dog runs on the grass", "a brown dog running"],
