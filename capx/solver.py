@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -57,31 +57,19 @@ class CaptioningSolver:
                  grad_clip: float | None = None, seed: int | None = None,
                  reuse_memory: bool = True,
                  diverged_loss_factor: float | None = DIVERGED_LOSS_FACTOR):
-        """``seed=None`` draws minibatches from NumPy's global RNG, as CS231n does.
-
-        Training stops with :class:`TrainingDivergedError` when the loss is not finite, when it
-        exceeds ``diverged_loss_factor`` times a uniform guess's (None: no such limit), or when
-        an update makes parameters non-finite.
-
-        ``reuse_memory`` applies :func:`capx.runtime.reuse_freed_memory` (a process-wide malloc
-        setting that makes each step reuse freed buffers instead of fresh pages; the process
-        then keeps up to 1 GB of freed heap).
-        """
+        """``seed=None`` draws minibatches from NumPy's global RNG, as CS231n does. Training
+        stops (:class:`TrainingDivergedError`) when the loss is not finite or over
+        ``diverged_loss_factor`` (None: no limit) times a uniform guess's, or an update makes
+        parameters non-finite. ``reuse_memory``: :func:`capx.runtime.reuse_freed_memory`."""
         if reuse_memory:
             reuse_freed_memory()
-        self.model = model
-        self.data = data
-        self.update_rule_name = update_rule
-        self.update_rule = UPDATE_RULES.get(update_rule)
+        self.model, self.data = model, data
+        self.update_rule_name, self.update_rule = update_rule, UPDATE_RULES.get(update_rule)
         self.optim_config = dict(optim_config or {})
-        self.lr_decay = float(lr_decay)
-        self.batch_size = int(batch_size)
-        self.num_epochs = int(num_epochs)
-        self.print_every = int(print_every)
-        self.verbose = verbose
-        self.callbacks = list(callbacks)
-        self.grad_clip = grad_clip
-        self.diverged_loss_factor = diverged_loss_factor
+        self.lr_decay, self.batch_size = float(lr_decay), int(batch_size)
+        self.num_epochs, self.print_every = int(num_epochs), int(print_every)
+        self.verbose, self.callbacks = verbose, list(callbacks)
+        self.grad_clip, self.diverged_loss_factor = grad_clip, diverged_loss_factor
         self.rng = np.random if seed is None else np.random.RandomState(seed)
         if self.batch_size <= 0 or self.num_epochs < 0:
             raise ValueError(f"CaptioningSolver: batch_size must be positive and num_epochs "
@@ -89,16 +77,15 @@ class CaptioningSolver:
         self._reset()
 
     def _reset(self) -> None:
-        self.epoch = 0
-        self.iteration = 0
+        self.epoch = self.iteration = 0
         self.loss_history: list[float] = []
         self.epoch_seconds: list[float] = []  # training time of each epoch, callbacks excluded
         self.epoch_iterations: list[int] = []  # iterations this process trained in each epoch
         self.epoch_learning_rate: float | None = None  # the rate the last epoch trained with
         self.stop_training = False
-        flat = getattr(self.model.params, "flat", None)
         # One optimiser state over the flat parameter buffer when the model has one.
-        names = ["flat"] if flat is not None else list(self.model.params)
+        names = ["flat"] if getattr(self.model.params, "flat", None) is not None else list(
+            self.model.params)
         self.optim_configs = {name: copy.deepcopy(self.optim_config) for name in names}
 
     @property
@@ -118,44 +105,24 @@ class CaptioningSolver:
         return next(iter(self.optim_configs.values())).get("learning_rate")
 
     def _step(self) -> float:
-        captions, features, _ = sample_coco_minibatch(
-            self.data, batch_size=self.batch_size, split="train", rng=self.rng
-        )
-        # Dropout masks come from the same RNG, after the batch; none drawn without dropout.
-        draw = getattr(self.model, "dropout_masks", None)
-        masks = draw(captions, self.rng) if draw is not None else None
-        extra = {} if masks is None else {"dropout": masks}
+        captions, features, _ = sample_coco_minibatch(self.data, batch_size=self.batch_size,
+                                                      split="train", rng=self.rng)
+        extra = dropout_masks(self.model, captions, self.rng)  # after the batch, same RNG
         with np.errstate(over="ignore", invalid="ignore"):  # checked below, as divergence
             loss, grads = self.model.loss(features, captions, **extra)
-        if not math.isfinite(loss):
-            raise self._diverged(f"loss {loss}")
-        factor = self.diverged_loss_factor
-        guess = uniform_guess_loss(captions, self._vocab_size()) if factor else math.inf
-        if factor and loss > factor * guess:
-            raise self._diverged(f"loss {loss:.4g}, over {factor:g} times a uniform guess's "
-                                 f"{guess:.4g}")
+        why = loss_divergence(loss, self.diverged_loss_factor, lambda: uniform_guess_loss(
+            captions, vocab_size(self.model, self.data)))
+        if why:
+            raise diverged_error(why, self.iteration + 1, self.learning_rate, self.update_rule_name)
         with np.errstate(over="ignore", invalid="ignore"):
             clip_global_norm(grads, self.grad_clip)
             apply_update(self.update_rule, self.model.params, grads, self.optim_configs)
         broken = non_finite_params(self.model.params)
         if broken:
-            raise self._diverged(f"loss {loss:.4g}, then the update made {', '.join(broken)} "
-                                 f"non-finite")
+            raise diverged_error(f"loss {loss:.4g}, then the update made {', '.join(broken)} "
+                                 f"non-finite", self.iteration + 1, self.learning_rate,
+                                 self.update_rule_name)
         return loss
-
-    def _vocab_size(self) -> int:
-        size = getattr(self.model, "vocab_size", None)
-        return int(size if size is not None else len(self.data["idx_to_word"]))
-
-    def _diverged(self, what: str) -> TrainingDivergedError:
-        rate = self.learning_rate
-        now = f", now {rate:g} with {self.update_rule_name}" if rate is not None else ""
-        # adaptive rules divide by the gradient's scale, so clipping it barely changes a step
-        clip = "" if self.update_rule_name in ADAPTIVE_RULES else (
-            " or clip gradients (solver.grad_clip)")
-        return TrainingDivergedError(
-            f"training diverged at iteration {self.iteration + 1} ({what}): lower the learning "
-            f"rate (solver.learning_rate{now}){clip}")
 
     def train(self) -> None:
         """Run (or continue, after :meth:`load_state_dict`) until ``num_epochs`` are done."""
@@ -176,36 +143,72 @@ class CaptioningSolver:
                 self.epoch_seconds.append(time.perf_counter() - epoch_started)
                 self.epoch_iterations.append(self.iteration - epoch_first)
                 self.epoch_learning_rate = self.learning_rate
-                for config in self.optim_configs.values():
-                    config["learning_rate"] = config.get("learning_rate", 1e-3) * self.lr_decay
+                decay_learning_rates(self.optim_configs, self.lr_decay)
                 for cb in self.callbacks:
                     cb.on_epoch_end(self)
                 epoch_started, epoch_first = time.perf_counter(), self.iteration
         for cb in self.callbacks:
             cb.on_train_end(self)
 
-    # -- checkpoint state -------------------------------------------------------------------
-
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training exactly: parameters, optimiser state, RNG."""
-        return {
-            "params": {k: v.copy() for k, v in self.model.params.items()},
-            "optim_configs": copy.deepcopy(self.optim_configs),
-            "rng_state": self.rng.get_state(),
-            "epoch": self.epoch,
-            "iteration": self.iteration,
-            "loss_history": list(self.loss_history),
-        }
+        return {"params": {k: v.copy() for k, v in self.model.params.items()},
+                "optim_configs": copy.deepcopy(self.optim_configs),
+                "rng_state": self.rng.get_state(), "epoch": self.epoch,
+                "iteration": self.iteration, "loss_history": list(self.loss_history)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state`` (optimiser state not saved: fresh)."""
         for name, value in state["params"].items():
             self.model.params[name] = value
         fresh = {name: copy.deepcopy(self.optim_config) for name in self.optim_configs}
-        self.optim_configs = fresh | copy.deepcopy(state["optim_configs"])  # none saved: fresh
+        self.optim_configs = fresh | copy.deepcopy(state["optim_configs"])
         self.rng.set_state(state["rng_state"])
-        self.epoch = int(state["epoch"])
-        self.iteration = int(state["iteration"])
+        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self.loss_history = list(state["loss_history"])
+
+
+def dropout_masks(model: Any, captions: np.ndarray, rng: Any) -> dict[str, Any]:
+    """``model.loss``'s dropout argument: masks drawn from the solver's RNG after the batch, by
+    the model's ``dropout_masks`` (none drawn when it has none or returns None: no dropout)."""
+    draw = getattr(model, "dropout_masks", None)
+    masks = draw(captions, rng) if draw is not None else None
+    return {} if masks is None else {"dropout": masks}
+
+
+def vocab_size(model: Any, data: dict[str, Any]) -> int:
+    """The model's vocabulary size, else the data's (its ``idx_to_word``)."""
+    size = getattr(model, "vocab_size", None)
+    return int(size if size is not None else len(data["idx_to_word"]))
+
+
+def loss_divergence(loss: float, factor: float | None,
+                    uniform_guess: Callable[[], float]) -> str | None:
+    """Why ``loss`` means training diverged (not finite, or over ``factor`` times
+    ``uniform_guess()``, asked only when ``factor`` is set), or None when it did not."""
+    if not math.isfinite(loss):
+        return f"loss {loss}"
+    guess = uniform_guess() if factor else math.inf
+    if factor and loss > factor * guess:
+        return f"loss {loss:.4g}, over {factor:g} times a uniform guess's {guess:.4g}"
+    return None
+
+
+def diverged_error(what: str, iteration: int, rate: float | None,
+                   update_rule: str) -> TrainingDivergedError:
+    """The error for training that diverged at ``iteration``, saying what to change."""
+    now = f", now {rate:g} with {update_rule}" if rate is not None else ""
+    # adaptive rules divide by the gradient's scale, so clipping it barely changes a step
+    clip = "" if update_rule in ADAPTIVE_RULES else " or clip gradients (solver.grad_clip)"
+    return TrainingDivergedError(
+        f"training diverged at iteration {iteration} ({what}): lower the learning "
+        f"rate (solver.learning_rate{now}){clip}")
+
+
+def decay_learning_rates(optim_configs: dict[str, dict[str, Any]], lr_decay: float) -> None:
+    """Multiply every optimiser state's learning rate by ``lr_decay`` (at the end of an epoch)."""
+    for config in optim_configs.values():
+        config["learning_rate"] = config.get("learning_rate", 1e-3) * lr_decay
 
 
 def uniform_guess_loss(captions: np.ndarray, vocab_size: int) -> float:
