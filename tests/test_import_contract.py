@@ -1,6 +1,8 @@
 """capx's import directions hold: the contracts in pyproject.toml's ``[tool.importlinter]`` (the
 rooms in layers, the model and data free of the framework, no cycles), checked by import-linter
-on this checkout, and shown to catch an upward import planted in a copy of the package."""
+on this checkout, and shown to catch an upward import planted in a copy of the package. A new
+module must be placed in a layer (the rooms contract is exhaustive); one placed with the model
+and data must be listed in the framework-free contract too."""
 
 from __future__ import annotations
 
@@ -13,6 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml needs tomli on 3.10")
 
 pytest.importorskip("importlinter", reason="import-linter is not installed: pip install -e '.[test]'")
 
@@ -42,3 +49,10 @@ def test_an_upward_import_breaks_the_contracts(tmp_path):
     assert done.returncode == 1
     assert "capx.layers is not allowed to import capx.tracking" in done.stdout
     assert "capx.layers -> capx.tracking.names" in done.stdout
+
+
+def test_the_framework_free_contract_lists_the_whole_bottom_layer():
+    contracts = {c["id"]: c for c in tomllib.loads((REPO / "pyproject.toml").read_text())
+                 ["tool"]["importlinter"]["contracts"]}
+    bottom = {f"capx.{name.strip()}" for name in contracts["rooms"]["layers"][-1].split(":")}
+    assert set(contracts["model-stands-alone"]["source_modules"]) == bottom
