@@ -136,13 +136,15 @@ def check_finite_rows(features: np.ndarray, path: str | os.PathLike, key: str = 
     return features
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_json(path: str | os.PathLike, how_to_fix: str = "download it again") -> Any:
+    """The JSON in ``path``; malformed JSON is a :class:`DataError` naming where, with
+    ``how_to_fix`` (a downloaded file: download it again; a user's own: fix it there)."""
     path = require_file(path)
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path.resolve()} is not valid JSON ({exc}); download it again") from exc
+        raise DataError(f"{path.resolve()} is not valid JSON ({exc}); {how_to_fix}") from exc
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:

@@ -266,9 +266,10 @@ def _json_split(
     )
 
 
-def read_annotations(path: Path) -> tuple[dict[int, list[str]], dict[int, str]]:
+def read_annotations(path: Path, how_to_fix: str = "download it again"
+                     ) -> tuple[dict[int, list[str]], dict[int, str]]:
     """Captions per image id (annotation-id order, whitespace stripped), and listed images' urls."""
-    content = read_json(path)
+    content = read_json(path, how_to_fix)
     for key in ("images", "annotations"):
         if not isinstance(content, dict) or not isinstance(content.get(key), list):
             raise DataError(f"{path.resolve()} has no list {key!r}; expected a COCO caption "

@@ -4,6 +4,7 @@ side resized to 256 (bicubic), a centred 224 crop, then ``(x - 127) / 128`` per 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -14,13 +15,19 @@ class ImageReadError(ValueError):
 
 
 def open_image(path: str | os.PathLike) -> Any:
-    """The decoded RGB image at ``path``; an unreadable file raises :class:`ImageReadError`."""
+    """The decoded RGB image at ``path``; an unreadable file, or one too large to decode safely
+    (more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS``, a possible decompression bomb),
+    raises :class:`ImageReadError`, so the caller lists it and goes on with the others."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return image.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError) as exc:
+        raise ImageReadError(f"image {path} is too large to decode safely ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"cannot decode image {path}: {exc}") from exc
 

@@ -68,6 +68,12 @@ def load_run_checkpoint(target: str, store_uri: str | None, download_dir: Path) 
 
     uri = tracking_uri(store_uri, Path.cwd())
     client = make_client(uri)
+    try:
+        client.get_run(target)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises its own error types
+        raise CheckpointError(f"MLflow run {target} is not in {uri} ({str(exc)[:200]}); give "
+                              f"the store that holds it (--tracking-uri URI or "
+                              f"MLFLOW_TRACKING_URI), or the checkpoint file itself") from exc
     errors = []
     for artifact in (BEST_CHECKPOINT, LAST_CHECKPOINT):
         try:
@@ -129,12 +135,19 @@ def main(args: argparse.Namespace) -> int:
     if not args.images and not args.save_model:
         print("capx caption: name images to caption (or --save-model DIR)", file=sys.stderr)
         return 2
+    if args.beam_width < 1:
+        print(f"capx caption: --beam-width must be at least 1 (1 is greedy decoding); got "
+              f"{args.beam_width}", file=sys.stderr)
+        return 2
     if args.save_model and Path(args.save_model).exists():
         print(f"capx caption: --save-model {args.save_model} already exists; choose a new folder",
               file=sys.stderr)
         return 2
     try:
         items = list_images(args.images, unique_names=False)
+        if args.images and not items:
+            raise FileNotFoundError(f"no images in {' '.join(args.images)}; name image files "
+                                    f"(JPEG, PNG, ...) or folders that hold them")
         with tempfile.TemporaryDirectory(prefix="capx-caption-") as tmp:
             checkpoint = load_run_checkpoint(args.run, args.tracking_uri, Path(tmp))
             captioner = Captioner.from_checkpoint(

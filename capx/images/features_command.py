@@ -40,6 +40,11 @@ def main(args: argparse.Namespace) -> int:
     try:
         load_plugins(args.plugins)
         items = list_images(args.images)
+        if not items:
+            print(f"capx features: no images in {' '.join(args.images) or '(nothing named)'}; "
+                  f"name image files (JPEG, PNG, ...) or folders that hold them",
+                  file=sys.stderr)
+            return 2
         settings = feature_settings(args.encoder, args.weights, args.project_512,
                                     args.centre_from)
         out = FeatureFile(args.out, settings.feature_dim, settings.dtype, settings.attributes)

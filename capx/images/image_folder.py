@@ -31,6 +31,10 @@ from capx.registry import DATASETS
 DEFAULT_CAPTIONS_FILE = "captions.json"
 
 
+#: the captions json of an image folder is the user's own file: fix it, not download it
+FIX_YOUR_JSON = ("fix the JSON there (line and column above), or point dataset.captions_file "
+                 "at another")
+
 def default_cache_dir() -> Path:
     """``$CAPX_CACHE_DIR/image_folder`` if that variable is set, else ``~/.cache/capx/...``."""
     root = os.environ.get("CAPX_CACHE_DIR")
@@ -82,8 +86,9 @@ def image_folder(
     json_path = require_file(folder / captions_file, how_to_fix=(
         "set dataset.captions_file to a COCO caption json (images with id and file_name, "
         "annotations with image_id and caption)"))
-    captions_of, _ = read_annotations(json_path)
+    captions_of, _ = read_annotations(json_path, FIX_YOUR_JSON)
     file_of = _file_names(json_path)
+    _warn(json_path, "are listed without any caption", sorted(set(file_of) - set(captions_of)))
 
     items, missing = {}, []
     for image_id in sorted(captions_of):
@@ -130,7 +135,7 @@ def image_folder(
 
 
 def _file_names(path: Path) -> dict[int, str]:
-    images = read_json(path)["images"]
+    images = read_json(path, FIX_YOUR_JSON)["images"]
     return {image["id"]: str(image["file_name"]) for image in images
             if isinstance(image, dict) and image.get("file_name")}
 

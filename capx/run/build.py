@@ -30,9 +30,10 @@ from capx.datasets.splits import SplitSettings, make_splits
 from capx.metrics.spelling import CharNgramSpeller
 from capx.registry import DATASETS
 from capx.run.callbacks import Checkpointer, EarlyStopping, ProgressBar, RunState, Validation
-from capx.run.scoring import text_validation
+from capx.run.scoring import data_statistics, text_validation
 from capx.solver import Callback, CaptioningSolver
 from capx.tokenizers import Tokenizer, make_tokenizer as make_plugin_tokenizer
+from capx.tracking import names
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,30 @@ class PluginOptionError(ValueError):
     """A dataset or tokenizer plugin rejected the options it was given."""
 
 
+#: above these shares of the training text the tokenizer settings, not the model, decide the run
+MOST_UNK, MOST_TRUNCATED = 0.25, 0.5
+
+
+def encoding_problems(plain: dict[str, Any], tokenizer: Any, solver_data: dict[str, Any]
+                      ) -> list[str]:
+    """Warnings when the tokenizer settings leave little of the captions to learn: most symbols
+    ``<UNK>`` (a vocabulary far too small) or most captions cut (``max_length`` too short)."""
+    settings = ", ".join(f"tokenizer.{k}={v}" for k, v in plain["tokenizer"].items()
+                         if k in ("vocab_size", "max_vocab", "min_count") and v is not None)
+    problems = []
+    unk = data_statistics(solver_data).get(f"{names.DATA}train_unk_rate", 0.0)
+    if unk > MOST_UNK:
+        problems.append(f"{100 * unk:.0f}% of the training symbols are <UNK>: the {tokenizer.name} "
+                        f"vocabulary has {tokenizer.vocab_size} symbols ({settings}): too few for "
+                        f"these captions; raise the vocabulary size")
+    cut = solver_data["train_truncated_fraction"]
+    if cut > MOST_TRUNCATED:
+        problems.append(f"{100 * cut:.0f}% of the training captions are cut at "
+                        f"tokenizer.max_length={tokenizer.max_length} symbols: raise it (or "
+                        f"use larger symbols: a larger vocabulary)")
+    return problems
+
+
 def prepare(plain: dict[str, Any], checkpoint: Checkpoint | None, state: RunState) -> Parts:
     """Data, tokenizer, speller, model and solver (no callbacks yet); a resumed job gets the
     checkpoint's state and selection. Raises the data's, the plugins' and the checkpoint's
@@ -68,6 +93,8 @@ def prepare(plain: dict[str, Any], checkpoint: Checkpoint | None, state: RunStat
     speller = CharNgramSpeller().fit(data.train.captions)
     solver_data = data.to_solver_data(tokenizer)
     truncated = solver_data["train_truncated_fraction"]
+    for problem in encoding_problems(plain, tokenizer, solver_data):
+        log.warning("%s", problem)
     data_seconds = time.perf_counter() - started
     model_cfg, solver_cfg = plain["model"], plain["solver"]
     model = CaptioningRNN(

@@ -186,6 +186,11 @@ def plugin_options(group: str, plugin: Callable[..., Any]) -> list[str]:
 
 RangeRule = tuple[str, Callable[[Any], bool], str]
 RANGE_RULES: list[RangeRule] = [
+    ("resume", lambda v: v is None or str(v).strip() != "",
+     "is empty: give a checkpoint file or an MLflow run id (resume=<path or run id>), or leave "
+     "it out to start a new run"),
+    ("memory_limit_gb", lambda v: v is None or v > 0, "must be a positive number of GB, or null "
+     "(the memory available)"),
     ("model.wordvec_dim", lambda v: v > 0, "must be a positive integer"),
     ("model.hidden_dim", lambda v: v > 0, "must be a positive integer"),
     ("model.dtype", lambda v: v in DTYPES, f"must be one of {', '.join(DTYPES)}"),

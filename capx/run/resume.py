@@ -58,7 +58,7 @@ def resolve_resume(plain: dict[str, Any], original_cwd: Path,
         raise CheckpointError(f"resume={target!r} is neither a checkpoint file (looked at {path}) "
                               f"nor an MLflow run id (32 hex digits)")
     uri = tracking_uri(plain["tracking"]["uri"], original_cwd)
-    checkpoint = newest_checkpoint(make_client(uri), target, output_dir / "resume")
+    checkpoint = newest_checkpoint(make_client(uri), target, output_dir / "resume", uri)
     return checkpoint, target
 
 

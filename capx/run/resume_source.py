@@ -40,9 +40,15 @@ class Candidate:
         return f"{self.where} (iteration {self.checkpoint.state['iteration']})"
 
 
-def newest_checkpoint(client: Any, run_id: str, download_dir: Path) -> Checkpoint:
-    """The newest valid checkpoint of MLflow run ``run_id`` (see the module's docstring)."""
+def newest_checkpoint(client: Any, run_id: str, download_dir: Path, uri: str = "the store"
+                      ) -> Checkpoint:
+    """The newest valid checkpoint of MLflow run ``run_id`` in store ``uri`` (see the module's
+    docstring)."""
     run = _run(client, run_id)
+    if run is None:
+        raise CheckpointError(f"MLflow run {run_id} is not in {uri}: give the store that holds "
+                              f"it (tracking.uri=URI or MLFLOW_TRACKING_URI), or the checkpoint "
+                              f"file (resume=<path>/checkpoints/last.npz)")
     candidates = [_artifact(client, run_id, download_dir)]
     tags = run.data.tags if run is not None else {}
     local = [tags.get(names.LOCAL_CHECKPOINT)]

@@ -73,6 +73,11 @@ def open_store(settings: dict[str, Any], base_dir: str | os.PathLike) -> Store |
         raise
     except StoreError as exc:
         raise TrackingError(str(exc)) from exc
+    except (ImportError, MemoryError) as exc:  # not the store's fault: do not blame the URI
+        raise TrackingError(
+            f"MLflow could not load its store code ({type(exc).__name__}: {exc}): the process "
+            f"ran out of memory (a low ulimit -v?) or the install is broken; raise the limit, "
+            f"reinstall mlflow, or run with tracking.enabled=false") from exc
     except Exception as exc:  # noqa: BLE001 - whatever MLflow raises, the user needs the same
         raise TrackingError(f"tracking.uri={uri!r}: MLflow could not open the store "
                             f"({describe_failure(exc)}); check the URI, or run with "
@@ -103,6 +108,9 @@ def check_writable_sqlite(uri: str) -> None:
     """The database file (if it exists), its folder and the artifact folder beside it must be
     writable: SQLite writes a journal beside the database."""
     db = Path(uri[len("sqlite:///"):]).expanduser()
+    if db.exists() and not db.is_file():
+        raise TrackingError(f"tracking.uri={uri!r}: {db} is a directory, not a database file; "
+                            f"rename it (mv {db} {db}.folder) or point tracking.uri at a file")
     artifacts = local_artifact_root(uri)
     for path, what in ((db.parent, "folder"), (db, "database"),
                        (Path(artifacts) if artifacts else None, "artifact folder")):

@@ -115,3 +115,26 @@ def test_projection_reproduces_coco_minis_cs231n_features(coco_mini):
         assert [str(u) for u in cs231n[f"{split}_urls"]] == getattr(data, split).urls
         np.testing.assert_allclose(project(getattr(data, split).features, centre),
                                    cs231n[f"{split}_features"], atol=1e-3)
+
+
+def test_an_image_too_large_to_decode_safely_is_listed_and_the_others_written(image_dir,
+                                                                             tmp_path, capsys,
+                                                                             monkeypatch):
+    from PIL import Image
+
+    Image.new("RGB", (400, 400), (10, 200, 10)).save(image_dir / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60_000)  # huge.png: 160,000 pixels
+    out = tmp_path / "feats.h5"
+    assert capx_main(["features", str(image_dir), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "huge.png is too large to decode safely" in err and "Traceback" not in err
+    names = [n.decode() for n in _read(out)[0]["file_names"]]
+    assert names == ["more/shape2.png", "shape0.png", "shape1.png"]
+
+
+def test_features_of_an_empty_folder_is_an_error_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "feats.h5"
+    assert capx_main(["features", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert "no images in" in capsys.readouterr().err
+    assert not out.exists()

@@ -37,6 +37,7 @@ def make_folder(folder: Path, count: int) -> Path:
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n but the rest is missing")
     images.append({"id": 999, "file_name": "corrupt.png"})
     annotations.append({"id": len(annotations), "image_id": 999, "caption": "nothing at all"})
+    images.append({"id": 997, "file_name": "shape000.png"})  # listed, but never captioned
     images.append({"id": 998, "file_name": "gone.png"})
     annotations.append({"id": len(annotations) + 1, "image_id": 998, "caption": "a lost image"})
     (folder / "captions.json").write_text(json.dumps({"images": images,
@@ -51,6 +52,8 @@ def test_image_folder_computes_caches_and_splits(tmp_path):
                                             cache_dir=str(tmp_path / "cache"))
     messages = " ".join(str(w.message) for w in caught)
     assert "998" in messages and "999" in messages and "could not be decoded" in messages
+    assert "1 image(s) of captions.json are listed without any caption and are left out: 997" \
+        in messages
     assert data.train.num_images + data.val.num_images == 10
     assert data.val.num_images > 0 and data.feature_dim == 1280
     assert set(data.train.image_ids) | set(data.val.image_ids) == set(range(100, 110))
