@@ -46,7 +46,8 @@ def evaluated(plain: dict[str, Any], metrics: dict[str, float], test_split: str,
              decoder_settings(plain)[0], int(metrics[f"{T}images"]), test_split, epoch,
              metrics[f"{T}bleu4"], metrics[f"{T}cider"], metrics[names.TEST_BITS_PER_CHAR],
              metrics.get(f"{T}bits_per_char_closed", float("nan")),
-             metrics[f"{T}image_gain_bits_per_char"], 100 * metrics[f"{T}invented_word_rate"])
+             metrics.get(f"{T}image_gain_bits_per_char", float("nan")),  # nan: control off
+             100 * metrics[f"{T}invented_word_rate"])
 
 
 def summary(status: str, state: RunState, solver: Any, recorder: Recorder,

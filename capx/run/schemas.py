@@ -94,6 +94,7 @@ class EvaluationConfig:
     java_metrics: Any = MISSING   # auto, true or false (capx.run.config checks which)
     measure_memory: bool = MISSING
     compare_beam: Optional[int] = MISSING
+    shuffled_control: bool = MISSING
     real_words_file: Optional[str] = MISSING
 
 

@@ -98,7 +98,8 @@ def final_evaluation(model: Any, tokenizer: Any, split: CaptionSplit, train_text
 
     ``plain`` is the validated config (its ``evaluation`` and ``decoding`` sections). Besides
     :func:`capx.metrics.evaluate`: ``shuffled_bits_per_char`` (features permuted across images)
-    and ``image_gain_bits_per_char`` (shuffled minus real), and, with
+    and ``image_gain_bits_per_char`` (shuffled minus real) unless
+    ``evaluation.shuffled_control=false``, and, with
     ``evaluation.compare_beam``, the BLEU/CIDEr-D of beam search of that width.
     """
     settings = plain["evaluation"]
@@ -121,10 +122,11 @@ def final_evaluation(model: Any, tokenizer: Any, split: CaptionSplit, train_text
     metrics = {f"{TEST_PREFIX}{key}": value for key, value in result.items()}
     metrics[f"{TEST_PREFIX}images"] = float(split.num_images)
     metrics[f"{TEST_PREFIX}references"] = float(len(split.captions))
-    shuffled = shuffled_image_likelihood(model, tokenizer, split, speller, batch_size,
-                                         seed=plain["seed"])
-    metrics[f"{TEST_PREFIX}shuffled_bits_per_char"] = shuffled
-    metrics[f"{TEST_PREFIX}image_gain_bits_per_char"] = shuffled - result["bits_per_char"]
+    if settings.get("shuffled_control", True):
+        shuffled = shuffled_image_likelihood(model, tokenizer, split, speller, batch_size,
+                                             seed=plain["seed"])
+        metrics[f"{TEST_PREFIX}shuffled_bits_per_char"] = shuffled
+        metrics[f"{TEST_PREFIX}image_gain_bits_per_char"] = shuffled - result["bits_per_char"]
     beam_width = settings.get("compare_beam")
     if beam_width and not (name == "beam" and options.get("beam_width") == beam_width):
         metrics.update(beam_scores(model, tokenizer, split, int(beam_width), batch_size))

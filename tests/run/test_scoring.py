@@ -99,3 +99,20 @@ def test_a_run_logs_epoch_and_end_of_run_metrics(tmp_path, monkeypatch):
     assert 0 <= metrics["test/bleu4"] <= 1 and metrics["test/train_step_peak_memory_mb"] > 0
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id, "evaluation")}
     assert "evaluation/captions.txt" in artifacts
+
+
+def test_the_shuffled_image_control_is_a_switch(tmp_path, monkeypatch):
+    """On by default; ``evaluation.shuffled_control=false`` skips its likelihood pass, and the
+    run still finishes (the console line says nan for the image gain)."""
+    import capx.run.scoring as scoring
+
+    assert _compose().evaluation.shuffled_control is True
+    monkeypatch.setenv("CAPX_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+    monkeypatch.setattr(scoring, "shuffled_image_likelihood",
+                        lambda *args, **kwargs: calls.append(1) or 3.0)
+    for on in (True, False):
+        cfg = _compose("tracking.enabled=false", f"evaluation.shuffled_control={on}")
+        context = JobContext(original_cwd=tmp_path, output_dir=tmp_path / f"out{on}")
+        assert run(cfg, context) == "FINISHED"
+        assert len(calls) == 1  # called by the first run only
