@@ -7,6 +7,7 @@ report is ``capx report --parent <its parent run id>``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 from pathlib import Path
 from typing import Any
@@ -76,13 +77,33 @@ class SweepCallback(HydraCallback):
             if store is None:
                 return
             client, exp_id, _ = store
-            sweep_parent_run(client, exp_id, sweep_of(config), process_tags())
+            parent = sweep_parent_run(client, exp_id, sweep_of(config), process_tags())
         except Exception as exc:  # noqa: BLE001 - jobs create the parent themselves then
             log.warning("could not open the sweep's MLflow parent run: %s", exc)
+            return
+        self._ended = False
+        atexit.register(self._close_if_abandoned, client, exp_id, parent)
+
+    def _close_if_abandoned(self, client: Any, exp_id: str, parent: str) -> None:
+        """At exit, a parent run that :meth:`on_multirun_end` never closed (Hydra stopped the
+        sweep, e.g. on a bad override, before or between its jobs) is deleted when no job made
+        a run, else closed FAILED; never left RUNNING for the next command to reap."""
+        if getattr(self, "_ended", True):
+            return
+        try:
+            children = child_runs(client, exp_id, parent)
+            retry(lambda: client.set_tag(parent, names.ERROR, "the sweep stopped before its "
+                                         "end (see its console)"), "tagging the sweep run")
+            retry(lambda: client.set_terminated(parent, status="FAILED"), "closing the sweep")
+            if not children:  # nothing ran: the empty run is only noise
+                retry(lambda: client.delete_run(parent), "removing the sweep's empty run")
+        except Exception as exc:  # noqa: BLE001 - at exit: the next command reaps it instead
+            log.warning("could not close the sweep's MLflow parent run %s: %s", parent, exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Close the parent run with the sweep's status, list the jobs that did not finish,
         and exit non-zero if any did not (after all of them ran); see :mod:`capx.run.outcomes`."""
+        self._ended = True
         summary = sweep_summary(resolve_sweep_dir(config))
         status = summary.status
         try:

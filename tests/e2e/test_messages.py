@@ -133,3 +133,20 @@ def test_a_vocabulary_too_small_for_the_captions_is_said(caplog):
     fine = {"train_captions": wide.encode(captions), "train_truncated_fraction": 0.0}
     assert encoding_problems(plain, wide, fine) == []
 
+
+
+def test_a_sweep_hydra_refuses_leaves_no_parent_run_running(tmp_path):
+    """A bad option in a sweep (`tokenizer=char,wrd`) is Hydra's error after the sweep's parent
+    run was opened: that parent is closed FAILED and, with no job run, deleted, so no RUNNING
+    run is left for the next command to reap."""
+    from mlflow.entities import ViewType
+
+    from tests.support import mlflow_client, run_py
+
+    done = run_py(tmp_path, None, "-m", "tokenizer=char,wrd", *SMOKE)
+    assert "wrd" in done.stderr + done.stdout
+    client = mlflow_client(tmp_path)
+    experiment = client.get_experiment_by_name("capx")
+    runs = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL)
+    assert runs and all(r.info.status == "FAILED" and r.info.lifecycle_stage == "deleted"
+                        for r in runs)
