@@ -14,6 +14,7 @@ from capx.metrics.failure_modes import (
 )
 from capx.metrics.frequency_bins import frequency_bin_columns, frequency_bins
 from capx.metrics.likelihood import Likelihood, caption_likelihood
+from capx.metrics.speller_sensitivity import open_nll_under, speller_entries
 from capx.metrics.text import canonical_words, vocabulary
 from capx.tokenizers.base import END_ID
 
@@ -39,7 +40,8 @@ def evaluate(model: Any, tokenizer: Any, split: Any, train_texts: Iterable[str] 
              batch_size: int = 500, java_metrics: bool | str = "auto",
              measure_memory: bool = False, speller: Any = None,
              word_counts: Mapping[str, int] | None = None, rare_max: int = 4,
-             real_words: set[str] | None = None, **decoder_options: Any) -> Evaluation:
+             real_words: set[str] | None = None, spellers: Mapping[str, Any] | None = None,
+             **decoder_options: Any) -> Evaluation:
     """Decode one caption per image of ``split`` (a CaptionSplit) and score it.
 
     ``train_texts``: the training captions, or a set of known words already made from them with
@@ -52,7 +54,9 @@ def evaluate(model: Any, tokenizer: Any, split: Any, train_texts: Iterable[str] 
     by word frequency (``bpc_unseen``, ``bpc_rare`` with counts 1..``rare_max``,
     ``bpc_frequent``, ...; see :mod:`~capx.metrics.frequency_bins`). ``real_words``: a word
     list held out from training; invented words are then split into real words and non-words
-    (``invented_real_word_rate``, ``invented_non_word_rate``).
+    (``invented_real_word_rate``, ``invented_non_word_rate``). ``spellers``: other fitted
+    spellers by name; the references' open bits/char with each (``bits_per_char_speller_<name>``,
+    per image ``nll_open_<name>``) and its size (``speller_entries_<name>``).
 
     Metric names: ``bleu1``..``bleu4``, ``cider`` (``meteor``/``spice`` with Java), the
     likelihood of the references (``nll_per_caption``, ``bits_per_char`` and their ``_closed``
@@ -91,6 +95,13 @@ def evaluate(model: Any, tokenizer: Any, split: Any, train_texts: Iterable[str] 
         per_image.update(_per_image_sums(
             frequency_bin_columns(likelihood, tokenizer, word_counts, rare_max), split))
     notes.extend(_likelihood_notes(likelihood, speller))
+    for name, other in (spellers or {}).items():
+        nll = open_nll_under(likelihood, tokenizer, other)
+        metrics[f"bits_per_char_speller_{name}"] = (
+            float(nll.sum() / likelihood.chars.sum() / np.log(2)) if likelihood.chars.sum()
+            else float("nan"))
+        metrics[f"speller_entries_{name}"] = speller_entries(other)
+        per_image.update(_per_image_sums({f"nll_open_{name}": nll}, split))
 
     invented, words = invented_word_counts(captions, known)
     per_image.update(_likelihood_per_image(likelihood, split))

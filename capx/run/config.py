@@ -63,6 +63,7 @@ def validate(cfg: DictConfig | dict, from_file: str | None = None) -> dict[str, 
         plain["model"].setdefault("image_features", "real")
     if isinstance(plain.get("evaluation"), dict):
         plain["evaluation"].setdefault("real_words_file", None)
+        plain["evaluation"].setdefault("compare_spellers", False)
     problems: list[str] = []
     _check_keys("", plain, TOP_LEVEL_KEYS, problems)
     _check_fields("", plain, TopLevelConfig, problems)

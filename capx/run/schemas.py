@@ -96,6 +96,7 @@ class EvaluationConfig:
     compare_beam: Optional[int] = MISSING
     shuffled_control: bool = MISSING
     real_words_file: Optional[str] = MISSING
+    compare_spellers: bool = MISSING
 
 
 @dataclass

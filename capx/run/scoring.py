@@ -28,10 +28,11 @@ import numpy as np
 from capx.tracking import names
 from capx.datasets.base import CaptionSplit
 from capx.decoding import decode, decoder_settings, default_max_length
-from capx.metrics import (caption_likelihood, caption_scores, canonical_words, evaluate,
-                          invented_words, no_end_rate, peak_memory)
+from capx.metrics import (caption_likelihood, caption_scores_per_image, canonical_words,
+                          evaluate, invented_words, no_end_rate, peak_memory)
+from capx.metrics.speller_sensitivity import speller_entries, study_spellers
 from capx.metrics.word_list import load_word_list
-from capx.tokenizers.base import NULL_ID, UNK_ID
+from capx.tokenizers.base import END_ID, NULL_ID, UNK_ID
 
 TEST_PREFIX = names.TEST
 VAL_PREFIX = names.VAL
@@ -100,7 +101,9 @@ def final_evaluation(model: Any, tokenizer: Any, split: CaptionSplit, train_text
     :func:`capx.metrics.evaluate`: ``shuffled_bits_per_char`` (features permuted across images)
     and ``image_gain_bits_per_char`` (shuffled minus real) unless
     ``evaluation.shuffled_control=false``, and, with
-    ``evaluation.compare_beam``, the BLEU/CIDEr-D of beam search of that width.
+    ``evaluation.compare_beam``, the BLEU/CIDEr-D of beam search of that width; with
+    ``evaluation.compare_spellers``, the open bits/char under other spellers
+    (:mod:`capx.metrics.speller_sensitivity`); ``speller_entries``, the speller's size.
     """
     settings = plain["evaluation"]
     limit = settings.get("max_eval_images")
@@ -111,16 +114,19 @@ def final_evaluation(model: Any, tokenizer: Any, split: CaptionSplit, train_text
     word_counts = Counter(w for text in train_texts for w in canonical_words(text))
     real_words = (load_word_list(settings["real_words_file"])
                   if settings.get("real_words_file") else None)
+    spellers = study_spellers(train_texts) if settings.get("compare_spellers") else None
     result = evaluate(model, tokenizer, split, set(word_counts), name, batch_size=batch_size,
                       java_metrics=settings.get("java_metrics", False),
                       measure_memory=bool(settings.get("measure_memory", True)),
                       speller=speller, word_counts=word_counts, real_words=real_words,
-                      **options)
+                      spellers=spellers, **options)
     if real_words is not None:
         result.notes.extend(invented_word_examples(result.captions, set(word_counts),
                                                    real_words))
     metrics = {f"{TEST_PREFIX}{key}": value for key, value in result.items()}
     metrics[f"{TEST_PREFIX}images"] = float(split.num_images)
+    if speller is not None:  # the open cost's side model, counted beside the parameters
+        metrics[f"{TEST_PREFIX}speller_entries"] = float(speller_entries(speller))
     metrics[f"{TEST_PREFIX}references"] = float(len(split.captions))
     if settings.get("shuffled_control", True):
         shuffled = shuffled_image_likelihood(model, tokenizer, split, speller, batch_size,
@@ -129,7 +135,10 @@ def final_evaluation(model: Any, tokenizer: Any, split: CaptionSplit, train_text
         metrics[f"{TEST_PREFIX}image_gain_bits_per_char"] = shuffled - result["bits_per_char"]
     beam_width = settings.get("compare_beam")
     if beam_width and not (name == "beam" and options.get("beam_width") == beam_width):
-        metrics.update(beam_scores(model, tokenizer, split, int(beam_width), batch_size))
+        beam_metrics, beam_per_image = beam_scores_per_image(model, tokenizer, split,
+                                                             int(beam_width), batch_size)
+        metrics.update(beam_metrics)
+        result.per_image.update(beam_per_image)
     return metrics, result
 
 
@@ -168,12 +177,25 @@ def shuffled_image_likelihood(model: Any, tokenizer: Any, split: CaptionSplit, s
 def beam_scores(model: Any, tokenizer: Any, split: CaptionSplit, beam_width: int,
                 batch_size: int) -> dict[str, float]:
     """BLEU-4 and CIDEr-D (and no-<END> rate) of beam search, for the greedy-vs-beam diagnostic."""
+    return beam_scores_per_image(model, tokenizer, split, beam_width, batch_size)[0]
+
+
+def beam_scores_per_image(model: Any, tokenizer: Any, split: CaptionSplit, beam_width: int,
+                          batch_size: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """:func:`beam_scores`, and per image (``beam_`` before the names of
+    :func:`capx.metrics.caption_scores_per_image`'s columns, and ``beam_no_end``), so the
+    report can give beam CIDEr-D and BLEU-4 intervals and paired differences."""
     ids = decode(model, split.features, default_max_length(tokenizer), "beam",
                  batch_size=batch_size, beam_width=beam_width)
-    scores = caption_scores(tokenizer.decode(ids), split.references(), False)[0]
-    return {f"{TEST_PREFIX}beam_bleu4": scores["bleu4"], f"{TEST_PREFIX}beam_cider": scores["cider"],
-            f"{TEST_PREFIX}beam_no_end_rate": no_end_rate(ids),
-            f"{TEST_PREFIX}beam_width": float(beam_width)}
+    scores, per_image, _ = caption_scores_per_image(tokenizer.decode(ids), split.references(),
+                                                    False)
+    metrics = {f"{TEST_PREFIX}beam_bleu4": scores["bleu4"],
+               f"{TEST_PREFIX}beam_cider": scores["cider"],
+               f"{TEST_PREFIX}beam_no_end_rate": no_end_rate(ids),
+               f"{TEST_PREFIX}beam_width": float(beam_width)}
+    columns = {f"beam_{name}": values for name, values in per_image.items()}
+    columns["beam_no_end"] = (~(ids == END_ID).any(axis=1)).astype(np.int64)
+    return metrics, columns
 
 
 def per_image_json(result: Any, split: CaptionSplit) -> str:

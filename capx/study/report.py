@@ -24,7 +24,8 @@ from capx.study.controls import image_controls
 from capx.study.export import (ExportError, complete_runs, finished_runs, read_records,
                                run_to_record)
 from capx.study.plots import FIGURES
-from capx.study.tables import Row, format_interval, make_rows, preregistered, row_interval
+from capx.study.tables import (SPELLERS, Row, format_interval, make_rows, preregistered,
+                               row_interval)
 from capx.tracking import names
 from capx.tracking.liveness import reap_store
 from capx.tracking.locations import tracking_uri
@@ -41,6 +42,8 @@ HEADLINE = [
     ("bits/char (closed)", "bits_per_char_closed", 3, 1),
     ("CIDEr-D ↑", "cider", 3, 1),
     ("BLEU-4 ↑", "bleu4", 3, 1),
+    ("beam CIDEr-D ↑", "beam_cider", 3, 1),   # evaluation.compare_beam (width 3 in the study)
+    ("beam BLEU-4 ↑", "beam_bleu4", 3, 1),
 ]
 T = names.TEST
 DETAILS = [  # (title, metric in test/..., decimals, scale): means over runs
@@ -55,7 +58,7 @@ DETAILS = [  # (title, metric in test/..., decimals, scale): means over runs
     ("invented real words %", f"{T}invented_real_word_rate", 1, 100),
     ("invented non-words %", f"{T}invented_non_word_rate", 1, 100),
     ("`<UNK>` out %", f"{T}unk_rate_output", 1, 100),
-    ("beam CIDEr-D", f"{T}beam_cider", 3, 1),
+    ("beam no `<END>` %", f"{T}beam_no_end_rate", 1, 100),
 ]
 FREQUENCY_BINS = [("unseen", f"{T}bpc_unseen"), ("rare", f"{T}bpc_rare"),
                   ("frequent", f"{T}bpc_frequent")]
@@ -160,6 +163,26 @@ def frequency_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def speller_table(rows: Sequence[Row]) -> str:
+    """Open bits/char with the unknown words spelled by each speller (pooled, t interval over
+    runs), and each speller's size; empty when no run compared spellers."""
+    if not any(f"{T}bits_per_char_speller_kn5" in r.get("metrics", {})
+               for row in rows for r in row.records):
+        return ""
+    header = (["setting", "params"] + [f"bits/char, {name} speller" for name in SPELLERS]
+              + [f"{name} entries" for name in SPELLERS[:3]])
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for row in rows:
+        cells = [row.label, _number(row.mean(f"{T}total"), 0)]
+        cells += [format_interval(*row_interval(row, f"bits_per_char_speller_{name}"), 3)
+                  for name in SPELLERS]
+        cells += [_number(row.mean(f"{T}speller_entries_{name}"), 0) for name in SPELLERS[:3]]
+        lines.append(_md_row(cells))
+    gaps = [c for c in preregistered(rows, [f"bits_per_char_speller_{n}" for n in SPELLERS])
+            if c.preregistered]
+    return "\n".join(lines) + ("\n\n" + comparisons_table(gaps) if gaps else "")
+
+
 def frequency_gap_table(rows: Sequence[Row]) -> str:
     """Each tokenizer minus the word model on unseen / rare / frequent words, paired by fold
     and seed (Holm over this table's comparisons); empty without per-image bins."""
@@ -217,6 +240,29 @@ def dev_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def _beam_section(rows: Sequence[Row]) -> list[str]:
+    """Caption quality by beam search, each tokenizer minus the word model, paired by fold and
+    seed (Holm within this table): greedy captions of a char model either loop or not, so its
+    greedy CIDEr-D mostly measures that (the no-<END> rate, beside it)."""
+    gaps = [c for c in preregistered(rows, ["beam_cider", "beam_bleu4"]) if c.preregistered]
+    if not gaps:
+        return []
+    return ["## Caption quality by beam search (paired by fold and seed)", "",
+            comparisons_table(gaps), ""]
+
+
+def _speller_section(rows: Sequence[Row]) -> list[str]:
+    table = speller_table(rows)
+    if not table:
+        return []
+    return ["## The open cost under other spellers (no re-training)", "",
+            "The same references with their unknown words spelled by character n-gram models of "
+            "order 3, 5 (the study's) and 7, and by a uniform-character speller; entries: the "
+            "speller's n-gram probabilities and back-off weights, beside the model's parameters. "
+            "Gaps to the word model are paired by fold and seed (Holm within this table).", "",
+            table, ""]
+
+
 def _exploratory(comparisons: Sequence[Any]) -> list[str]:
     extra = [c for c in comparisons if not c.preregistered]
     if not extra:
@@ -262,7 +308,7 @@ def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str]) -> 
         parts += ["## Headline (test)", "", headline_table(tested), "",
                   "## Pre-registered comparisons (paired by fold and seed)", "",
                   comparisons_table([c for c in comparisons if c.preregistered]), "",
-                  *_exploratory(comparisons),
+                  *_exploratory(comparisons), *_beam_section(tested),
                   "## What the image contributes", "",
                   "Image information: the same setting trained and scored with a constant image "
                   "feature (model.image_features=constant) minus the real one, paired by fold "
@@ -272,7 +318,8 @@ def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str]) -> 
                   "## Cost, selection and failure modes", "", details_table(tested), "",
                   "## Bits/char by how often the reference word occurs in training", "",
                   "unseen: not in the fold's training captions; rare: 1-4 times; frequent: "
-                  "more.", "", frequency_table(tested), "", frequency_gap_table(tested), ""]
+                  "more.", "", frequency_table(tested), "", frequency_gap_table(tested), "",
+                  *_speller_section(tested)]
     parts += ["## Dev (selection) scores", "", dev_table(rows), ""]
     if figures:
         parts += ["## Figures", ""] + [f"![{name}]({name})" for name in figures] + [""]

@@ -143,6 +143,14 @@ FREQUENCY_BINS = ("unseen", "rare", "frequent")
 for _bin in FREQUENCY_BINS:
     PER_IMAGE_METRICS[f"bpc_{_bin}"] = (
         lambda c, b=_bin: _safe_ratio(c[f"nll_{b}"].sum(), c[f"chars_{b}"].sum()) / LN2)
+#: caption quality of the beam-search comparison (evaluation.compare_beam): columns beam_*
+PER_IMAGE_METRICS["beam_cider"] = lambda c: float(np.nanmean(c["beam_cider"]))
+PER_IMAGE_METRICS["beam_bleu4"] = lambda c: _corpus_bleu4(_beam_columns(c))
+#: open bits/char with the unknown words spelled by other spellers (speller_sensitivity)
+SPELLERS = ("kn3", "kn5", "kn7", "uniform")
+for _name in SPELLERS:
+    PER_IMAGE_METRICS[f"bits_per_char_speller_{_name}"] = (
+        lambda c, n=_name: c[f"nll_open_{n}"].sum() / c["chars"].sum() / LN2)
 
 
 #: metric -> the same metric as a :class:`capx.study.statistics.Statistic` of per-image columns
@@ -156,6 +164,11 @@ PER_IMAGE_STATISTICS: dict[str, Callable[[dict[str, np.ndarray]], statistics.Sta
 for _bin in FREQUENCY_BINS:
     PER_IMAGE_STATISTICS[f"bpc_{_bin}"] = (
         lambda c, b=_bin: statistics.ratio(c[f"nll_{b}"], c[f"chars_{b}"], 1 / LN2))
+PER_IMAGE_STATISTICS["beam_cider"] = lambda c: statistics.ratio(c["beam_cider"])
+PER_IMAGE_STATISTICS["beam_bleu4"] = lambda c: bleu_statistic(_beam_columns(c))
+for _name in SPELLERS:
+    PER_IMAGE_STATISTICS[f"bits_per_char_speller_{_name}"] = (
+        lambda c, n=_name: statistics.ratio(c[f"nll_open_{n}"], c["chars"], 1 / LN2))
 
 
 METRIC_BOUNDS = {"bits_per_char": (0.0, None), "bits_per_char_closed": (0.0, None),
@@ -166,6 +179,17 @@ REQUIRED_COLUMNS = {"bits_per_char": {"nll_open", "chars"},
 for _bin in FREQUENCY_BINS:
     METRIC_BOUNDS[f"bpc_{_bin}"] = (0.0, None)
     REQUIRED_COLUMNS[f"bpc_{_bin}"] = {f"nll_{_bin}", f"chars_{_bin}"}
+METRIC_BOUNDS.update({"beam_cider": (0.0, None), "beam_bleu4": (0.0, 1.0)})
+REQUIRED_COLUMNS["beam_cider"] = {"beam_cider"}
+REQUIRED_COLUMNS["beam_bleu4"] = {f"beam_{c}" for c in REQUIRED_COLUMNS["bleu4"]}
+for _name in SPELLERS:
+    METRIC_BOUNDS[f"bits_per_char_speller_{_name}"] = (0.0, None)
+    REQUIRED_COLUMNS[f"bits_per_char_speller_{_name}"] = {f"nll_open_{_name}", "chars"}
+
+
+def _beam_columns(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The ``beam_*`` per-image columns under the greedy columns' names."""
+    return {k.removeprefix("beam_"): v for k, v in columns.items() if k.startswith("beam_")}
 
 
 def _safe_ratio(num: float, den: float) -> float:

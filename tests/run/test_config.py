@@ -319,3 +319,6 @@ def test_a_config_saved_before_dropout_and_image_features_validates_with_neither
     assert defaults["model"]["dropout"] == 0.0
     assert validate(old)["model"]["dropout"] == 0.0
     assert validate(old)["model"]["image_features"] == "real"
+    del old["evaluation"]["real_words_file"], old["evaluation"]["compare_spellers"]
+    assert validate(old)["evaluation"]["real_words_file"] is None
+    assert validate(old)["evaluation"]["compare_spellers"] is False

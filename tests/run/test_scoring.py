@@ -116,3 +116,26 @@ def test_the_shuffled_image_control_is_a_switch(tmp_path, monkeypatch):
         context = JobContext(original_cwd=tmp_path, output_dir=tmp_path / f"out{on}")
         assert run(cfg, context) == "FINISHED"
         assert len(calls) == 1  # called by the first run only
+
+
+def test_beam_scores_per_image_add_up_to_the_beam_metrics():
+    """Per-image beam columns (for intervals and paired differences) give the corpus beam
+    CIDEr-D, BLEU-4 and no-<END> rate that beam_scores logs."""
+    from capx.captioner import CaptioningRNN
+    from capx.metrics.caption_scores import corpus_bleu
+    from capx.run.scoring import beam_scores, beam_scores_per_image
+    from capx.tokenizers.word import WordTokenizer
+
+    train = ["a dog runs on the grass", "a cat sits on a mat", "two dogs play with a ball"]
+    tokenizer = WordTokenizer(max_length=8).fit(train)
+    model = CaptioningRNN(tokenizer.word_to_idx, input_dim=3, wordvec_dim=4, hidden_dim=6,
+                          cell_type="lstm", seed=0)
+    split = CaptionSplit(np.random.RandomState(0).randn(3, 3).astype(np.float32),
+                         train + ["a dog on a mat"], np.array([0, 1, 2, 0]))
+    metrics, columns = beam_scores_per_image(model, tokenizer, split, 3, 10)
+    assert metrics == beam_scores(model, tokenizer, split, 3, 10)
+    assert {len(v) for v in columns.values()} == {3}
+    assert np.nanmean(columns["beam_cider"]) == pytest.approx(metrics["test/beam_cider"])
+    totals = {k.removeprefix("beam_"): np.nansum(v) for k, v in columns.items()}
+    assert corpus_bleu(totals, 4) == pytest.approx(metrics["test/beam_bleu4"], rel=1e-9)
+    assert columns["beam_no_end"].mean() == pytest.approx(metrics["test/beam_no_end_rate"])

@@ -208,3 +208,42 @@ def test_frequency_bins_get_intervals_and_paired_gaps_to_the_word_model():
     assert "bpc_unseen" in gap and "bpc_frequent" in gap
     old = make_rows([record(t, f) for t in ("char", "word") for f in range(2)])
     assert frequency_gap_table(old) == ""  # exported before the bins were per image
+
+
+def test_speller_table_shows_each_speller_and_the_gap_it_leaves():
+    from capx.study.report import speller_table
+
+    assert speller_table(make_rows([record(t, f) for t in ("char", "word") for f in range(2)])) == ""
+    records = [record(t, f) for t in ("char", "word") for f in range(3)]
+    for r in records:
+        spelling = 0.0 if r["labels"]["tokenizer"] == "char" else 4.0  # nats per image, uniform
+        per = r["per_image"]
+        for name in ("kn3", "kn5", "kn7"):
+            per[f"nll_open_{name}"] = list(per["nll_open"])
+            r["metrics"][f"test/speller_entries_{name}"] = {"kn3": 100, "kn5": 300, "kn7": 500}[name]
+        per["nll_open_uniform"] = [v + spelling for v in per["nll_open"]]
+        r["metrics"]["test/bits_per_char_speller_kn5"] = r["metrics"]["test/bits_per_char"]
+    rows = make_rows(records)
+    table = speller_table(rows)
+    assert "| 300 | 500 |" in table
+    # char - word under the uniform speller: the kn5 gap minus 4 nats / 10 chars per image
+    gaps = {line.split("|")[2].strip(): line for line in table.splitlines() if " − word" in line}
+    kn5 = compare(rows[0], rows[1], "bits_per_char")
+    expected = kn5.estimate - 4 / (10 * math.log(2))
+    assert f"{expected:.3f} [" in gaps["bits_per_char_speller_uniform"]
+
+
+def test_beam_caption_quality_gets_intervals_and_paired_differences():
+    records = [record(t, f) for t in ("char", "word") for f in range(3)]
+    for r in records:
+        bonus = 0.2 if r["labels"]["tokenizer"] == "word" else 0.0
+        r["per_image"]["beam_cider"] = [c + bonus for c in r["per_image"]["cider"]]
+    rows = make_rows(records)
+    estimate, low, high = row_interval(rows[1], "beam_cider")
+    assert estimate == pytest.approx(np.mean([c for r in rows[1].records
+                                              for c in r["per_image"]["beam_cider"]]))
+    assert low <= estimate <= high
+    text = report_markdown(rows, "test", [])
+    assert "## Caption quality by beam search (paired by fold and seed)" in text
+    section = text.split("## Caption quality by beam search")[1].split("##")[0]
+    assert "beam_cider" in section and "| -0.200 [-0.200, -0.200] |" in section
