@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from capx.runtime import room_for
+
 TEXT_LIMIT = 64 * 1024 ** 2  # bytes of a text entry (header, tokenizer, config)
 RNG_LIMIT = 1024 ** 2        # bytes of one RNG state array (MT19937's is 2.5 KB)
 HEADER_SLACK = 4096          # an .npy entry's own header, beyond its data
@@ -57,6 +59,9 @@ class EntryReader:
         if size > max_bytes:
             raise EntryError(f"entry {name!r} declares {size:,} bytes ({declared} {dtype}), "
                              f"more than the {max_bytes:,} its header allows")
+        too_big = room_for(size)
+        if too_big:
+            raise EntryError(f"entry {name!r} ({declared} {dtype}) needs {too_big}")
         with self.archive.open(info) as handle:
             return np.lib.format.read_array(handle, allow_pickle=False)
 

@@ -27,6 +27,8 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
+from capx.runtime import room_for
+
 COCO_DIR_ENV = "CAPX_COCO_DIR"
 DATA_DIR_ENV = "CAPX_DATA_DIR"  # the folder `capx download` writes coco_captioning/ into
 DEFAULT_COCO_DIR = Path("data") / "coco_captioning"
@@ -109,7 +111,12 @@ def h5_dataset(h5: h5py.File, *keys: str) -> h5py.Dataset:
 
 
 def read_float32(dset: h5py.Dataset) -> np.ndarray:
-    """Read a whole dataset as float32 with one allocation (HDF5 converts other float types)."""
+    """Read a whole dataset as float32 with one allocation (HDF5 converts other float types),
+    once its size, read from the file's header, fits in the memory available."""
+    too_big = room_for(int(dset.size) * 4)
+    if too_big:
+        raise DataError(f"{dset.file.filename} key {dset.name.lstrip('/')!r} holds "
+                        f"{dset.shape} values: {too_big}; use a smaller file or a larger machine")
     if dset.dtype == np.float32:
         return dset[()]
     if dset.dtype.kind != "f":
@@ -140,6 +147,10 @@ def read_json(path: str | os.PathLike, how_to_fix: str = "download it again") ->
     """The JSON in ``path``; malformed JSON is a :class:`DataError` naming where, with
     ``how_to_fix`` (a downloaded file: download it again; a user's own: fix it there)."""
     path = require_file(path)
+    too_big = room_for(path.stat().st_size * 4)  # Python's objects take several times the text
+    if too_big:
+        raise DataError(f"{path.resolve()} is {path.stat().st_size:,} bytes of JSON: parsed, "
+                        f"{too_big}; use a smaller file")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)

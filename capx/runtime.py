@@ -17,7 +17,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import sys
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +52,27 @@ def reuse_freed_memory() -> bool:
                 log.debug("reuse_freed_memory: the trim threshold was refused")
     log.debug("reuse_freed_memory: %s", "applied" if _applied else "not available")
     return _applied
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux's MemAvailable, else the physical memory), or None
+    where neither can be read: what size checks compare a file's or a job's needs with."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def room_for(nbytes: int) -> str | None:
+    """None when ``nbytes`` fit in the memory available, else a phrase saying how much there is."""
+    available = available_memory()
+    if available is None or nbytes <= available:
+        return None
+    return (f"{nbytes / 1024 ** 3:,.1f} GB, more than the {available / 1024 ** 3:,.1f} GB of "
+            f"memory available")

@@ -28,6 +28,7 @@ from capx.data import (
 )
 from capx.datasets.base import CaptionData, CaptionSplit
 from capx.datasets.splits import select_images
+from capx.runtime import room_for
 from capx.registry import DATASETS
 
 COCO_JSON_DIR_ENV = "CAPX_COCO_JSON_DIR"
@@ -205,7 +206,12 @@ def _read_id_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Image ids and features as stored (float16 stays float16 until the rows are picked)."""
     with open_h5(path) as h5:
         ids = h5_dataset(h5, "image_ids")[()]
-        features = h5_dataset(h5, "features")[()]
+        stored = h5_dataset(h5, "features")
+        too_big = room_for(int(stored.size) * stored.dtype.itemsize)
+        if too_big:
+            raise DataError(f"{path.resolve()} key 'features' holds {stored.shape} values: "
+                            f"{too_big}; use a smaller file or a larger machine")
+        features = stored[()]
     if ids.ndim != 1 or ids.dtype.kind not in "iu":
         raise DataError(f"{path.resolve()} key 'image_ids': expected a 1-D integer array, got "
                         f"shape {ids.shape} {ids.dtype}")

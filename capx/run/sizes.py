@@ -14,12 +14,11 @@ limit is ``memory_limit_gb`` (null: the memory available when the job starts).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from capx.run.config import ConfigError
+from capx.runtime import available_memory
 
 GB = 1024 ** 3
 MIN_VOCAB = 4  # <NULL>, <START>, <END>, <UNK>: every tokenizer has these
@@ -94,22 +93,7 @@ def check_sizes(plain: dict[str, Any]) -> None:
         f"limit of {gigabytes(limit)} ({where}). The largest part is {largest.what}, at least "
         f"{gigabytes(largest.bytes)}, from {largest.settings}: lower it. Estimates (lower "
         f"bounds): " + "; ".join(p.line() for p in parts) + ". If the machine has the memory, "
-        f"raise memory_limit_gb")
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available now (Linux's MemAvailable, else the physical memory), or
-    None where neither can be read."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+        "raise memory_limit_gb")
 
 
 def _int(value: Any, default: int) -> int:

@@ -132,3 +132,29 @@ def test_a_features_file_with_nan_rows_is_refused_when_loaded(tmp_path):
     with pytest.raises(DataError, match=r"features.h5 key 'features': 2 of 5 feature rows hold "
                                         r"NaN or inf \(rows 1, 3\)"):
         _read_id_features(path)
+
+
+def test_files_larger_than_the_memory_available_are_refused_before_they_are_read(
+        valid_bytes, tmp_path, monkeypatch):
+    """The sizes a file declares (an h5 dataset's shape, a JSON file's length, a checkpoint
+    entry's .npy header) are compared with the memory available before anything is read."""
+    import capx.runtime
+    from capx.data import read_float32, read_json
+
+    features = tmp_path / "features.h5"
+    with h5py.File(features, "w") as h5:
+        h5["image_ids"] = np.arange(200)
+        h5["features"] = np.ones((200, 8), dtype=np.float32)
+    (tmp_path / "captions.json").write_text('{"images": []}' + " " * 5000)
+    checkpoint = _write(tmp_path, valid_bytes)
+    monkeypatch.setattr(capx.runtime, "available_memory", lambda: 4096)  # 4 KB
+    with pytest.raises(DataError, match=r"features.h5 key 'features' holds \(200, 8\) values: "
+                                        r"0.0 GB, more than the 0.0 GB of memory available"):
+        _read_id_features(features)
+    with h5py.File(features, "r") as h5, pytest.raises(DataError, match="memory available"):
+        read_float32(h5["features"])
+    with pytest.raises(DataError, match="bytes of JSON: parsed, .* memory available"):
+        read_json(tmp_path / "captions.json")
+    monkeypatch.setattr(capx.runtime, "available_memory", lambda: 64)  # below every entry
+    with pytest.raises(CheckpointError, match="needs .* more than the .* memory available"):
+        load_checkpoint(checkpoint)
