@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO_ROOT
 
 
+@pytest.mark.slow  # executes the whole notebook
 def test_cs231n_notebook_flow(cs231n_dir):
     result = subprocess.run(
         [sys.executable, "examples/cs231n_notebook.py", str(cs231n_dir)],

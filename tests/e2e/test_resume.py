@@ -72,6 +72,7 @@ def _only(workdir):
     return client, run_
 
 
+@pytest.mark.slow  # three jobs; the stale-artifact and lock tests resume by run id by default
 def test_a_resume_after_a_kill_logs_each_metric_step_once(workdir, monkeypatch):
     """Killed at iteration 15 after its losses reached the store (the checkpoint is at 10):
     the resume by run id (from the checkpoint uploaded at epoch 1) logs steps 16-20 only,
@@ -107,6 +108,7 @@ def test_a_resume_after_a_kill_logs_each_metric_step_once(workdir, monkeypatch):
     assert client.get_run(run_id).data.tags[names.RESUMES] == "2"
 
 
+@pytest.mark.slow  # two jobs; resuming is in the default suite through the override and lock tests
 def test_a_resumed_partial_epoch_counts_only_its_own_iterations_and_the_run_says_what_changed(
         workdir, monkeypatch):
     """Stopped at iteration 15 (checkpoint there), resumed to 3 epochs: epoch 2 trained 5

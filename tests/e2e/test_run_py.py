@@ -71,6 +71,7 @@ def test_resume_continues_the_loss_curve_exactly(workdir):
         np.testing.assert_array_equal(resumed["params"][name], value)
 
 
+@pytest.mark.slow  # test_resume's override test refuses fixed settings in the default suite
 def test_resume_refuses_another_model_shape_by_name_before_any_run(workdir):
     assert run_in_process(workdir, name="a") == "FINISHED"
     last = workdir / "outputs" / "a" / "checkpoints" / "last.npz"
@@ -95,6 +96,7 @@ def test_non_finite_loss_fails_the_run_clearly(workdir):
 # -- run.py as a user runs it ---------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a 2-job sweep; test_hparams_search nests a sweep's job in the default suite
 def test_multirun_sweep_nests_one_run_per_tokenizer(workdir, cache_dir):
     result = run_py(workdir, cache_dir, "-m", "tokenizer=char,word", *SMOKE)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -204,6 +206,7 @@ def test_sweep_with_a_failed_job_runs_the_others_and_exits_non_zero(workdir, cac
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
 
 
+@pytest.mark.slow  # test_resume's override test refuses fixed settings in the default suite
 def test_a_resume_with_another_tokenizer_is_refused_and_leaves_the_run_untouched(workdir):
     """Resuming a finished char run with tokenizer=word is refused by name before the run is
     touched: it stays FINISHED with its end time and tags, and no other run is made."""

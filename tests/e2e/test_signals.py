@@ -89,6 +89,7 @@ def test_a_signal_while_building_the_model_leaves_no_run(workdir, monkeypatch):
     assert _no_runs(workdir)
 
 
+@pytest.mark.slow  # a signal in training is in the default suite (repeated SIGINTs)
 def test_a_signal_before_the_first_iteration_saves_the_starting_state(workdir, monkeypatch):
     import capx.run.console
 

@@ -10,16 +10,30 @@ from capx.tracking import records
 from tests.support import artifact_paths, read_runs, run_in_process
 
 
+@pytest.fixture(scope="module")
+def runs_folder(tmp_path_factory, cache_dir):
+    """Two runs (word with system metrics, char without), made once: the tests only read them."""
+    folder = tmp_path_factory.mktemp("records")
+    with pytest.MonkeyPatch.context() as patch:  # what the workdir fixture does, for the module
+        patch.setenv("CAPX_CACHE_DIR", str(cache_dir))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.chdir(folder)
+        patch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+        assert run_in_process(folder, "solver.num_epochs=2", "split.scheme=holdout",
+                              "tracking.system_metrics=true", "tracking.log_model=false",
+                              name="a") == "FINISHED"
+        assert run_in_process(folder, "tokenizer=char", "solver.num_epochs=1",
+                              "split.scheme=holdout", "tracking.system_metrics=false",
+                              "tracking.log_model=false", name="b") == "FINISHED"
+    return folder
+
+
 @pytest.fixture
-def recorded(workdir, monkeypatch):
-    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
-    assert run_in_process(workdir, "solver.num_epochs=2", "split.scheme=holdout",
-                           "tracking.system_metrics=true", "tracking.log_model=false",
-                           name="a") == "FINISHED"
-    assert run_in_process(workdir, "tokenizer=char", "solver.num_epochs=1",
-                           "split.scheme=holdout", "tracking.system_metrics=false",
-                           "tracking.log_model=false", name="b") == "FINISHED"
-    client, runs = read_runs(workdir)
+def recorded(runs_folder, monkeypatch):
+    """(client, runs by tokenizer), read from the runs' folder (artifacts sit relative to it)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(runs_folder)
+    client, runs = read_runs(runs_folder)
     return client, {r.data.tags["tokenizer"]: r for r in runs}
 
 
