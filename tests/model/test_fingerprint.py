@@ -11,16 +11,18 @@ the beam's, in float64), and sums of the trained parameters.
   kernels sum in different orders), but in float64 those differences are about 1e-16 relative
   per operation; :func:`test_float64_tolerance_sits_far_above_rounding` reruns every float64
   model with its sums in another order (the input products over every position instead of the
-  distinct tokens, no packing) and requires it within 1e-12 (measured: 1e-15 at most). Moving
-  the ``<END>`` score's bias by 1e-6 moves the losses by about 2e-8, the bits/char by 1e-8.
+  distinct tokens, no packing) and requires it within 1e-12 (measured: 1e-15 at most; two BLAS
+  threads instead of one: 4e-16). Moving the ``<END>`` score's bias by 1e-6 moves the losses by
+  about 2e-8, the bits/char by 1e-8.
 - **float32, the default run** (``python run.py``: the word LSTM on ``shapes``, the default
   config's sizes and solver, fewer images and steps), pinned to :data:`FLOAT32_RTOL` relative.
   float32 rounds at 6e-8 relative, and a few Adam steps carry that into the losses and metrics.
   Measured: the same run in float64 differs from it by at most 4e-6 relative (the ``<END>``
   token's bits; losses 7e-8), and the same float32 run with its sums in another order (the
-  cross-machine case: another BLAS orders its sums differently) by at most 9e-7. Two float32
-  runs of this arithmetic, each within about the float64 gap of the exact result, differ by no
-  more than twice it; 1e-4 is 25 times the float64 gap, and still well below a real change: a
+  cross-machine case: another BLAS orders its sums differently) by at most 9e-7, and with two
+  BLAS threads instead of one (another blocking of every product) by 6e-7. Two float32 runs of
+  this arithmetic, each within about the float64 gap of the exact result, differ by no more
+  than twice it; 1e-4 is 25 times the float64 gap, and still well below a real change: a
   learning rate 1% off moves the later losses by 5e-4 to 3e-3 and changes the captions.
   :func:`test_float32_tolerance_sits_far_above_rounding` holds both gaps under a fifth of it.
 
