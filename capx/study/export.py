@@ -2,8 +2,10 @@
 
 A study outlives its MLflow store: it runs in sittings, maybe on other machines. The export holds
 what the report needs and what a continuing sweep needs to skip finished jobs: per run its
-labels, fingerprint, flattened config, final metrics, dev curve and the per-image test scores
-that the paired bootstrap resamples. ``capx report --from FILE`` rebuilds every table and figure
+labels, fingerprint, flattened config, final metrics, dev curve, the per-image test scores
+that the paired bootstrap resamples and each test image's caption (for the report's gallery);
+each test image's references and picture (URL or file name) are written once per file, in the
+first record that has the image (``images``). ``capx report --from FILE`` rebuilds every table and figure
 from it without the store, and ``tracking.export=FILE`` makes a sweep skip the jobs it holds.
 
     capx export --experiment study_coco_mini --out docs/study/coco_mini/runs.jsonl
@@ -56,6 +58,7 @@ def run_to_record(client: Any, run: Any) -> dict[str, Any]:
         "metrics": {k: _finite(v) for k, v in run.data.metrics.items()},
         "curves": curves,
         "per_image": _per_image(client, run_id),
+        **_captions(client, run_id),
     }
 
 
@@ -71,6 +74,53 @@ def _per_image(client: Any, run_id: str) -> dict[str, list] | None:
         except Exception:  # noqa: BLE001 - older runs have none; the report then skips CIs
             return None
         return json.loads(Path(path).read_text())
+
+
+def _captions(client: Any, run_id: str) -> dict[str, Any]:
+    """``captions`` (image ids and the run's caption of each) and ``images`` (id -> references
+    and url) from the run's evaluation table; nothing for runs without one."""
+    table = _artifact_json(client, run_id, names.EVALUATION_TABLE)
+    if not table or "caption" not in (columns := dict(zip(table.get("columns", []),
+                                                             zip(*table.get("data", []))))):
+        return {}
+    ids = [None if i is None else int(i) for i in columns.get("image_id", [])]
+    images = {}
+    for n, image_id in enumerate(ids):
+        if image_id is not None:
+            references = columns.get("references", [""] * len(ids))[n] or ""
+            images[str(image_id)] = {"references": [r for r in references.split(" | ") if r],
+                                     "url": (columns.get("url") or [""] * len(ids))[n] or ""}
+    return {"captions": {"image_id": ids, "caption": list(columns["caption"])},
+            "images": images}
+
+
+def _artifact_json(client: Any, run_id: str, artifact: str) -> Any:
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(run_id, artifact, folder)
+        except Exception:  # noqa: BLE001 - older runs have none
+            return None
+        return json.loads(Path(path).read_text())
+
+
+def images_of(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every test image's references and url that the records hold (image id as text)."""
+    images: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for image_id, image in (record.get("images") or {}).items():
+            images.setdefault(image_id, image)
+    return images
+
+
+def _once(records: list[dict[str, Any]], known: dict[str, Any]) -> list[dict[str, Any]]:
+    """``records`` with each image's references and url kept only where first seen."""
+    seen = set(known)
+    for record in records:
+        images = {k: v for k, v in (record.get("images") or {}).items() if k not in seen}
+        seen |= set(images)
+        if "images" in record:
+            record["images"] = images
+    return records
 
 
 def finished_runs(client: Any, experiment: str) -> list[Any]:
@@ -127,8 +177,8 @@ def export(uri: str, experiment: str, out: str | Path) -> tuple[int, int]:
     client = make_client(uri)
     existing = read_records(out) if Path(out).is_file() else []
     known = {r["run_id"] for r in existing}
-    new = [run_to_record(client, run) for run in finished_runs(client, experiment)
-           if run.info.run_id not in known]
+    new = _once([run_to_record(client, run) for run in finished_runs(client, experiment)
+                 if run.info.run_id not in known], images_of(existing))
     write_records(out, existing + new)
     return len(new), len(existing) + len(new)
 

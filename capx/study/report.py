@@ -3,7 +3,8 @@
 Reads finished runs from a study export (``--from runs.jsonl``, no MLflow store needed), from an
 MLflow experiment (``--experiment NAME``), from one sweep (``--parent RUN_ID``), or, with no
 argument, from the experiment of the newest run in the store. Writes ``report.md``,
-``runs.csv`` and the figures into a folder (logged to the sweep's parent run when one is given)
+``report.html`` (the same in one self-contained page, with a gallery of captions: see
+:mod:`capx.study.html_report`), ``runs.csv`` and the figures into a folder (logged to the sweep's parent run when one is given)
 and prints the tables.
 
     capx report
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from capx.study.controls import image_controls
-from capx.study.export import (ExportError, complete_runs, finished_runs, read_records,
-                               run_to_record)
+from capx.study.export import (ExportError, complete_runs, finished_runs, images_of,
+                               read_records, run_to_record)
+from capx.study.html_report import make_gallery, report_html
 from capx.study.plots import FIGURES
 from capx.study.tables import (SPELLERS, Row, format_interval, make_rows, preregistered,
                                row_interval)
@@ -289,9 +291,14 @@ def _number(value: float, decimals: int) -> str:
     return "–" if value != value else f"{value:.{decimals}f}"
 
 
+def _tested(rows: Sequence[Row]) -> list[Row]:
+    """The rows with test scores (a learning-rate search's rows have dev scores only)."""
+    return [r for r in rows if any(names.TEST_BITS_PER_CHAR in x.get("metrics", {})
+                                   for x in r.records)]
+
+
 def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str]) -> str:
-    tested = [r for r in rows if any(names.TEST_BITS_PER_CHAR in x.get("metrics", {})
-                                     for x in r.records)]
+    tested = _tested(rows)
     comparisons = preregistered(tested)
     parts = [f"# capx report: {where}", "", wall_time_line(rows), "",
              "Rows are settings; runs within a row differ only in fold and seed. Estimates pool "
@@ -352,10 +359,14 @@ def make_report(out_dir: Path, uri: str | None = None, experiment: str | None = 
         if figure is not None:
             figure.savefig(out_dir / name, dpi=110)
             written.append(out_dir / name)
-    text = report_markdown(rows, where, [p.name for p in written])
+    figures = list(written)
+    text = report_markdown(rows, where, [p.name for p in figures])
     (out_dir / "report.md").write_text(text)
+    gallery, note = make_gallery(_tested(rows), images_of(records))
+    (out_dir / "report.html").write_text(report_html(text, figures, gallery, note),
+                                         encoding="utf-8")
     write_csv(records, out_dir / "runs.csv")
-    written += [out_dir / "report.md", out_dir / "runs.csv"]
+    written += [out_dir / "report.md", out_dir / "report.html", out_dir / "runs.csv"]
     if parent:
         tracker = Tracker(make_client(uri), parent, uri)
         for path in written:

@@ -80,6 +80,9 @@ def evaluation_table(result: Any, split: Any) -> dict[str, list[Any]]:
         "caption": list(result.captions),
         "references": [" | ".join(references[i]) if i < len(references) else "" for i in range(n)],
     }
+    urls = getattr(split, "urls", None)
+    if urls is not None and len(urls) >= n:  # where the picture is (a COCO URL, a file name)
+        table["url"] = [str(u) for u in list(urls)[:n]]
     for name, values in (getattr(result, "per_image", None) or {}).items():
         column = np.asarray(values, dtype=float).tolist()
         if len(column) == n:  # a count named like a text column: "references" -> num_references

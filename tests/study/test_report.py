@@ -126,7 +126,7 @@ def test_a_sweep_report_is_written_and_logged_to_its_parent_run(sweep):
     from mlflow.tracking import MlflowClient
 
     logged = {a.path for a in MlflowClient(uri).list_artifacts(parent, "report")}
-    assert {"report/report.md", "report/runs.csv"} <= logged
+    assert {"report/report.md", "report/report.html", "report/runs.csv"} <= logged
 
 
 @pytest.mark.slow

@@ -87,6 +87,15 @@ def test_export_rebuilds_the_report_without_the_store_and_feeds_skipping(study, 
     records = [json.loads(line) for line in export.read_text().splitlines()]
     assert len(records) == 6 and all(r["per_image"]["nll_open"] for r in records)
     assert all(r["metrics"]["time/job_wall_seconds"] > 0 for r in records)
+    # each run's caption of each test image; each image's references and url once in the file
+    for r in records:
+        assert r["captions"]["image_id"] == r["per_image"]["image_id"]
+        assert all(isinstance(c, str) for c in r["captions"]["caption"])
+    images = [i for r in records for i in r["images"]]
+    tested = {str(i) for r in records for i in r["per_image"]["image_id"]}
+    assert sorted(images) == sorted(tested)  # once each
+    first = records[0]["images"][images[0]]
+    assert first["references"] and first["url"].startswith("http://images.cocodataset.org/")
     assert cli(["export", "--experiment", "study_coco_mini", "--out", str(export),
                 "--tracking-uri", uri]) == 0  # merging again adds nothing
     assert len(export.read_text().splitlines()) == 6
@@ -95,6 +104,8 @@ def test_export_rebuilds_the_report_without_the_store_and_feeds_skipping(study, 
     text = (out / "report.md").read_text()
     assert "char rnn ~12k params − word" in text and "3 (3 folds x 1 seeds)" in text
     assert (out / "bits_per_char_vs_params.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "report.html").read_text()
+    assert page.count('class="gallery-item"') == min(8, len(tested)) and "http://images.cocodataset.org/" in page
     # a fresh folder with only the export: the sweep skips every exported job
     fresh = tmp_path / "fresh"
     fresh.mkdir()
