@@ -6,6 +6,7 @@ functions and constants live here and are imported as ``from tests.support impor
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -136,3 +137,32 @@ def small_solver(hidden: int = 8, seed: int = 0, cell: str = "lstm"):
 def word_tokenizer_dict() -> dict:
     """The tokenizer entry of a checkpoint of :func:`small_solver`."""
     return {"name": "word", "options": {"max_length": 4}, "idx_to_word": VOCAB}
+
+
+# -- study export records -----------------------------------------------------------------------
+
+GALLERY_IMAGE_IDS = [11, 22, 33]
+GALLERY_URL = "http://images.cocodataset.org/val2017/000000000022.jpg"
+
+
+def captioned_record(tokenizer: str, fold: int, picture_dir: Path | None = None) -> dict:
+    """An export record of 3 test images with their captions (images 11 and 33 are files of an
+    image folder, 22 a COCO URL), as ``capx export`` writes them."""
+    rng = np.random.default_rng([fold, len(tokenizer)])
+    chars = np.full(3, 20.0)
+    nll = 20 * (1.5 + rng.random(3))
+    images = {str(i): {"references": [f"reference {k} of image {i}" for k in (1, 2)],
+                       "url": GALLERY_URL if i == 22 else f"img{i}.png"} for i in GALLERY_IMAGE_IDS}
+    return {"run_id": f"{tokenizer}-{fold}", "name": "r",
+            "labels": {"tokenizer": tokenizer, "cell": "lstm", "fold": str(fold), "seed": "0"},
+            "params": {"model.param_budget": "250000", "split.fold": str(fold), "seed": "0",
+                       "dataset.image_dir": str(picture_dir) if picture_dir else "null"},
+            "metrics": {"test/bits_per_char": float(nll.sum() / chars.sum() / math.log(2)),
+                        "test/total": 250000.0},
+            "curves": {"val/bits_per_char": [[1, 3.0], [2, 2.5]]},
+            "per_image": {"image_id": GALLERY_IMAGE_IDS, "nll_open": nll.tolist(),
+                          "nll_closed": nll.tolist(), "chars": chars.tolist(),
+                          "cider": rng.random(3).tolist()},
+            "captions": {"image_id": GALLERY_IMAGE_IDS,
+                         "caption": [f"{tokenizer} says <b>{i}</b>" for i in GALLERY_IMAGE_IDS]},
+            "images": images if tokenizer == "char" and fold == 0 else {}}

@@ -4,7 +4,6 @@ setting's captions, checked as written and as a headless Chromium shows it."""
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import subprocess
@@ -14,33 +13,7 @@ import numpy as np
 import pytest
 
 from capx.study.report import make_report
-
-IMAGE_IDS = [11, 22, 33]
-URL = "http://images.cocodataset.org/val2017/000000000022.jpg"
-
-
-def captioned_record(tokenizer: str, fold: int, picture_dir: Path | None = None) -> dict:
-    """An export record of 3 test images with their captions (images 11 and 33 are files of an
-    image folder, 22 a COCO URL), as ``capx export`` writes them."""
-    rng = np.random.default_rng([fold, len(tokenizer)])
-    chars = np.full(3, 20.0)
-    nll = 20 * (1.5 + rng.random(3))
-    images = {str(i): {"references": [f"reference {k} of image {i}" for k in (1, 2)],
-                       "url": URL if i == 22 else f"img{i}.png"} for i in IMAGE_IDS}
-    return {"run_id": f"{tokenizer}-{fold}", "name": "r",
-            "labels": {"tokenizer": tokenizer, "cell": "lstm", "fold": str(fold), "seed": "0"},
-            "params": {"model.param_budget": "250000", "split.fold": str(fold), "seed": "0",
-                       "dataset.image_dir": str(picture_dir) if picture_dir else "null"},
-            "metrics": {"test/bits_per_char": float(nll.sum() / chars.sum() / math.log(2)),
-                        "test/total": 250000.0},
-            "curves": {"val/bits_per_char": [[1, 3.0], [2, 2.5]]},
-            "per_image": {"image_id": IMAGE_IDS, "nll_open": nll.tolist(),
-                          "nll_closed": nll.tolist(), "chars": chars.tolist(),
-                          "cider": rng.random(3).tolist()},
-            "captions": {"image_id": IMAGE_IDS,
-                         "caption": [f"{tokenizer} says <b>{i}</b>" for i in IMAGE_IDS]},
-            "images": images if tokenizer == "char" and fold == 0 else {}}
-
+from tests.support import GALLERY_URL as URL, captioned_record
 
 @pytest.fixture
 def report(tmp_path) -> Path:

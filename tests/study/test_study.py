@@ -95,7 +95,7 @@ def test_export_rebuilds_the_report_without_the_store_and_feeds_skipping(study, 
     tested = {str(i) for r in records for i in r["per_image"]["image_id"]}
     assert sorted(images) == sorted(tested)  # once each
     first = records[0]["images"][images[0]]
-    assert first["references"] and first["url"].startswith("http://images.cocodataset.org/")
+    assert first["references"] and "url" in first  # shapes has no pictures to point to
     assert cli(["export", "--experiment", "study_coco_mini", "--out", str(export),
                 "--tracking-uri", uri]) == 0  # merging again adds nothing
     assert len(export.read_text().splitlines()) == 6
@@ -105,7 +105,7 @@ def test_export_rebuilds_the_report_without_the_store_and_feeds_skipping(study, 
     assert "char rnn ~12k params − word" in text and "3 (3 folds x 1 seeds)" in text
     assert (out / "bits_per_char_vs_params.png").read_bytes()[:4] == b"\x89PNG"
     page = (out / "report.html").read_text()
-    assert page.count('class="gallery-item"') == min(8, len(tested)) and "http://images.cocodataset.org/" in page
+    assert page.count('class="gallery-item"') == min(8, len(tested))
     # a fresh folder with only the export: the sweep skips every exported job
     fresh = tmp_path / "fresh"
     fresh.mkdir()
