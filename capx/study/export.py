@@ -2,7 +2,8 @@
 
 A study outlives its MLflow store: it runs in sittings, maybe on other machines. The export holds
 what the report needs and what a continuing sweep needs to skip finished jobs: per run its
-labels, fingerprint, flattened config, final metrics, dev curve, the per-image test scores
+labels, fingerprint, the commit of the capx code that ran it and whether its checkout was
+clean, flattened config, final metrics, dev curve, the per-image test scores
 that the paired bootstrap resamples and each test image's caption (for the report's gallery);
 each test image's references and picture (URL or file name) are written once per file, in the
 first record that has the image (``images``). ``capx report --from FILE`` rebuilds every table and figure
@@ -53,6 +54,8 @@ def run_to_record(client: Any, run: Any) -> dict[str, Any]:
         "parent_run_id": tags.get(names.PARENT_RUN),
         "start_time": run.info.start_time,
         "end_time": run.info.end_time,
+        "commit": tags.get(names.SOURCE_COMMIT),  # the capx code that ran it
+        "clean": {"true": True, "false": False}.get(tags.get(names.SOURCE_CLEAN, "")),
         "labels": {k: tags[k] for k in names.LABELS if k in tags},
         "params": dict(run.data.params),
         "metrics": {k: _finite(v) for k, v in run.data.metrics.items()},

@@ -26,6 +26,7 @@ from capx.study.export import (ExportError, complete_runs, finished_runs, images
                                read_records, run_to_record)
 from capx.study.html_report import make_gallery, report_html
 from capx.study.plots import FIGURES
+from capx.study.provenance import MixedCommitsError, check_one_commit, commit_line
 from capx.study.tables import (SPELLERS, Row, format_interval, make_rows, preregistered,
                                row_interval)
 from capx.tracking import names
@@ -297,10 +298,13 @@ def _tested(rows: Sequence[Row]) -> list[Row]:
                                    for x in r.records)]
 
 
-def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str]) -> str:
+def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str],
+                    code: str = "") -> str:
+    """The report in Markdown; ``code``: the sentence naming the runs' commit(s)."""
     tested = _tested(rows)
     comparisons = preregistered(tested)
-    parts = [f"# capx report: {where}", "", wall_time_line(rows), "",
+    parts = [f"# capx report: {where}", "", *([code, ""] if code else []),
+             wall_time_line(rows), "",
              "Rows are settings; runs within a row differ only in fold and seed. Estimates pool "
              "the test images of a row's runs; intervals are 95% t intervals over its runs "
              "(folds x seeds), clipped to the metric's range; comparisons pair runs by fold "
@@ -347,10 +351,15 @@ def write_csv(records: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def make_report(out_dir: Path, uri: str | None = None, experiment: str | None = None,
-                parent: str | None = None, source: str | Path | None = None
-                ) -> tuple[str, list[Path]]:
-    """Write the report; returns its Markdown and the files written (logged to ``parent``)."""
+                parent: str | None = None, source: str | Path | None = None,
+                allow_mixed_commits: bool = False) -> tuple[str, list[Path]]:
+    """Write the report; returns its Markdown and the files written (logged to ``parent``).
+    Runs of different capx commits are refused unless ``allow_mixed_commits``."""
     records, where = load_records(uri, experiment, parent, source)
+    try:
+        check_one_commit(records, allow_mixed_commits)
+    except MixedCommitsError as exc:
+        raise ReportError(f"{where}: {exc}") from exc
     rows = make_rows(records)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -360,7 +369,7 @@ def make_report(out_dir: Path, uri: str | None = None, experiment: str | None = 
             figure.savefig(out_dir / name, dpi=110)
             written.append(out_dir / name)
     figures = list(written)
-    text = report_markdown(rows, where, [p.name for p in figures])
+    text = report_markdown(rows, where, [p.name for p in figures], commit_line(records))
     (out_dir / "report.md").write_text(text)
     gallery, note = make_gallery(_tested(rows), images_of(records))
     (out_dir / "report.html").write_text(report_html(text, figures, gallery, note),
@@ -384,6 +393,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                              "sqlite:///mlflow.db in the current folder)")
+    parser.add_argument("--allow-mixed-commits", action="store_true",
+                        help="report runs of different capx commits together (refused by "
+                             "default: one table should hold one version of the code)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: report/<experiment, run id or file name>)")
 
@@ -402,7 +414,8 @@ def main(args: argparse.Namespace) -> int:
             name = latest_experiment(make_client(uri))
             args.experiment = name
         out = args.out or Path("report") / name
-        text, written = make_report(out, uri, args.experiment, args.parent, args.source)
+        text, written = make_report(out, uri, args.experiment, args.parent, args.source,
+                                    getattr(args, "allow_mixed_commits", False))
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -38,6 +38,21 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri}"
 
 
+def git_tree_clean(cwd: str | os.PathLike) -> bool | None:
+    """Whether the checkout of ``cwd`` has no changes to tracked files and no untracked files
+    inside ``cwd`` itself (a new module of the package); None outside a git checkout."""
+    try:
+        tracked = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                 cwd=cwd, capture_output=True, text=True, timeout=10)
+        here = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--",
+                               "."], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if tracked.returncode != 0 or here.returncode != 0:
+        return None
+    return not (tracked.stdout.strip() or here.stdout.strip())
+
+
 def git_commit(cwd: str | os.PathLike) -> str | None:
     """The commit checked out in ``cwd``; None outside a git checkout or without git."""
     try:

@@ -39,6 +39,7 @@ EPOCH = "epoch"
 
 PARENT_RUN = "mlflow.parentRunId"       # MLflow's own: nests a job's run under its sweep's
 SOURCE_COMMIT = "mlflow.source.git.commit"
+SOURCE_CLEAN = "capx.source.git.clean"  # "true": capx's checkout had no changes when the run began
 SOURCE_NAME = "mlflow.source.name"
 FINGERPRINT = "capx.fingerprint"        # a config hash (capx.tracking.finished): same job, same value
 TEST_SPLIT = "capx.test_split"          # "test", or "val" when the split scheme made no test set

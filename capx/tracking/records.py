@@ -17,7 +17,7 @@ import numpy as np
 
 import capx
 from capx.tracking import names
-from capx.tracking.locations import git_commit
+from capx.tracking.locations import git_commit, git_tree_clean
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,17 @@ def evaluation_table(result: Any, split: Any) -> dict[str, list[Any]]:
 
 
 def source_tags(launch_folder: Path) -> dict[str, str]:
-    """``mlflow.source.git.commit``: the commit of the capx code that ran (its own checkout);
-    the folder the run was launched from, and its commit when that is another repository."""
+    """``mlflow.source.git.commit``: the commit of the capx code that ran (its own checkout),
+    and ``capx.source.git.clean``: whether that checkout had no changes; the folder the run was
+    launched from, and its commit when that is another repository."""
     code = Path(capx.__file__).resolve().parent
     tags = {LAUNCH_FOLDER: str(launch_folder)}
     own = git_commit(code)
     if own:
         tags[names.SOURCE_COMMIT] = own
+        clean = git_tree_clean(code)
+        if clean is not None:
+            tags[names.SOURCE_CLEAN] = "true" if clean else "false"
     launch = git_commit(launch_folder)
     if launch:
         tags[LAUNCH_COMMIT] = launch

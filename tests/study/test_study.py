@@ -87,6 +87,11 @@ def test_export_rebuilds_the_report_without_the_store_and_feeds_skipping(study, 
     records = [json.loads(line) for line in export.read_text().splitlines()]
     assert len(records) == 6 and all(r["per_image"]["nll_open"] for r in records)
     assert all(r["metrics"]["time/job_wall_seconds"] > 0 for r in records)
+    from capx.tracking.locations import git_commit
+
+    assert {r["commit"] for r in records} == {git_commit(REPO)}  # the code that ran them
+    if git_commit(REPO):
+        assert {r["clean"] for r in records} <= {True, False}
     # each run's caption of each test image; each image's references and url once in the file
     for r in records:
         assert r["captions"]["image_id"] == r["per_image"]["image_id"]
