@@ -1,9 +1,9 @@
 """Student's t and the tests built on it, for :mod:`capx.study.statistics` and the study tables.
 
 :func:`t_quantile` (for t intervals of a few runs' metric) and :func:`t_test_p` (the one-sample
-t test of paired per-run differences) are SciPy's (``scipy.stats.t.ppf``,
-``scipy.stats.ttest_1samp``), with capx's handling of the edge cases (fewer than two values, no
-spread); :func:`holm` (Holm-Bonferroni adjusted p-values of a family of comparisons) is a few
+t test of paired per-run differences) use SciPy's t distribution (``scipy.stats.t.ppf``; the
+two-sided tail ``scipy.stats.t.sf`` at ``ttest_1samp``'s statistic), with capx's handling of the
+edge cases (fewer than two values, no spread); :func:`holm` (Holm-Bonferroni adjusted p-values of a family of comparisons) is a few
 lines here, since SciPy has no Holm adjustment.
 """
 
@@ -23,9 +23,12 @@ def t_test_p(values: Any) -> float:
     values = values[np.isfinite(values)]
     if len(values) < 2:
         return math.nan
-    if values.std(ddof=1) == 0:  # SciPy's t is undefined here
+    std = float(values.std(ddof=1))
+    if std == 0:  # the t statistic is undefined here
         return 0.0 if values.mean() != 0 else 1.0
-    return float(stats.ttest_1samp(values, 0.0).pvalue)
+    # scipy.stats.ttest_1samp's statistic, without its precision warning for nearly equal values
+    t = abs(float(values.mean())) / (std / math.sqrt(len(values)))
+    return float(2 * stats.t.sf(t, len(values) - 1))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
