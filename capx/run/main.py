@@ -30,6 +30,7 @@ from capx.run.outcomes import write_outcome
 from capx.run.recorder import open_recorder
 from capx.run.resume import config_for_resume, resolve_resume
 from capx.run.resume_lock import ResumeInProgressError, lock_folder, resume_lock
+from capx.run.run_name import run_name
 from capx.run.training import USER_ERRORS, Job
 from capx.tracking.finished import already_finished
 from capx.tracking.locations import tracking_uri
@@ -122,22 +123,6 @@ def _one_resume_at_a_time(plain: dict[str, Any], context: JobContext,
         return contextlib.nullcontext()
     uri = tracking_uri(settings["uri"], context.original_cwd)
     return resume_lock(source_run, lock_folder(uri, context.original_cwd))
-
-
-def run_name(plain: dict[str, Any], context: JobContext) -> str:
-    """What varies: ``char-lstm-s0`` plus any other command-line overrides."""
-    name = plain["tracking"]["run_name"]
-    if name:
-        return name
-    parts = [plain["tokenizer"]["name"], plain["cell"]["name"], f"s{plain['seed']}"]
-    skip = ("tokenizer=", "cell=", "seed=", "resume=", "tracking.", "hydra", "progress=",
-            "experiment=")  # a preset is the same for every run of its study (and is tagged)
-    for override in context.overrides:
-        if override.startswith(skip):
-            continue
-        key, _, value = override.lstrip("+~").partition("=")
-        parts.append(f"{key.rsplit('.', 1)[-1]}={value}" if "." in key else f"{key}={value}")
-    return "-".join(parts)
 
 
 __all__ = ["run", "main", "JobContext", "EXIT_CODES", "ConfigError", "OmegaConf"]
