@@ -35,8 +35,19 @@ def task(cfg: DictConfig) -> int | float:
     return result
 
 
+def launch_folder_on_path(folder: Path) -> None:
+    """Let plugin modules named on the command line (``plugins=[my_cells]``) resolve from the
+    folder the user launched in, as ``python -m`` would find them, also for ``capx train`` and
+    ``python /path/to/run.py``. Appended: a module there never shadows an installed package."""
+    entry = str(folder.resolve())
+    if entry not in sys.path:
+        sys.path.append(entry)
+
+
 def prepare(argv: Sequence[str], conf: Path) -> None:
-    """Before Hydra composes: register plugin options, and refuse a read-only start folder."""
+    """Before Hydra composes: put the launch folder on the module path, register plugin options,
+    and refuse a read-only start folder."""
+    launch_folder_on_path(Path.cwd())
     try:
         prepare_plugin_options(argv, conf)
     except PluginError as exc:
