@@ -165,7 +165,7 @@ for _bin in FREQUENCY_BINS:
     PER_IMAGE_STATISTICS[f"bpc_{_bin}"] = (
         lambda c, b=_bin: statistics.ratio(c[f"nll_{b}"], c[f"chars_{b}"], 1 / LN2))
 PER_IMAGE_STATISTICS["beam_cider"] = lambda c: statistics.ratio(c["beam_cider"])
-PER_IMAGE_STATISTICS["beam_bleu4"] = lambda c: bleu_statistic(_beam_columns(c))
+PER_IMAGE_STATISTICS["beam_bleu4"] = lambda c: statistics.bleu_statistic(_beam_columns(c))
 for _name in SPELLERS:
     PER_IMAGE_STATISTICS[f"bits_per_char_speller_{_name}"] = (
         lambda c, n=_name: statistics.ratio(c[f"nll_open_{n}"], c["chars"], 1 / LN2))

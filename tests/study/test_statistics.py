@@ -273,11 +273,25 @@ class TestVectorisedColumnStatistics:
             out.append(columns)
         return out
 
+    def test_every_metric_has_a_statistic_that_equals_it(self):
+        from capx.study.tables import PER_IMAGE_METRICS, PER_IMAGE_STATISTICS
+
+        assert set(PER_IMAGE_STATISTICS) == set(PER_IMAGE_METRICS)
+        for metric in PER_IMAGE_METRICS:
+            self.test_each_metric_as_a_statistic_equals_the_metric(metric)
+
     @pytest.mark.parametrize("metric", ["bits_per_char", "bits_per_char_closed", "cider", "bleu4"])
     def test_each_metric_as_a_statistic_equals_the_metric(self, metric):
         from capx.study.tables import PER_IMAGE_METRICS, PER_IMAGE_STATISTICS
 
         for columns in self.runs(3):
+            rng = np.random.default_rng(7)  # the other metrics' columns, made from these
+            columns.update({f"beam_{k}": v * rng.uniform(0.8, 1.0, len(v))
+                            for k, v in list(columns.items()) if k.startswith(("bleu", "cider"))})
+            for extra in ("unseen", "rare", "frequent", "open_kn3", "open_kn5", "open_kn7",
+                          "open_uniform"):
+                columns[f"nll_{extra}"] = columns["nll_open"] * rng.uniform(0.5, 1.5)
+                columns[f"chars_{extra}"] = columns["chars"] * rng.uniform(0.2, 0.5)
             statistic = PER_IMAGE_STATISTICS[metric](columns)
             kept = statistic.columns[np.isfinite(statistic.columns).all(axis=1)]
             assert float(statistic.of_totals(kept.sum(axis=0))) == pytest.approx(
