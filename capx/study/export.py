@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -70,7 +69,6 @@ def _finite(value: float) -> float | None:
 
 
 def _per_image(client: Any, run_id: str) -> dict[str, list] | None:
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run
     with tempfile.TemporaryDirectory() as folder:
         try:
             path = client.download_artifacts(run_id, names.PER_IMAGE, folder)

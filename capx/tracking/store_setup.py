@@ -11,6 +11,7 @@ from typing import Any
 
 from capx.tracking.locations import local_artifact_root
 from capx.tracking.locks import file_lock, signals_held_back
+from capx.tracking.quiet import quiet_mlflow
 from capx.tracking.retries import retry
 
 
@@ -31,6 +32,7 @@ def make_client(uri: str):
     # deferred on purpose: MLflow takes seconds to import; a job without tracking never needs it
     from mlflow.tracking import MlflowClient
 
+    quiet_mlflow()
     if uri.startswith("sqlite:///") and uri not in PREPARED:
         prepare_sqlite_store(uri)
         PREPARED.add(uri)
