@@ -44,14 +44,16 @@ JOB_MODULES = ("capx.run.main", "capx.experiment")
 #: phases of a job: (label, function name, file names it may live in); nested ones are indented
 PHASES = [
     ("open the store", "open_store", ("preflight.py",)),
-    ("  client and schema check", "make_client", ("store.py", "tracking.py", "store_setup.py")),
+    ("  client and schema check", "make_client",
+     ("store.py", "tracking.py", "store_setup.py")),
     ("prepare: data, tokenizer, model", "prepare", ("build.py",)),
     ("  solve the parameter budget", "hidden_for_budget", ("budget.py",)),
     ("create the run", "open_recorder", ("recorder.py",)),
     ("log the config and data", "log_start", ("recorder.py",)),
     ("train (the epochs)", "train", ("solver.py",)),
     ("  per-epoch tracking writes", "on_epoch_end", ("recorder.py",)),
-    ("    of which log_table", "log_table", ("store.py", "tracking.py", "tracker.py")),
+    ("all log_table calls (samples, test captions)", "log_table",
+     ("store.py", "tracking.py", "tracker.py")),
     ("final evaluation", "evaluate_at_end", ("training.py", "job.py")),
     ("  beam comparison", "beam_scores", ("scoring.py", "evaluation.py")),
     ("  shuffled-image control", "shuffled_image_likelihood", ("scoring.py", "evaluation.py")),
@@ -141,8 +143,9 @@ def table(sides: list[Side]) -> str:
     if len(sides) == 2:
         (before, _), (after, _) = figures
         lines.append("")
-        lines.append(f"after / before: fixed cost {after['fixed cost F s'] / before['fixed cost F s']:.2f}, "
-                     f"per-epoch cost {after['per-epoch cost c s'] / before['per-epoch cost c s']:.2f}")
+        fixed, per_epoch = "fixed cost F s", "per-epoch cost c s"
+        lines.append(f"after / before: fixed cost {after[fixed] / before[fixed]:.2f}, "
+                     f"per-epoch cost {after[per_epoch] / before[per_epoch]:.2f}")
     return "\n".join(lines)
 
 

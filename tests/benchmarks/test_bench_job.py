@@ -1,0 +1,35 @@
+"""benchmarks.bench_job: its arithmetic (T = F + c E) and its phases, which must name functions
+this checkout has (a renamed function would silently profile as zero seconds)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from benchmarks import bench_job
+from tests.support import REPO
+
+
+def test_fixed_and_per_epoch_cost_come_from_the_two_medians(tmp_path):
+    side = bench_job.Side("after", REPO, tmp_path, tmp_path)
+    side.floor = [2.0, 3.0, 2.5]
+    side.jobs = {8: [23.0, 22.0, 23.0], 2: [10.0, 12.0, 11.0]}
+    figures = side.figures()
+    per_epoch = (23.0 - 11.0) / (8 - 2)  # the medians' slope
+    assert figures["per-epoch cost c s"] == pytest.approx(per_epoch)
+    assert figures["fixed cost F s"] == pytest.approx(11.0 - 2 * per_epoch)
+    assert figures["F / import floor"] == pytest.approx((11.0 - 2 * per_epoch) / 2.5)
+    assert "(22.0-23.0)" in side.ranges()["job, 8 epochs s"]
+
+
+@pytest.mark.parametrize("label, name, files", bench_job.PHASES)
+def test_every_phase_names_a_function_of_this_checkout(label, name, files):
+    found = [path for path in (REPO / "capx").rglob("*.py") if path.name in files
+             and re.search(rf"^\s*def {re.escape(name)}\(", path.read_text(), re.M)]
+    assert found, f"phase {label.strip()!r}: no def {name}( in capx/**/{{{', '.join(files)}}}"
+
+
+def test_the_import_floor_imports_this_checkouts_job_module():
+    command = bench_job.import_floor_command(REPO)
+    assert command[-1] == "import capx.run.main, hydra, mlflow"
