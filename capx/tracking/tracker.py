@@ -213,9 +213,11 @@ class Tracker:
             log.warning("MLflow run %s: its record is incomplete, %s could not be recorded; "
                         "tagged %s (a sweep trains it again, capx export and capx report leave "
                         "it out)", self.run_id, summary, names.RECORD_INCOMPLETE)
+            database_down = any(kind == DATABASE for _, _, kind in self._kept.values())
             try:
-                retry(lambda: self.client.set_tag(self.run_id, names.RECORD_INCOMPLETE,
-                                                  summary[:5000]), "the incomplete mark")
+                if not database_down:  # else the mark would wait out the same failure again
+                    retry(lambda: self.client.set_tag(self.run_id, names.RECORD_INCOMPLETE,
+                                                      summary[:5000]), "the incomplete mark")
             except Exception as exc:  # noqa: BLE001 - said on the console already
                 log.warning("MLflow could not mark run %s incomplete either: %s", self.run_id,
                             describe_failure(exc))

@@ -65,7 +65,7 @@ def _steps(client, run_id: str, key: str) -> set[int]:
 
 
 def test_a_full_artifact_store_leaves_every_metric_and_marks_the_run_incomplete(
-        workdir, monkeypatch, caplog):
+        workdir, monkeypatch, caplog, capsys):
     store = ArtifactStore(monkeypatch, fail_from=1)
     outcome = _job(workdir, multirun=True)
     assert outcome.status == "FINISHED"
@@ -89,7 +89,10 @@ def test_a_full_artifact_store_leaves_every_metric_and_marks_the_run_incomplete(
     assert again.status == "FINISHED" and again.run_id != run_id
     from capx.study.export import finished_runs
 
+    capsys.readouterr()
     assert [r.info.run_id for r in finished_runs(client, "capx")] == [again.run_id]
+    said = capsys.readouterr().err  # capx export and capx report say what they left out
+    assert f"left out run {run_id}" in said and "its record is incomplete" in said
     skipped = _job(workdir, multirun=True)
     assert skipped.status == "SKIPPED"  # the complete run counts as done
 
