@@ -51,7 +51,8 @@ class GalleryImage:
 def report_html(markdown: str, figures: Sequence[Path], gallery: Sequence[GalleryImage],
                 gallery_note: str = "") -> str:
     """The page: ``markdown`` rendered with ``figures`` embedded, then the gallery."""
-    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    # html off: text such as P(<UNK>) in the Markdown is shown, not taken for a tag
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
     for path in figures:
         body = body.replace(f'src="{html.escape(path.name)}"',
                             f'class="figure" src="{data_uri(path)}"')

@@ -41,6 +41,7 @@ def test_the_page_holds_tables_figures_and_the_gallery(report):
     assert f'src="{URL}"' in page  # a COCO picture by its URL
     assert "reference 2 of image 33" in page
     assert "char says &lt;b&gt;22&lt;/b&gt;" in page  # caption text is escaped
+    assert "P(&lt;UNK&gt;)" in page  # and so is the Markdown's text
     assert re.search(r"src=\"(?!data:|http)", page) is None  # nothing else to fetch
 
 
