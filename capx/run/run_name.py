@@ -1,6 +1,6 @@
 """A job's MLflow run name: short, and saying what differs from its neighbours.
 
-``char-lstm-s0`` (tokenizer, cell, seed), then the overrides that tell runs apart: in a sweep,
+``char-lstm-s0`` (tokenizer option, cell, seed), then the overrides that tell runs apart: in a sweep,
 those the sweep varies (``split.fold=0,1,2`` -> ``fold=1``); in a single run, those given on the
 command line. A path is never part of a name (``dataset.base_dir=/data/coco-mini`` says where,
 not what), nor is what every run of a study shares (the preset, tracking and progress settings).
@@ -23,7 +23,9 @@ def run_name(plain: dict[str, Any], context: Any) -> str:
     differs (see the module notes)."""
     if plain["tracking"]["run_name"]:
         return plain["tracking"]["run_name"]
-    parts = [plain["tokenizer"]["name"], plain["cell"]["name"], f"s{plain['seed']}"]
+    # the tokenizer's group option (bpe1000) says more than its plugin name (bpe)
+    tokenizer = (getattr(context, "choices", None) or {}).get("tokenizer")
+    parts = [tokenizer or plain["tokenizer"]["name"], plain["cell"]["name"], f"s{plain['seed']}"]
     varied = _swept_keys(context) if context.multirun and context.sweep_dir else None
     for override in context.overrides:
         key, _, value = override.lstrip("+~").partition("=")

@@ -16,9 +16,9 @@ def _plain(name=None, tokenizer="word", cell="lstm", seed=0):
             "cell": {"name": cell}, "seed": seed}
 
 
-def _context(overrides, sweep_dir: Path | None = None):
+def _context(overrides, sweep_dir: Path | None = None, choices=None):
     return SimpleNamespace(overrides=overrides, multirun=sweep_dir is not None,
-                           sweep_dir=sweep_dir)
+                           sweep_dir=sweep_dir, choices=choices or {})
 
 
 def test_a_single_run_is_named_by_its_overrides_without_paths():
@@ -38,6 +38,13 @@ def test_a_sweep_job_is_named_by_what_the_sweep_varies(tmp_path):
            "dataset.base_dir=/data/coco-mini", "experiment=study"]
     name = run_name(_plain(tokenizer="char", seed=3), _context(job, tmp_path))
     assert name == "char-lstm-s3-fold=1-learning_rate=2"
+
+
+def test_the_tokenizer_is_named_by_its_group_option():
+    """bpe250 and bpe1000 are both the bpe plugin: the option tells their runs apart."""
+    name = run_name(_plain(tokenizer="bpe"), _context(["tokenizer=bpe1000"],
+                                                      choices={"tokenizer": "bpe1000"}))
+    assert name == "bpe1000-lstm-s0"
 
 
 def test_a_configured_name_is_kept():
