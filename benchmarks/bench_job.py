@@ -16,6 +16,8 @@ mlflow"``), and the study job ``experiment=study_coco_mini tokenizer=char cell=l
 split.fold=1`` with tracking on, for each epoch count in ``--epochs``. Each job is timed from
 outside, process start to exit. With the medians T(E) of two epoch counts, T = F + c E gives
 the **fixed cost** F and the **per-epoch cost** c; the table also gives F over the import floor.
+The same is done with each process's CPU seconds (user and system, all its threads), which a busy
+machine moves far less than the wall time.
 Every process runs with ``OPENBLAS_NUM_THREADS=1`` and the checkout's own code
 (``PYTHONPATH=<checkout>``).
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import pstats
+import resource
 import statistics
 import subprocess
 import sys
@@ -76,8 +79,11 @@ def child_env(checkout: Path) -> dict[str, str]:
     return env
 
 
-def timed(command: list[str], checkout: Path, what: str) -> float:
-    """Wall seconds of ``command`` from process start to exit; a failure stops the benchmark."""
+def timed(command: list[str], checkout: Path, what: str) -> tuple[float, float]:
+    """Wall seconds of ``command`` from process start to exit, and its CPU seconds (user and
+    system, all threads: far less moved by other processes than the wall time); a failure
+    stops the benchmark."""
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(command, cwd=checkout, env=child_env(checkout), capture_output=True,
                           text=True)
@@ -85,13 +91,31 @@ def timed(command: list[str], checkout: Path, what: str) -> float:
     if done.returncode != 0:
         raise SystemExit(f"{what} in {checkout} failed ({done.returncode}):\n"
                          f"{done.stderr[-3000:]}")
-    return seconds
+    return seconds, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def import_floor_command(checkout: Path) -> list[str]:
     module = next(m for m in JOB_MODULES
                   if (checkout / (m.replace(".", "/") + ".py")).is_file())
     return [sys.executable, "-c", f"import {module}, hydra, mlflow"]
+
+
+def split_costs(floor: list[float], jobs: dict[int, list[float]], unit: str) -> dict[str, float]:
+    """Import floor, the two epoch counts' medians T, and T = F + c E solved for F and c."""
+    (e1, t1), (e2, t2) = [(e, statistics.median(t)) for e, t in sorted(jobs.items())]
+    per_epoch = (t2 - t1) / (e2 - e1)
+    fixed = t1 - per_epoch * e1
+    base = statistics.median(floor)
+    tail = "" if unit == "s" else f" ({unit})"
+    return {f"import floor {unit}": base, f"job, {e1} epochs {unit}": t1,
+            f"job, {e2} epochs {unit}": t2, f"fixed cost F {unit}": fixed,
+            f"per-epoch cost c {unit}": per_epoch, f"F / import floor{tail}": fixed / base,
+            f"F / c (epochs' worth){tail}": fixed / per_epoch}
 
 
 class Side:
@@ -104,28 +128,30 @@ class Side:
         self.store = self.folder / "mlflow.db"
         self.floor: list[float] = []
         self.jobs: dict[int, list[float]] = {}
+        self.cpu_floor: list[float] = []  # the same, in CPU seconds
+        self.cpu_jobs: dict[int, list[float]] = {}
         self.count = 0
 
-    def job(self, epochs: int) -> float:
+    def job(self, epochs: int) -> tuple[float, float]:
         self.count += 1
         out = self.folder / f"job{self.count}"
         return timed(job_command(self.checkout, self.data, self.store, out, epochs),
                      self.checkout, f"the {epochs}-epoch job")
 
     def measure(self, epoch_counts: list[int]) -> None:
-        self.floor.append(timed(import_floor_command(self.checkout), self.checkout,
-                                "the import floor"))
+        wall, cpu = timed(import_floor_command(self.checkout), self.checkout, "the import floor")
+        self.floor.append(wall)
+        self.cpu_floor.append(cpu)
         for epochs in epoch_counts:
-            self.jobs.setdefault(epochs, []).append(self.job(epochs))
+            wall, cpu = self.job(epochs)
+            self.jobs.setdefault(epochs, []).append(wall)
+            self.cpu_jobs.setdefault(epochs, []).append(cpu)
 
     def figures(self) -> dict[str, float]:
-        (e1, t1), (e2, t2) = [(e, statistics.median(t)) for e, t in sorted(self.jobs.items())]
-        per_epoch = (t2 - t1) / (e2 - e1)
-        fixed = t1 - per_epoch * e1
-        floor = statistics.median(self.floor)
-        return {"import floor s": floor, f"job, {e1} epochs s": t1, f"job, {e2} epochs s": t2,
-                "fixed cost F s": fixed, "per-epoch cost c s": per_epoch,
-                "F / import floor": fixed / floor, "F / c (epochs' worth)": fixed / per_epoch}
+        out = split_costs(self.floor, self.jobs, "s")
+        if self.cpu_floor:
+            out.update(split_costs(self.cpu_floor, self.cpu_jobs, "CPU s"))
+        return out
 
     def ranges(self) -> dict[str, str]:
         spans = {"import floor s": self.floor,
@@ -154,7 +180,7 @@ def profile(side: Side, epochs: int) -> dict[str, float]:
     out = side.folder / "profile.out"
     command = job_command(side.checkout, side.data, side.store, side.folder / "profiled", epochs)
     command[1:1] = ["-m", "cProfile", "-o", str(out)]
-    total = timed(command, side.checkout, "the profiled job")
+    total, _ = timed(command, side.checkout, "the profiled job")
     stats = pstats.Stats(str(out)).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
     found: dict[str, float] = {"whole job (wall, under cProfile)": total}
     for label, name, files in PHASES:

@@ -21,6 +21,7 @@ def test_fixed_and_per_epoch_cost_come_from_the_two_medians(tmp_path):
     assert figures["fixed cost F s"] == pytest.approx(11.0 - 2 * per_epoch)
     assert figures["F / import floor"] == pytest.approx((11.0 - 2 * per_epoch) / 2.5)
     assert "(22.0-23.0)" in side.ranges()["job, 8 epochs s"]
+    assert not any("CPU" in key for key in figures)  # no CPU times measured, none shown
 
 
 @pytest.mark.parametrize("label, name, files", bench_job.PHASES)
