@@ -1,58 +1,81 @@
 #!/usr/bin/env bash
-# The char / subword / word study, chunk by chunk (docs/char_vs_word.md). Run from the repository
-# root with ../shared/data beside it. Every chunk is a Hydra sweep that skips the jobs already
-# FINISHED in ./mlflow.db or in the committed export, so this script can be stopped and started
-# again, on this machine or a fresh clone, and each chunk's export committed as it lands:
+# The char / subword / word study, chunk by chunk (docs/char_vs_word.md, "Re-run plan (issue 24)").
+# Run from the repository root with ../shared/data beside it, at one commit of the code for every
+# chunk. Every chunk is a Hydra sweep that skips the jobs already FINISHED in ./mlflow.db or in
+# the committed export, so this script can be stopped and started again, on this machine or a
+# fresh clone, and each chunk's export committed as it lands:
 #
-#   bash examples/study.sh            # all chunks, in order (about 4-5 hours on 2 cores)
-#   bash examples/study.sh main       # one chunk: lr, main, hidden128, budget1m, min_count,
-#                                     # size, blind, blind_word128, blind_seeds
+#   bash examples/study.sh            # all chunks, in order (about 6.5 hours on 2 quiet cores)
+#   bash examples/study.sh main       # one chunk: tune, tune1m, main, main_blind, seeds,
+#                                     # hidden128, hidden128_blind, budget1m, budget1m_blind,
+#                                     # min_count, size, blind
+#
+# tune and tune1m score dev only; read their tables (capx report --from the lr export) and write
+# the chosen learning rates and dropout into conf/experiment/study_coco_mini.yaml and
+# study_coco_mini_1m.yaml (study.learning_rate, study.dropout), and commit, BEFORE any other
+# chunk: those maps are part of every job's configuration, so changing them later makes the
+# finished jobs count as other jobs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OPENBLAS_NUM_THREADS=1        # one job at a time, one BLAS thread: fastest on shared cores
 COCO=docs/study/coco_mini
 BLIND=docs/study/blind
+DROPOUT=0.0,0.25,0.5
 sweep() { python run.py -m progress=false "$@"; }
+export_coco() { capx export --experiment study_coco_mini --out $COCO/runs.jsonl; }
 
 chunk() {
   case "$1" in
-    lr)        # learning rates, chosen on fold 0's dev split (never scores test images)
-      sweep experiment=study_coco_mini_lr
+    tune)      # learning rate x dropout at ~250k on fold 0's dev split (never scores test images)
+      sweep experiment=study_coco_mini_lr tokenizer=char solver.learning_rate=5e-3,1e-2,2e-2 \
+        model.dropout=$DROPOUT
+      sweep experiment=study_coco_mini_lr tokenizer=bpe250,bpe1000 \
+        solver.learning_rate=2e-3,5e-3,1e-2 model.dropout=$DROPOUT
+      sweep experiment=study_coco_mini_lr tokenizer=word cell=lstm \
+        solver.learning_rate=1e-3,2e-3,5e-3 model.dropout=$DROPOUT
+      sweep experiment=study_coco_mini_lr tokenizer=word cell=rnn \
+        solver.learning_rate=5e-4,1e-3,2e-3 model.dropout=$DROPOUT
+      capx export --experiment study_coco_mini_lr --out $COCO/lr_runs.jsonl ;;
+    tune1m)    # the same at ~1M (the rates at and below the ~250k choice; dropout 0 overfits there)
+      sweep experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=char \
+        solver.learning_rate=5e-3,1e-2 model.dropout=0.25,0.5
+      sweep experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=bpe250,bpe1000 \
+        solver.learning_rate=2e-3,5e-3 model.dropout=0.25,0.5
+      sweep experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=word cell=lstm \
+        solver.learning_rate=1e-3,2e-3 model.dropout=0.25,0.5
+      sweep experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=word cell=rnn \
+        solver.learning_rate=5e-4,1e-3 model.dropout=0.25,0.5
       capx export --experiment study_coco_mini_lr --out $COCO/lr_runs.jsonl ;;
     main)      # ~250k parameters for every model: 4 tokenizers x 2 cells x 5 folds
-      sweep experiment=study_coco_mini
-      capx export --experiment study_coco_mini --out $COCO/runs.jsonl ;;
-    hidden128) # the earlier condition: hidden size 128 for every tokenizer
-      sweep experiment=study_coco_mini model.param_budget=null model.hidden_dim=128
-      capx export --experiment study_coco_mini --out $COCO/runs.jsonl ;;
-    budget1m)  # ~1M parameters for every model
-      sweep experiment=study_coco_mini model.param_budget=1000000
-      capx export --experiment study_coco_mini --out $COCO/runs.jsonl ;;
-    min_count) # robustness: the word tokenizer's min_count 1 (no trained <UNK>) against 2
-      sweep experiment=study_coco_mini tokenizer=word tokenizer.min_count=1
-      capx export --experiment study_coco_mini --out $COCO/runs.jsonl ;;
+      sweep experiment=study_coco_mini; export_coco ;;
+    main_blind) # the same trained and scored without the image: what the image contributes
+      sweep experiment=study_coco_mini model.image_features=constant; export_coco ;;
+    seeds)     # the headline condition (LSTM, ~250k) with seeds 1 and 2 in every fold
+      sweep experiment=study_coco_mini cell=lstm seed=1,2; export_coco ;;
+    hidden128) # hidden size 128 for every tokenizer (the ~250k choices of rate and dropout)
+      sweep experiment=study_coco_mini model.param_budget=null model.hidden_dim=128; export_coco ;;
+    hidden128_blind)
+      sweep experiment=study_coco_mini model.param_budget=null model.hidden_dim=128 \
+        model.image_features=constant; export_coco ;;
+    budget1m)  # ~1M parameters for every model, with the ~1M choices
+      sweep experiment=study_coco_mini_1m; export_coco ;;
+    budget1m_blind) # without the image, LSTM only (the char RNN at ~1M costs most)
+      sweep experiment=study_coco_mini_1m cell=lstm model.image_features=constant; export_coco ;;
+    min_count) # the word tokenizer's min_count, chosen per fold on dev from {1, 2, 3, 5} (2: main)
+      sweep experiment=study_coco_mini tokenizer=word tokenizer.min_count=1,3,5; export_coco ;;
     size)      # learning curves: 25% and 50% of each fold's training images
-      sweep experiment=study_coco_mini split.train_percent=25,50
-      capx export --experiment study_coco_mini --out $COCO/runs.jsonl ;;
-    blind)     # caption-only language models on the val2017 captions, 2.5k -> 20k captions
-      sweep experiment=study_blind
-      capx export --experiment study_blind --out $BLIND/runs.jsonl ;;
-    blind_word128) # robustness: at 250k parameters the word model's hidden size shrinks as its
-                   # vocabulary grows (4 units at 4k images); the word LSTM at hidden 128 instead
-      sweep experiment=study_blind tokenizer=word model.param_budget=null model.hidden_dim=128 \
-        dataset.max_train=2000,4000
-      capx export --experiment study_blind --out $BLIND/runs.jsonl ;;
-    blind_seeds)   # 5 seeds at the largest size for char, bpe1000 and the hidden-128 word LSTM
-      sweep experiment=study_blind dataset.max_train=4000 tokenizer=char,bpe1000 seed=2,3,4
-      sweep experiment=study_blind dataset.max_train=4000 tokenizer=word model.param_budget=null \
-        model.hidden_dim=128 seed=2,3,4
+      sweep experiment=study_coco_mini split.train_percent=25,50; export_coco ;;
+    blind)     # caption-only language models on the val2017 captions, 2.5k -> 20k captions, one
+               # model configuration (hidden 128) per tokenizer at every size
+      sweep experiment=study_blind model.param_budget=null model.hidden_dim=128
       capx export --experiment study_blind --out $BLIND/runs.jsonl ;;
     *) echo "unknown chunk $1" >&2; exit 2 ;;
   esac
 }
 
 if [ $# -eq 0 ]; then
-  set -- lr main hidden128 budget1m min_count size blind blind_word128 blind_seeds
+  set -- tune tune1m main main_blind seeds hidden128 hidden128_blind budget1m budget1m_blind \
+    min_count size blind
 fi
 for name in "$@"; do
   chunk "$name"
