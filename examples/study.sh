@@ -5,7 +5,7 @@
 # the committed export, so this script can be stopped and started again, on this machine or a
 # fresh clone, and each chunk's export committed as it lands:
 #
-#   bash examples/study.sh            # all chunks, in order (about 6.5 hours on 2 quiet cores)
+#   bash examples/study.sh            # all chunks, in order (about 7 hours on 2 quiet cores)
 #   bash examples/study.sh main       # one chunk: tune, tune1m, main, main_blind, seeds,
 #                                     # hidden128, hidden128_blind, budget1m, budget1m_blind,
 #                                     # min_count, size, blind
