@@ -38,6 +38,16 @@ def run_in_process(folder: Path, *overrides: str, name: str = "job") -> str:
     return run(cfg, context)
 
 
+def smoke_config(*overrides: str):
+    """The validated, typed config of the smoke preset with ``overrides`` (as run.py composes it)."""
+    from hydra import compose, initialize_config_dir
+
+    from capx.run.config import validate
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return validate(compose("config", overrides=[*SMOKE, *overrides]))
+
+
 def subprocess_env(cache_dir: Path | None = None, pythonpath: str = "",
                    **extra: str) -> dict[str, str]:
     """The environment of a child ``run.py``: this checkout first on the path, no outside store."""

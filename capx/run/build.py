@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -30,6 +30,8 @@ from capx.datasets.splits import SplitSettings, make_splits
 from capx.metrics.spelling import CharNgramSpeller
 from capx.registry import DATASETS
 from capx.run.callbacks import Checkpointer, EarlyStopping, ProgressBar, RunState, Validation
+from capx.run.config import as_dict, plugin_choice
+from capx.run.schemas import ModelConfig, SolverConfig, SplitConfig, TopLevelConfig
 from capx.run.scoring import data_statistics, text_validation
 from capx.solver import Callback, CaptioningSolver
 from capx.tokenizers import Tokenizer, make_tokenizer as make_plugin_tokenizer
@@ -63,11 +65,11 @@ class PluginOptionError(ValueError):
 MOST_UNK, MOST_TRUNCATED = 0.25, 0.5
 
 
-def encoding_problems(plain: dict[str, Any], tokenizer: Any, solver_data: dict[str, Any]
-                      ) -> list[str]:
+def encoding_problems(tokenizer_section: dict[str, Any], tokenizer: Any,
+                      solver_data: dict[str, Any]) -> list[str]:
     """Warnings when the tokenizer settings leave little of the captions to learn: most symbols
     ``<UNK>`` (a vocabulary far too small) or most captions cut (``max_length`` too short)."""
-    settings = ", ".join(f"tokenizer.{k}={v}" for k, v in plain["tokenizer"].items()
+    settings = ", ".join(f"tokenizer.{k}={v}" for k, v in tokenizer_section.items()
                          if k in ("vocab_size", "max_vocab", "min_count") and v is not None)
     problems = []
     unk = data_statistics(solver_data).get(f"{names.DATA}train_unk_rate", 0.0)
@@ -83,62 +85,71 @@ def encoding_problems(plain: dict[str, Any], tokenizer: Any, solver_data: dict[s
     return problems
 
 
-def prepare(plain: dict[str, Any], checkpoint: Checkpoint | None, state: RunState) -> Parts:
-    """Data, tokenizer, speller, model and solver (no callbacks yet); a resumed job gets the
-    checkpoint's state and selection. Raises the data's, the plugins' and the checkpoint's
-    errors (:data:`capx.run.training.USER_ERRORS`) before any run is created."""
+def prepare(config: TopLevelConfig, checkpoint: Checkpoint | None, state: RunState) -> Parts:
+    """Data, tokenizer, speller, model and solver (no callbacks yet), each from its own section
+    of ``config``; a resumed job gets the checkpoint's state and selection. Raises the data's,
+    the plugins' and the checkpoint's errors (:data:`capx.run.training.USER_ERRORS`) before any
+    run is created."""
     started = time.perf_counter()
-    data, images_for = load_data(plain)
-    tokenizer = make_tokenizer(plain, data, checkpoint)
+    data, images_for = load_data(config.dataset, config.split, config.model.image_features)
+    tokenizer = make_tokenizer(config.tokenizer, data, checkpoint)
     speller = CharNgramSpeller().fit(data.train.captions)
     solver_data = data.to_solver_data(tokenizer)
     truncated = solver_data["train_truncated_fraction"]
-    for problem in encoding_problems(plain, tokenizer, solver_data):
+    for problem in encoding_problems(config.tokenizer, tokenizer, solver_data):
         log.warning("%s", problem)
     data_seconds = time.perf_counter() - started
-    model_cfg, solver_cfg = plain["model"], plain["solver"]
-    model = CaptioningRNN(
-        tokenizer.word_to_idx, input_dim=data.feature_dim,
-        wordvec_dim=model_cfg["wordvec_dim"], hidden_dim=hidden_dim(plain, tokenizer, data),
-        cell_type=plain["cell"]["name"], dtype=np.dtype(model_cfg["dtype"]), seed=plain["seed"],
-        dropout=model_cfg["dropout"])
-    optim_config = {"learning_rate": float(solver_cfg["learning_rate"]),
-                    **solver_cfg["options"]}
-    solver = CaptioningSolver(
-        model, solver_data, update_rule=solver_cfg["update_rule"],
-        optim_config=optim_config, lr_decay=solver_cfg["lr_decay"],
-        batch_size=solver_cfg["batch_size"], num_epochs=solver_cfg["num_epochs"],
-        verbose=False, grad_clip=solver_cfg["grad_clip"], seed=plain["seed"])
+    model = make_model(config.model, config.cell["name"], config.seed, tokenizer, data)
+    solver = make_solver(config.solver, config.seed, model, solver_data)
     if checkpoint is not None:
         check_compatible(checkpoint, model.params, tokenizer.idx_to_word)
         solver.load_state_dict(checkpoint.state)
-        apply_learning_rate(solver, plain, checkpoint)
+        apply_learning_rate(solver, config.solver.learning_rate, checkpoint)
         restore_selection(state, model, checkpoint.meta)
     parts = Parts(data, tokenizer, speller, solver_data, truncated, data_seconds, model, solver,
                   images_for)
-    check_fits(plain, parts)
+    check_fits(config.solver.batch_size, parts)
     return parts
 
 
-def attach(parts: Parts, plain: dict[str, Any], output_dir: Path, state: RunState,
+def make_model(model: ModelConfig, cell: str, seed: int, tokenizer: Any,
+               data: Any) -> CaptioningRNN:
+    """The captioner of ``model``'s sizes, dtype and dropout, with the ``cell`` recurrence."""
+    return CaptioningRNN(
+        tokenizer.word_to_idx, input_dim=data.feature_dim, wordvec_dim=model.wordvec_dim,
+        hidden_dim=hidden_dim(model, cell, tokenizer, data), cell_type=cell,
+        dtype=np.dtype(model.dtype), seed=seed, dropout=model.dropout)
+
+
+def make_solver(solver: SolverConfig, seed: int, model: CaptioningRNN,
+                solver_data: dict[str, Any]) -> CaptioningSolver:
+    """The solver of ``solver``'s update rule and schedule (no callbacks yet)."""
+    optim_config = {"learning_rate": float(solver.learning_rate), **solver.options}
+    return CaptioningSolver(
+        model, solver_data, update_rule=solver.update_rule, optim_config=optim_config,
+        lr_decay=solver.lr_decay, batch_size=solver.batch_size, num_epochs=solver.num_epochs,
+        verbose=False, grad_clip=solver.grad_clip, seed=seed)
+
+
+def attach(parts: Parts, config: TopLevelConfig, output_dir: Path, state: RunState,
            run_id: str | None, on_saved: Callable[[Path], None] | None,
            recording: Callback) -> Parts:
     """The checkpointer (its files name the run ``run_id``; ``on_saved(path)`` after each write)
     and the solver's callbacks, with ``recording`` (the callback that records each epoch)."""
     parts.checkpointer = Checkpointer(
         state, output_dir / "checkpoints", parts.tokenizer.to_dict(),
-        yaml.safe_dump(plain, sort_keys=False),
+        yaml.safe_dump(as_dict(config), sort_keys=False),
         {"run_id": run_id, "output_dir": str(output_dir)},
-        plain["checkpoint"]["every_epochs"], on_saved=on_saved)
-    parts.solver.callbacks = make_callbacks(plain, state, parts, recording)
+        config.checkpoint.every_epochs, on_saved=on_saved)
+    parts.solver.callbacks = make_callbacks(config, state, parts, recording)
     return parts
 
 
-def check_fits(plain: dict[str, Any], parts: Parts) -> None:
+def check_fits(batch_size: int, parts: Parts) -> None:
     """Settings that only the data can check: a batch no larger than the training captions,
     and a dev split to validate on; a :class:`capx.data.DataError` naming the setting."""
     train, val = parts.data.train, parts.data.val
-    batch = int(plain["solver"]["batch_size"])
+    batch = int(batch_size)
     if batch > len(train.captions):
         raise DataError(
             f"solver.batch_size={batch} is larger than the {len(train.captions)} training "
@@ -151,17 +162,16 @@ def check_fits(plain: dict[str, Any], parts: Parts) -> None:
             "split.dev_percent")
 
 
-def load_data(plain: dict[str, Any]) -> tuple[Any, Callable[[str, Any], np.ndarray] | None]:
-    """The dataset plugin's data, re-split into train / dev (val) / test by ``split``, with the
-    features ``model.image_features`` asks for, and its pictures (None when the plugin draws
-    none)."""
-    options = dict(plain["dataset"])
-    name = options.pop("name")
+def load_data(dataset: dict[str, Any], split: SplitConfig, image_features: str
+              ) -> tuple[Any, Callable[[str, Any], np.ndarray] | None]:
+    """The ``dataset`` plugin's data, re-split into train / dev (val) / test by ``split``, with
+    the features ``image_features`` (``model.image_features``) asks for, and its pictures (None
+    when the plugin draws none)."""
+    name, options = plugin_choice(dataset)
     plugin = DATASETS.get(name)
     with plugin_options_checked("dataset", name, options):
         data = plugin(**options)
-    data = with_image_features(make_splits(data, SplitSettings(**plain["split"])),
-                               plain["model"]["image_features"])
+    data = with_image_features(make_splits(data, SplitSettings(**asdict(split))), image_features)
     return data, pictures_of(plugin, options)
 
 
@@ -178,11 +188,10 @@ def plugin_options_checked(group: str, name: str, options: dict[str, Any]) -> It
         raise PluginOptionError(f"{group} {name!r} rejected its options ({given}): {exc}") from exc
 
 
-def make_tokenizer(plain: dict[str, Any], data: Any, checkpoint: Checkpoint | None) -> Any:
-    """Fitted on the train captions, or restored from the checkpoint when resuming (which must
-    have been trained with the same tokenizer settings)."""
-    options = dict(plain["tokenizer"])
-    name = options.pop("name")
+def make_tokenizer(tokenizer: dict[str, Any], data: Any, checkpoint: Checkpoint | None) -> Any:
+    """The ``tokenizer`` section's plugin, fitted on the train captions, or restored from the
+    checkpoint when resuming (which must have been trained with the same tokenizer settings)."""
+    name, options = plugin_choice(tokenizer)
     with plugin_options_checked("tokenizer", name, options):
         fresh = make_plugin_tokenizer(name, **options)
         saved = checkpoint.tokenizer if checkpoint is not None else {}
@@ -197,25 +206,24 @@ def make_tokenizer(plain: dict[str, Any], data: Any, checkpoint: Checkpoint | No
     return Tokenizer.from_dict(saved)
 
 
-def hidden_dim(plain: dict[str, Any], tokenizer: Any, data: Any) -> int:
+def hidden_dim(model: ModelConfig, cell: str, tokenizer: Any, data: Any) -> int:
     """``model.hidden_dim``, or the size that meets ``model.param_budget`` for this vocabulary."""
-    model_cfg = plain["model"]
-    if not model_cfg.get("param_budget"):
-        return int(model_cfg["hidden_dim"])
-    budget, cell = int(model_cfg["param_budget"]), plain["cell"]["name"]
+    if not model.param_budget:
+        return int(model.hidden_dim)
+    budget = int(model.param_budget)
     hidden = hidden_for_budget(budget, cell, tokenizer.vocab_size, data.feature_dim,
-                               int(model_cfg["wordvec_dim"]))
+                               int(model.wordvec_dim))
     warning = budget_squeeze_warning(budget, cell, tokenizer.vocab_size, hidden)
     if warning:
         log.warning(warning)
     return hidden
 
 
-def apply_learning_rate(solver: Any, plain: dict[str, Any], checkpoint: Checkpoint) -> None:
+def apply_learning_rate(solver: Any, learning_rate: float, checkpoint: Checkpoint) -> None:
     """A ``solver.learning_rate`` other than the checkpoint's, given with the resume, replaces
     the restored optimiser's current rate (``lr_decay`` goes on from it); said on the console."""
     saved = (yaml.safe_load(checkpoint.config_yaml) or {}).get("solver", {})
-    wanted = float(plain["solver"]["learning_rate"])
+    wanted = float(learning_rate)
     if saved.get("learning_rate") is None or float(saved["learning_rate"]) == wanted:
         return
     restored = solver.learning_rate
@@ -243,23 +251,23 @@ def restore_selection(state: RunState, model: Any, meta: dict[str, Any]) -> None
         state.best_checkpoint = Path(best)
 
 
-def make_callbacks(plain: dict[str, Any], state: RunState, parts: Parts,
+def make_callbacks(config: TopLevelConfig, state: RunState, parts: Parts,
                    recording: Callback) -> list[Any]:
     """Validation, early stopping, checkpoints, ``recording`` (the epoch's metrics), the
     progress bar: in this order, since each reads what the ones before left in ``state``."""
-    evaluation, tokenizer = plain["evaluation"], parts.tokenizer
-    text_metrics = text_validation(parts.data.val, tokenizer, evaluation["max_val_captions"],
-                                   evaluation["val_batch_size"], speller=parts.speller)
+    evaluation, tokenizer = config.evaluation, parts.tokenizer
+    text_metrics = text_validation(parts.data.val, tokenizer, evaluation.max_val_captions,
+                                   evaluation.val_batch_size, speller=parts.speller)
     callbacks: list[Any] = [
         Validation(state, parts.solver_data, tokenizer.decode,
-                   max_length=tokenizer.max_length + 1, batch_size=evaluation["val_batch_size"],
-                   max_captions=evaluation["max_val_captions"],
-                   num_samples=evaluation["num_samples"], text_metrics=text_metrics),
+                   max_length=tokenizer.max_length + 1, batch_size=evaluation.val_batch_size,
+                   max_captions=evaluation.max_val_captions,
+                   num_samples=evaluation.num_samples, text_metrics=text_metrics),
     ]
-    if plain["solver"]["patience"]:
-        callbacks.append(EarlyStopping(state, plain["solver"]["patience"]))
+    if config.solver.patience:
+        callbacks.append(EarlyStopping(state, config.solver.patience))
     callbacks.append(parts.checkpointer)
     callbacks.append(recording)
-    progress = plain["progress"]
+    progress = config.progress
     callbacks.append(ProgressBar(state, None if progress == "auto" else bool(progress)))
     return callbacks

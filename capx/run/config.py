@@ -8,10 +8,15 @@ against what the registries hold (a dataset's or tokenizer's options are the key
 plugin takes, so a misspelled option gets a "did you mean"). It checks keys and types too, for a
 config that did not come through Hydra (one saved in a checkpoint, a plain dict). Every problem is
 reported at once, each naming the key and what is allowed.
+
+:func:`validate` returns the config typed (:class:`capx.run.schemas.TopLevelConfig`: each part
+reads its own section by attribute, ``config.solver.learning_rate``); :func:`as_dict` turns it
+back into nested dicts for what records a config as data (MLflow params, YAML, a fingerprint).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 from dataclasses import fields, is_dataclass
@@ -46,7 +51,29 @@ DTYPES = ("float32", "float64")
 ENABLE_ON_COMMAND_LINE = "enable them with plugins=[{modules}] on the command line"
 
 
-def validate(cfg: DictConfig | dict, from_file: str | None = None) -> dict[str, Any]:
+def validate(cfg: DictConfig | dict, from_file: str | None = None) -> TopLevelConfig:
+    """Check ``cfg`` (see :func:`check`) and return it typed: the schemas' dataclasses, with the
+    plugin groups (dataset, tokenizer, cell, decoding) as mappings of the plugin's name and
+    options. Raises :class:`ConfigError` naming every problem."""
+    plain = check(cfg, from_file)
+    typed = OmegaConf.merge(OmegaConf.structured(TopLevelConfig), plain)
+    missing = sorted(OmegaConf.missing_keys(typed))
+    if missing:  # a config saved before a setting existed, or a partial dict
+        raise ConfigError("invalid config:
+  - " + "
+  - ".join(
+            f"{key}: no value (set it in a conf/ YAML file or on the command line)"
+            for key in missing))
+    return OmegaConf.to_object(typed)
+
+
+def as_dict(config: TopLevelConfig) -> dict[str, Any]:
+    """The typed config as nested dicts, in the schema's order: what a record of the config holds
+    (MLflow params, the YAML in a run and a checkpoint, the fingerprint of a job)."""
+    return dataclasses.asdict(config)
+
+
+def check(cfg: DictConfig | dict, from_file: str | None = None) -> dict[str, Any]:
     """Check ``cfg`` and return it as a plain resolved dict; raise :class:`ConfigError` if wrong.
 
     Imports the modules listed under ``plugins`` first, so their cells, tokenizers and datasets
@@ -64,6 +91,7 @@ def validate(cfg: DictConfig | dict, from_file: str | None = None) -> dict[str, 
     if isinstance(plain.get("evaluation"), dict):
         plain["evaluation"].setdefault("real_words_file", None)
         plain["evaluation"].setdefault("compare_spellers", False)
+        plain["evaluation"].setdefault("shuffled_control", True)
     problems: list[str] = []
     _check_keys("", plain, TOP_LEVEL_KEYS, problems)
     _check_fields("", plain, TopLevelConfig, problems)
@@ -274,3 +302,9 @@ def _check_update_rule_options(rule: str, options: dict[str, Any], problems: lis
                             f"{known}")
         elif not declared[key][0](value):
             problems.append(f"{where}: {declared[key][1]}, got {value!r}")
+
+
+def plugin_choice(section: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A plugin group's section (``config.tokenizer``, ...) as the plugin's name and options."""
+    options = dict(section)
+    return str(options.pop("name")), options

@@ -5,24 +5,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from capx.decoding import decoder_settings
 from capx.run.build import Parts
 from capx.run.callbacks import RunState
 from capx.run.context import JobContext
 from capx.run.recorder import Recorder
+from capx.run.schemas import TopLevelConfig
 from capx.tracking import names
 
 log = logging.getLogger(__name__)
 T = names.TEST
 
 
-def starting(plain: dict[str, Any], context: JobContext, parts: Parts,
+def starting(config: TopLevelConfig, context: JobContext, parts: Parts,
              recorder: Recorder, resumed: bool) -> None:
     """Data, vocabulary, training schedule, output folder and where the run is recorded."""
     counts, solver = parts.model.param_counts(), parts.solver
     train, val = parts.data.train, parts.data.val
     log.info("capx: %s | %s tokenizer | %s cell | %s parameters",
-             plain["dataset"]["name"], plain["tokenizer"]["name"], plain["cell"]["name"],
+             config.dataset["name"], config.tokenizer["name"], config.cell["name"],
              f"{counts['total']:,}")
     log.info("  data: %d train images (%d captions), %d val images (%d captions), %.1f s",
              train.num_images, len(train.captions), val.num_images, len(val.captions),
@@ -31,19 +31,19 @@ def starting(plain: dict[str, Any], context: JobContext, parts: Parts,
              parts.tokenizer.vocab_size, parts.tokenizer.max_length, 100 * parts.truncated)
     log.info("  training: %d epochs x %d iterations, batch %d, %s lr %g%s",
              solver.num_epochs, solver.iterations_per_epoch, solver.batch_size,
-             plain["solver"]["update_rule"], plain["solver"]["learning_rate"],
+             config.solver.update_rule, config.solver.learning_rate,
              f", resuming at iteration {solver.iteration}" if resumed else "")
     log.info("  output: %s", context.output_dir)
     for line in recorder.start_lines():
         log.info("  %s", line)
 
 
-def evaluated(plain: dict[str, Any], metrics: dict[str, float], test_split: str,
+def evaluated(decoder: str, metrics: dict[str, float], test_split: str,
               epoch: int | None) -> None:
     """The headline end-of-run scores of the selected epoch."""
     log.info("  evaluation (%s decoder, %d %s images, epoch %s): BLEU-4 %.3f, CIDEr-D %.3f, "
              "%.3f bits/char (closed %.3f), image gain %.3f bits/char, invented words %.1f%%",
-             decoder_settings(plain)[0], int(metrics[f"{T}images"]), test_split, epoch,
+             decoder, int(metrics[f"{T}images"]), test_split, epoch,
              metrics[f"{T}bleu4"], metrics[f"{T}cider"], metrics[names.TEST_BITS_PER_CHAR],
              metrics.get(f"{T}bits_per_char_closed", float("nan")),
              metrics.get(f"{T}image_gain_bits_per_char", float("nan")),  # nan: control off

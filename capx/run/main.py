@@ -16,14 +16,13 @@ import contextlib
 import logging
 import sys
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from capx.run import interrupts, job_clock
 from capx.run.build import PluginOptionError, prepare
 from capx.run.callbacks import RunState
-from capx.run.config import ConfigError, validate
+from capx.run.config import ConfigError, as_dict, validate
 from capx.run.sizes import check_sizes
 from capx.run.context import JobContext
 from capx.run.outcomes import write_outcome
@@ -31,6 +30,7 @@ from capx.run.recorder import open_recorder
 from capx.run.resume import config_for_resume, resolve_resume
 from capx.run.resume_lock import ResumeInProgressError, lock_folder, resume_lock
 from capx.run.run_name import run_name
+from capx.run.schemas import TrackingConfig
 from capx.run.training import USER_ERRORS, Job
 from capx.tracking.finished import already_finished
 from capx.tracking.locations import tracking_uri
@@ -89,39 +89,36 @@ def run(cfg: DictConfig | dict, context: JobContext | None = None) -> str:
 def run_job(cfg: DictConfig | dict, context: JobContext | None = None) -> Outcome:
     """:func:`run`, returning the :class:`Outcome` (a sweeper needs the objective)."""
     context = context or JobContext.current()
-    plain = validate(cfg)
-    checkpoint = None
-    if plain.get("resume"):
-        checkpoint, source_run = resolve_resume(plain, context.original_cwd, context.output_dir)
-        plain = config_for_resume(plain, checkpoint, context.overrides)
-    else:
-        source_run = None
-    check_sizes(plain)  # before anything is read or built
-    if checkpoint is None and context.multirun and plain["tracking"]["skip_finished"]:
-        done = already_finished(plain, context.original_cwd)
+    config = validate(cfg)
+    checkpoint = source_run = None
+    if config.resume:
+        checkpoint, source_run = resolve_resume(config, context.original_cwd, context.output_dir)
+        config = config_for_resume(config, checkpoint, context.overrides)
+    check_sizes(config)  # before anything is read or built
+    if checkpoint is None and context.multirun and config.tracking.skip_finished:
+        done = already_finished(as_dict(config), context.original_cwd)
         if done:
             log.info("skipping %s: run %s already FINISHED with this configuration",
-                     run_name(plain, context), done)
+                     run_name(config, context), done)
             return Outcome("SKIPPED")
-    with _one_resume_at_a_time(plain, context, source_run):
-        store = open_store(plain["tracking"], context.original_cwd)
+    with _one_resume_at_a_time(config.tracking, context, source_run):
+        store = open_store(asdict(config.tracking), context.original_cwd)
         state = RunState()
-        parts = prepare(plain, checkpoint, state)
+        parts = prepare(config, checkpoint, state)
         context.output_dir.mkdir(parents=True, exist_ok=True)
-        recorder = open_recorder(plain, context, source_run, run_name(plain, context), store)
-        job = Job(plain, context, recorder, checkpoint, parts, state)
+        recorder = open_recorder(config, context, source_run, run_name(config, context), store)
+        job = Job(config, context, recorder, checkpoint, parts, state)
         status = job.execute()
         return Outcome(status, job.objective, recorder.run_id, job.error)
 
 
-def _one_resume_at_a_time(plain: dict[str, Any], context: JobContext,
+def _one_resume_at_a_time(tracking: TrackingConfig, context: JobContext,
                           source_run: str | None) -> contextlib.AbstractContextManager:
     """The lock on resuming ``source_run`` (see :mod:`capx.run.resume_lock`), taken before any
     work; none to take when nothing is resumed into a tracked run."""
-    settings = plain["tracking"]
-    if not source_run or not settings["enabled"]:
+    if not source_run or not tracking.enabled:
         return contextlib.nullcontext()
-    uri = tracking_uri(settings["uri"], context.original_cwd)
+    uri = tracking_uri(tracking.uri, context.original_cwd)
     return resume_lock(source_run, lock_folder(uri, context.original_cwd))
 
 

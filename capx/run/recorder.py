@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +26,9 @@ from capx.metrics import vocabulary
 from capx.run.build import Parts
 from capx.run import job_clock
 from capx.run.callbacks import RunState
+from capx.run.config import as_dict
 from capx.run.context import JobContext
+from capx.run.schemas import TopLevelConfig
 from capx.run.scoring import data_statistics, evaluation_text, per_image_json
 from capx.solver import Callback
 from capx.tracking import liveness, names, records
@@ -47,12 +50,12 @@ def safely(call: Callable[[], Any]) -> None:
         log.warning("could not record to MLflow: %s", exc)
 
 
-def open_recorder(plain: dict[str, Any], context: JobContext, source_run: str | None,
+def open_recorder(config: TopLevelConfig, context: JobContext, source_run: str | None,
                   run_name: str, store: Store | None = None) -> "Recorder":
     """Create (or, when resuming a run of this store, reopen) this job's MLflow run, in the
     ``store`` that :func:`capx.tracking.preflight.open_store` opened (opened here if not given)."""
-    settings = plain["tracking"]
-    store = store or open_store(settings, context.original_cwd)
+    settings = config.tracking
+    store = store or open_store(asdict(settings), context.original_cwd)
     if store is None:
         return NullRecorder()
     client, exp_id, uri = store.client, store.experiment_id, store.uri
@@ -63,8 +66,8 @@ def open_recorder(plain: dict[str, Any], context: JobContext, source_run: str | 
             existing = None
         if existing is not None:
             tracker = Tracker(client, source_run, uri)
-            return RunRecorder(tracker, settings.get("log_model", True), resumes=existing)
-    tags = {**run_tags(plain, context), **liveness.process_tags()}
+            return RunRecorder(tracker, settings.log_model, resumes=existing)
+    tags = {**run_tags(config, context), **liveness.process_tags()}
     if context.multirun and context.sweep_dir is not None:
         sweep = Sweep.in_folder(context.sweep_dir)
         tags[names.PARENT_RUN] = sweep_parent_run(client, exp_id, sweep)
@@ -73,22 +76,22 @@ def open_recorder(plain: dict[str, Any], context: JobContext, source_run: str | 
     run = retry(lambda: client.create_run(exp_id, tags=tags, run_name=run_name),
                          "creating the run")
     tracker = Tracker(client, run.info.run_id, uri)
-    return RunRecorder(tracker, settings.get("log_model", True))
+    return RunRecorder(tracker, settings.log_model)
 
 
-def run_tags(plain: dict[str, Any], context: JobContext) -> dict[str, Any]:
+def run_tags(config: TopLevelConfig, context: JobContext) -> dict[str, Any]:
     """The labels of a job's run: what it trains, on which split, from which commit."""
-    split = plain["split"]
+    split = config.split
     return {
-        "tokenizer": plain["tokenizer"]["name"], "cell": plain["cell"]["name"],
-        "dataset": plain["dataset"]["name"], "preset": context.choices.get("model", ""),
-        names.FINGERPRINT: fingerprint(plain),
-        "split": f"kfold{split['folds']}" if split["scheme"] == "kfold" else split["scheme"],
-        "fold": split["fold"] if split["scheme"] == "kfold" else "",
+        "tokenizer": config.tokenizer["name"], "cell": config.cell["name"],
+        "dataset": config.dataset["name"], "preset": context.choices.get("model", ""),
+        names.FINGERPRINT: fingerprint(as_dict(config)),
+        "split": f"kfold{split.folds}" if split.scheme == "kfold" else split.scheme,
+        "fold": split.fold if split.scheme == "kfold" else "",
         "experiment": context.choices.get("experiment", ""),
-        "seed": plain["seed"], "hydra.output_dir": str(context.output_dir),
+        "seed": config.seed, "hydra.output_dir": str(context.output_dir),
         **records.source_tags(context.original_cwd),
-        names.SOURCE_NAME: "run.py", names.RESUMED_FROM: plain.get("resume"),
+        names.SOURCE_NAME: "run.py", names.RESUMED_FROM: config.resume,
     }
 
 
@@ -119,12 +122,12 @@ class Recorder:
     def end_lines(self) -> list[str]:
         return []
 
-    def log_start(self, plain: dict[str, Any], context: JobContext, parts: Parts,
+    def log_start(self, config: TopLevelConfig, context: JobContext, parts: Parts,
                   resumed: bool) -> None:
         """The config (as params and YAML), parameter counts, data stats; a run a resume
         continues gets instead what the resume changed (its params stay)."""
 
-    def epoch_callback(self, state: RunState, plain: dict[str, Any],
+    def epoch_callback(self, state: RunState, config: TopLevelConfig,
                        solver_data: dict[str, Any]) -> Callback:
         """The solver callback that records the training loss and the epoch metrics."""
         return Callback()
@@ -202,21 +205,22 @@ class RunRecorder(Recorder):
     def end_lines(self) -> list[str]:
         return [f"MLflow run {self.run_id}; to look: {ui_command(self.uri)}"]
 
-    def log_start(self, plain, context, parts, resumed):
+    def log_start(self, config, context, parts, resumed):
         t = self.tracker
         self.monitor = records.system_metrics_monitor(
-            plain["tracking"].get("system_metrics", "auto"), self.run_id, self.uri,
+            config.tracking.system_metrics, self.run_id, self.uri,
             resumed=self.resumes is not None)
+        record = as_dict(config)  # the config as data: params, YAML, the dataset's source
         if self.resumes is not None:  # a continued run keeps its params and step-0 metrics
-            self._record_resume(plain, context)
+            self._record_resume(record, context)
             return
-        t.log_params(flatten(plain))
-        t.log_text(yaml.safe_dump(plain, sort_keys=False), names.CONFIG_YAML)
+        t.log_params(flatten(record))
+        t.log_text(yaml.safe_dump(record, sort_keys=False), names.CONFIG_YAML)
         t.log_text("\n".join(context.overrides) + "\n", names.OVERRIDES_TXT)
         hydra_dir = context.output_dir / ".hydra"
         if hydra_dir.is_dir():
             t.log_artifacts(hydra_dir, names.HYDRA_CONFIG)
-        t.log_inputs(records.dataset_inputs(plain, parts.data))
+        t.log_inputs(records.dataset_inputs(record, parts.data))
         metrics = {f"{names.PARAMS}{k}": v for k, v in parts.model.param_counts().items()}
         metrics.update({f"{names.DATA}vocab_size": parts.tokenizer.vocab_size,
                         f"{names.DATA}train_captions": len(parts.data.train.captions),
@@ -224,13 +228,13 @@ class RunRecorder(Recorder):
         metrics.update(data_statistics(parts.solver_data))
         t.log_metrics(metrics, step=0)
 
-    def _record_resume(self, plain: dict[str, Any], context: JobContext) -> None:
+    def _record_resume(self, record: dict[str, Any], context: JobContext) -> None:
         """What this resume changed, since params cannot: a ``capx.resumed.<key>`` tag with
         the value now of each setting that differs from the run's params, the count of resumes,
         and ``resumes/<n>/`` with the overrides given and the config trained with."""
         tags, params = self.resumes.data.tags, self.resumes.data.params
         number = int(tags.get(names.RESUMES, 0)) + 1
-        now = {k: _as_param(v) for k, v in flatten(plain).items() if k != "resume"}
+        now = {k: _as_param(v) for k, v in flatten(record).items() if k != "resume"}
         changed = {k: v for k, v in now.items()
                    if (k in params and params[k] != v) or names.RESUMED_SETTING + k in tags}
         self.tracker.set_tags({names.RESUMES: number,
@@ -240,13 +244,13 @@ class RunRecorder(Recorder):
                  *(f"{k}: {params.get(k)} -> {v}" for k, v in changed.items()
                    if params.get(k) != v)]
         self.tracker.log_text("\n".join(lines) + "\n", f"{folder}/overrides.txt")
-        self.tracker.log_text(yaml.safe_dump(plain, sort_keys=False), f"{folder}/config.yaml")
+        self.tracker.log_text(yaml.safe_dump(record, sort_keys=False), f"{folder}/config.yaml")
 
-    def epoch_callback(self, state, plain, solver_data):
+    def epoch_callback(self, state, config, solver_data):
         captions = solver_data["train_captions"]
         tokens = float((captions[:, 1:] != 0).sum(axis=1).mean()) if len(captions) else 0.0
-        self.epochs = EpochRecorder(state, self.tracker, plain["tracking"]["log_every"], tokens,
-                                    plain["solver"]["batch_size"], logged=self.logged,
+        self.epochs = EpochRecorder(state, self.tracker, config.tracking.log_every, tokens,
+                                    config.solver.batch_size, logged=self.logged,
                                     val_ids=solver_data.get("val_image_ids"))
         return self.epochs
 

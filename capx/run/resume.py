@@ -22,8 +22,9 @@ from capx.tracking.locations import tracking_uri
 from capx.tracking.store_setup import make_client
 from capx.tracking.tracker import flatten
 from capx.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from capx.run.config import ConfigError, validate
+from capx.run.config import ConfigError, as_dict, check, validate
 from capx.run.resume_source import newest_checkpoint, warn_if_behind
+from capx.run.schemas import TopLevelConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +36,21 @@ CHANGEABLE = ("solver.num_epochs", "solver.learning_rate", "solver.lr_decay", "s
 _ABSENT = object()
 
 
-def resolve_resume(plain: dict[str, Any], original_cwd: Path,
+def resolve_resume(config: TopLevelConfig, original_cwd: Path,
                    output_dir: Path) -> tuple[Checkpoint, str | None]:
     """Load the checkpoint ``resume`` names: a file path (relative to ``original_cwd``), or an
     MLflow run id (its newest valid checkpoint, artifact or local: see
     :mod:`capx.run.resume_source`). Returns it and its run id."""
-    target = str(plain["resume"])
+    target = str(config.resume)
     path = Path(target).expanduser()
     if not path.is_absolute():
         path = original_cwd / path
     if path.is_file():
         checkpoint = load_checkpoint(path)
         owner = checkpoint.meta.get("run_id")
-        if owner and plain["tracking"]["enabled"]:
+        if owner and config.tracking.enabled:
             try:
-                client = make_client(tracking_uri(plain["tracking"]["uri"], original_cwd))
+                client = make_client(tracking_uri(config.tracking.uri, original_cwd))
                 warn_if_behind(client, owner, checkpoint)
             except Exception as exc:  # noqa: BLE001 - the store is checked again when opened
                 log.debug("could not compare %s with its run's record: %s", path, exc)
@@ -57,26 +58,26 @@ def resolve_resume(plain: dict[str, Any], original_cwd: Path,
     if not RUN_ID.match(target):
         raise CheckpointError(f"resume={target!r} is neither a checkpoint file (looked at {path}) "
                               f"nor an MLflow run id (32 hex digits)")
-    uri = tracking_uri(plain["tracking"]["uri"], original_cwd)
+    uri = tracking_uri(config.tracking.uri, original_cwd)
     checkpoint = newest_checkpoint(make_client(uri), target, output_dir / "resume", uri)
     return checkpoint, target
 
 
-def config_for_resume(plain: dict[str, Any], checkpoint: Checkpoint,
-                      overrides: list[str]) -> dict[str, Any]:
+def config_for_resume(config: TopLevelConfig, checkpoint: Checkpoint,
+                      overrides: list[str]) -> TopLevelConfig:
     """The checkpoint's own config with the command-line ``overrides`` applied on top.
 
     Each override is parsed with Hydra's override parser and takes the value Hydra composed
-    into ``plain``; a preset (``experiment=...``) is not applied (the run keeps its settings).
+    into ``config``; a preset (``experiment=...``) is not applied (the run keeps its settings).
     A change to a setting outside :data:`CHANGEABLE` raises :class:`ConfigError` naming it.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     saved = yaml.safe_load(checkpoint.config_yaml) or {}
-    saved["resume"] = plain["resume"]
+    saved["resume"] = config.resume
     source = str(checkpoint.path or "the checkpoint")
-    before = validate(saved, from_file=source)
-    composed, merged = OmegaConf.create(plain), OmegaConf.create(before)
+    before = check(saved, from_file=source)
+    composed, merged = OmegaConf.create(as_dict(config)), OmegaConf.create(before)
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
         value = OmegaConf.select(composed, key, default=_ABSENT)

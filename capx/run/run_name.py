@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from capx.run.schemas import TopLevelConfig
 from capx.tracking.sweep_parent import Sweep
 
 #: overrides the base name already says, or that never tell two runs apart
@@ -18,14 +19,14 @@ NOT_IN_NAMES = ("tokenizer", "cell", "seed", "resume", "tracking", "hydra", "pro
 PATH_KEYS = ("dir", "file", "path", "uri", "root")
 
 
-def run_name(plain: dict[str, Any], context: Any) -> str:
+def run_name(config: TopLevelConfig, context: Any) -> str:
     """The configured ``tracking.run_name``, else ``<tokenizer>-<cell>-s<seed>`` and what
     differs (see the module notes)."""
-    if plain["tracking"]["run_name"]:
-        return plain["tracking"]["run_name"]
+    if config.tracking.run_name:
+        return config.tracking.run_name
     # the tokenizer's group option (bpe1000) says more than its plugin name (bpe)
     tokenizer = (getattr(context, "choices", None) or {}).get("tokenizer")
-    parts = [tokenizer or plain["tokenizer"]["name"], plain["cell"]["name"], f"s{plain['seed']}"]
+    parts = [tokenizer or config.tokenizer["name"], config.cell["name"], f"s{config.seed}"]
     varied = _swept_keys(context) if context.multirun and context.sweep_dir else None
     for override in context.overrides:
         key, _, value = override.lstrip("+~").partition("=")

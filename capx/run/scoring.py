@@ -27,11 +27,13 @@ import numpy as np
 
 from capx.tracking import names
 from capx.datasets.base import CaptionSplit
-from capx.decoding import decode, decoder_settings, default_max_length
+from capx.decoding import decode, default_max_length
 from capx.metrics import (caption_likelihood, caption_scores_per_image, canonical_words,
                           evaluate, invented_words, no_end_rate, peak_memory)
 from capx.metrics.speller_sensitivity import speller_entries, study_spellers
 from capx.metrics.word_list import load_word_list
+from capx.run.config import plugin_choice
+from capx.run.schemas import EvaluationConfig
 from capx.tokenizers.base import END_ID, NULL_ID, UNK_ID
 
 TEST_PREFIX = names.TEST
@@ -93,11 +95,11 @@ def train_step_peak_memory_mb(model: Any, solver_data: dict[str, Any], batch_siz
 
 
 def final_evaluation(model: Any, tokenizer: Any, split: CaptionSplit, train_texts: list[str],
-                     plain: dict[str, Any], speller: Any = None
-                     ) -> tuple[dict[str, float], Any]:
+                     settings: EvaluationConfig, decoding: dict[str, Any], seed: int,
+                     speller: Any = None) -> tuple[dict[str, float], Any]:
     """All end-of-run metrics on ``split`` as ``test/...`` names, and the raw Evaluation.
 
-    ``plain`` is the validated config (its ``evaluation`` and ``decoding`` sections). Besides
+    ``settings`` and ``decoding`` are the config's sections of those names. Besides
     :func:`capx.metrics.evaluate`: ``shuffled_bits_per_char`` (features permuted across images)
     and ``image_gain_bits_per_char`` (shuffled minus real) unless
     ``evaluation.shuffled_control=false``, and, with
@@ -105,19 +107,18 @@ def final_evaluation(model: Any, tokenizer: Any, split: CaptionSplit, train_text
     ``evaluation.compare_spellers``, the open bits/char under other spellers
     (:mod:`capx.metrics.speller_sensitivity`); ``speller_entries``, the speller's size.
     """
-    settings = plain["evaluation"]
-    limit = settings.get("max_eval_images")
+    limit = settings.max_eval_images
     if limit is not None and limit < split.num_images:
         split = first_images(split, int(limit))
-    name, options = decoder_settings(plain)
-    batch_size = settings.get("val_batch_size", 500)
+    name, options = plugin_choice(decoding)
+    batch_size = settings.val_batch_size
     word_counts = Counter(w for text in train_texts for w in canonical_words(text))
-    real_words = (load_word_list(settings["real_words_file"])
-                  if settings.get("real_words_file") else None)
-    spellers = study_spellers(train_texts) if settings.get("compare_spellers") else None
+    real_words = (load_word_list(settings.real_words_file)
+                  if settings.real_words_file else None)
+    spellers = study_spellers(train_texts) if settings.compare_spellers else None
     result = evaluate(model, tokenizer, split, set(word_counts), name, batch_size=batch_size,
-                      java_metrics=settings.get("java_metrics", False),
-                      measure_memory=bool(settings.get("measure_memory", True)),
+                      java_metrics=settings.java_metrics,
+                      measure_memory=bool(settings.measure_memory),
                       speller=speller, word_counts=word_counts, real_words=real_words,
                       spellers=spellers, **options)
     if real_words is not None:
@@ -128,12 +129,12 @@ def final_evaluation(model: Any, tokenizer: Any, split: CaptionSplit, train_text
     if speller is not None:  # the open cost's side model, counted beside the parameters
         metrics[f"{TEST_PREFIX}speller_entries"] = float(speller_entries(speller))
     metrics[f"{TEST_PREFIX}references"] = float(len(split.captions))
-    if settings.get("shuffled_control", True):
+    if settings.shuffled_control:
         shuffled = shuffled_image_likelihood(model, tokenizer, split, speller, batch_size,
-                                             seed=plain["seed"])
+                                             seed=seed)
         metrics[f"{TEST_PREFIX}shuffled_bits_per_char"] = shuffled
         metrics[f"{TEST_PREFIX}image_gain_bits_per_char"] = shuffled - result["bits_per_char"]
-    beam_width = settings.get("compare_beam")
+    beam_width = settings.compare_beam
     if beam_width and not (name == "beam" and options.get("beam_width") == beam_width):
         beam_metrics, beam_per_image = beam_scores_per_image(model, tokenizer, split,
                                                              int(beam_width), batch_size)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from capx.run.config import ConfigError
+from capx.run.schemas import TopLevelConfig
 from capx.runtime import available_memory
 
 GB = 1024 ** 3
@@ -42,19 +43,19 @@ def gigabytes(count: int | float) -> str:
     return f"{count / GB:,.1f} GB" if count >= GB / 10 else f"{count / 1024 ** 2:,.1f} MB"
 
 
-def estimate(plain: dict[str, Any]) -> list[Part]:
+def estimate(config: TopLevelConfig) -> list[Part]:
     """Lower bounds of the data's, the model's (with gradients and optimiser state) and one
-    batch's memory, from the validated config ``plain``."""
-    model, dataset, solver = plain["model"], plain["dataset"], plain["solver"]
-    width = 4 if model.get("dtype", "float32") == "float32" else 8
-    length = _int(plain["tokenizer"].get("max_length"), 1) + 2  # <START> ... <END>
+    batch's memory, from the validated ``config``."""
+    model, dataset, solver = config.model, config.dataset, config.solver
+    width = 4 if model.dtype == "float32" else 8
+    length = _int(config.tokenizer.get("max_length"), 1) + 2  # <START> ... <END>
     feature_dim = _int(dataset.get("feature_dim"), 1)
     rows = _int(dataset.get("num_train"), 0) + _int(dataset.get("num_val"), 0)
     data = Part("data", f"dataset.num_train={dataset.get('num_train')}, dataset.num_val="
                         f"{dataset.get('num_val')}", rows * (feature_dim * 4 + length * 4))
 
-    wordvec, hidden = _int(model.get("wordvec_dim"), 1), _int(model.get("hidden_dim"), 1)
-    budget = model.get("param_budget")
+    wordvec, hidden = _int(model.wordvec_dim, 1), _int(model.hidden_dim, 1)
+    budget = model.param_budget
     if budget:
         count, settings = int(budget), f"model.param_budget={budget}"
     else:
@@ -62,26 +63,26 @@ def estimate(plain: dict[str, Any]) -> list[Part]:
                  + feature_dim * hidden + hidden  # image projection
                  + MIN_VOCAB * wordvec + hidden * MIN_VOCAB + MIN_VOCAB)  # embedding, output
         settings = f"model.wordvec_dim={wordvec}, model.hidden_dim={hidden}"
-    slots = OPTIMISER_SLOTS.get(str(solver.get("update_rule")), 0)
-    parameters = Part(f"{count:,} parameters with gradients and {solver.get('update_rule')} "
+    slots = OPTIMISER_SLOTS.get(str(solver.update_rule), 0)
+    parameters = Part(f"{count:,} parameters with gradients and {solver.update_rule} "
                       f"state", settings, count * width * (2 + slots))
 
-    batch = _int(solver.get("batch_size"), 1)
+    batch = _int(solver.batch_size, 1)
     activations = Part("one batch's activations",
                        f"solver.batch_size={batch}, tokenizer.max_length="
-                       f"{plain['tokenizer'].get('max_length')}, {settings}",
+                       f"{config.tokenizer.get('max_length')}, {settings}",
                        batch * length * (wordvec + hidden + MIN_VOCAB) * width)
     return [data, parameters, activations]
 
 
-def check_sizes(plain: dict[str, Any]) -> None:
+def check_sizes(config: TopLevelConfig) -> None:
     """Raise :class:`ConfigError` when the job's lower-bound memory is above the limit, naming
     the largest part's settings and every estimate."""
-    limit_gb = plain.get("memory_limit_gb")
+    limit_gb = config.memory_limit_gb
     limit = int(limit_gb * GB) if limit_gb else available_memory()
     if limit is None:
         return
-    parts = estimate(plain)
+    parts = estimate(config)
     total = sum(p.bytes for p in parts)
     if total <= limit:
         return

@@ -24,6 +24,7 @@ from capx.run.build import Parts, PluginOptionError, attach
 from capx.run.callbacks import RunState
 from capx.run.context import JobContext
 from capx.run.recorder import Recorder, safely
+from capx.run.schemas import TopLevelConfig
 from capx.run.scoring import (data_statistics, final_evaluation, timing_summary,
                               train_step_peak_memory_mb)
 from capx.solver import TrainingDivergedError
@@ -39,10 +40,10 @@ T = names.TEST
 class Job:
     """Trains the job the validated config describes, recording into ``recorder``."""
 
-    def __init__(self, plain: dict[str, Any], context: JobContext, recorder: Recorder,
+    def __init__(self, config: TopLevelConfig, context: JobContext, recorder: Recorder,
                  checkpoint: Checkpoint | None, prepared: Parts, state: RunState):
-        self.plain, self.context, self.recorder, self.checkpoint = (plain, context, recorder,
-                                                                    checkpoint)
+        self.config, self.context, self.recorder, self.checkpoint = (config, context, recorder,
+                                                                     checkpoint)
         self.prepared, self.state = prepared, state
         self.parts: Parts | None = None  # the prepared parts, once attached to the run
         self.signals = interrupts.Signals()
@@ -67,17 +68,17 @@ class Job:
     def _build_train_finish(self) -> str:
         try:
             recorder, prepared = self.recorder, self.prepared
-            self.parts = attach(prepared, self.plain, self.context.output_dir, self.state,
+            self.parts = attach(prepared, self.config, self.context.output_dir, self.state,
                                 recorder.run_id, recorder.checkpoint_saved,
-                                recorder.epoch_callback(self.state, self.plain,
+                                recorder.epoch_callback(self.state, self.config,
                                                         prepared.solver_data))
             self.recorder.begin()  # a resumed run is reopened only once everything fits
         except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
             return self.failed_to_start(exc)
         try:
             resumed = self.checkpoint is not None
-            console.starting(self.plain, self.context, self.parts, self.recorder, resumed)
-            self.recorder.log_start(self.plain, self.context, self.parts, resumed)
+            console.starting(self.config, self.context, self.parts, self.recorder, resumed)
+            self.recorder.log_start(self.config, self.context, self.parts, resumed)
             self.signals.training = self.parts.solver
             try:
                 self.parts.solver.train()
@@ -99,7 +100,7 @@ class Job:
     def finished(self) -> str:
         self.parts.checkpointer.save(self.parts.solver)
         self.saved_final = True
-        if self.plain["evaluation"].get("final", True):
+        if self.config.evaluation.final:
             self.evaluate_at_end()
         self.signals.closing = True
         self.record_objective()
@@ -110,7 +111,7 @@ class Job:
     def record_objective(self) -> None:
         """The ``objective`` metric at the selected epoch: what :func:`capx.run.main.main`
         returns to a sweeper (Optuna), and logged as ``objective`` with its name as a tag."""
-        name = self.plain["objective"]
+        name = self.config.objective
         value = self.state.selected_metrics.get(name)
         if value is None:
             log.warning("objective %s: no such dev metric at the selected epoch (have: %s)",
@@ -173,13 +174,14 @@ class Job:
     def evaluate_at_end(self) -> None:
         """Score the selected model once on the test split (``test/...``) and record it."""
         parts = self.parts
-        metrics, result, test, test_split = score_on_test(self.plain, parts, self.state)
-        console.evaluated(self.plain, metrics, test_split, self.state.best_epoch)
+        metrics, result, test, test_split = score_on_test(self.config, parts, self.state)
+        console.evaluated(self.config.decoding["name"], metrics, test_split,
+                          self.state.best_epoch)
         self.recorder.log_evaluation(metrics, parts.solver.epoch, result, test, test_split,
                                      parts.data.train.captions)
 
 
-def score_on_test(plain: dict[str, Any], parts: Parts, state: RunState
+def score_on_test(config: TopLevelConfig, parts: Parts, state: RunState
                   ) -> tuple[dict[str, float], Any, Any, str]:
     """The end-of-run metrics of the best dev epoch's parameters, the raw evaluation, the split
     scored, and its name: the split scheme's test set, or ``val`` when it made none."""
@@ -188,7 +190,8 @@ def score_on_test(plain: dict[str, Any], parts: Parts, state: RunState
     if state.best_params is not None:
         model.params.flat[...] = state.best_params
     test = data.test if data.test is not None else data.val
-    metrics, result = final_evaluation(model, parts.tokenizer, test, data.train.captions, plain,
+    metrics, result = final_evaluation(model, parts.tokenizer, test, data.train.captions,
+                                       config.evaluation, config.decoding, config.seed,
                                        speller=parts.speller)
     stats = data_statistics(parts.solver_data)
     metrics.update(timing_summary(state.epoch_seconds, solver.iterations_per_epoch,
@@ -204,7 +207,7 @@ def score_on_test(plain: dict[str, Any], parts: Parts, state: RunState
     metrics[f"{T}flops_per_caption"] = flops_per_caption(
         groups, metrics.get(f"{T}tokens_per_reference", 0.0))
     metrics[f"{T}hidden_dim"] = float(model.hidden_dim)
-    if plain["evaluation"].get("measure_memory", True):
+    if config.evaluation.measure_memory:
         metrics[f"{T}train_step_peak_memory_mb"] = train_step_peak_memory_mb(
             model, parts.solver_data, solver.batch_size)
     metrics[f"{T}evaluation_seconds"] = time.perf_counter() - started

@@ -299,8 +299,8 @@ def test_config_composes_validates_and_builds_the_tokenizer():
 
     with initialize_config_dir(config_dir=str(Path(__file__).parents[2] / "conf"),
                                version_base="1.3"):
-        plain = validate(compose("config", overrides=["tokenizer=bpe", "experiment=smoke"]))
-    options = dict(plain["tokenizer"])
+        config = validate(compose("config", overrides=["tokenizer=bpe", "experiment=smoke"]))
+    options = dict(config.tokenizer)
     assert options.pop("name") == "bpe" and options["vocab_size"] == 1000
     tokenizer = make_tokenizer("bpe", **options)
     assert tokenizer.options() == {**tokenizer.options(), **options}

@@ -125,13 +125,13 @@ def test_a_vocabulary_too_small_for_the_captions_is_said(caplog):
     tokenizer = make_tokenizer("bpe", vocab_size=5, max_length=10).fit(captions)
     solver_data = {"train_captions": tokenizer.encode(captions),
                    "train_truncated_fraction": tokenizer.last_truncated_fraction}
-    plain = {"tokenizer": {"name": "bpe", "vocab_size": 5, "max_length": 10}}
-    problems = " ".join(encoding_problems(plain, tokenizer, solver_data))
+    section = {"name": "bpe", "vocab_size": 5, "max_length": 10}  # the config's tokenizer
+    problems = " ".join(encoding_problems(section, tokenizer, solver_data))
     assert "of the training symbols are <UNK>" in problems and "tokenizer.vocab_size=5" in problems
     assert "of the training captions are cut at tokenizer.max_length=10" in problems
     wide = make_tokenizer("bpe", vocab_size=200, max_length=80).fit(captions)
     fine = {"train_captions": wide.encode(captions), "train_truncated_fraction": 0.0}
-    assert encoding_problems(plain, wide, fine) == []
+    assert encoding_problems(section, wide, fine) == []
 
 
 

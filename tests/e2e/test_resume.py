@@ -174,7 +174,7 @@ def test_a_resume_that_cannot_start_leaves_the_source_run_untouched(workdir, mon
     client, before = _only(workdir)
     run_id = before.info.run_id
 
-    def missing(plain):
+    def missing(*sections):
         raise DataError("the shapes files are gone")
 
     with monkeypatch.context() as patch:

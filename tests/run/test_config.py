@@ -18,9 +18,10 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from capx.run.config import ConfigError, validate
+from capx.run.config import ConfigError, as_dict, check, validate
 from capx.run.schemas import (
-    FIXED_GROUPS, TopLevelConfig, plugins_from_overrides, register_plugin_options,
+    FIXED_GROUPS, ModelConfig, SolverConfig, TopLevelConfig, plugins_from_overrides,
+    register_plugin_options,
 )
 from test_registry import fresh_plugins, install_demo_plugin  # noqa: F401 - a fixture, a helper
 
@@ -52,10 +53,30 @@ def _edit(base: dict, override: str) -> dict:
 
 
 def test_defaults_are_valid():
-    plain = validate(_compose())
-    assert plain["dataset"]["name"] == "shapes"
-    assert plain["tokenizer"]["name"] == "word"
-    assert plain["solver"]["grad_clip"] is None
+    config = validate(_compose())
+    assert config.dataset["name"] == "shapes"
+    assert config.tokenizer["name"] == "word"
+    assert config.solver.grad_clip is None
+
+
+def test_validation_returns_the_typed_config_and_as_dict_its_record():
+    """Each part reads its own typed section; the dict a record holds is the checked one."""
+    composed = _compose("solver.learning_rate=0.02", "model.param_budget=50000")
+    config = validate(composed)
+    assert isinstance(config, TopLevelConfig)
+    assert isinstance(config.solver, SolverConfig) and isinstance(config.model, ModelConfig)
+    assert config.solver.learning_rate == 0.02 and config.model.param_budget == 50000
+    record = as_dict(config)
+    assert record == check(composed)  # the same values, so params and fingerprints stay
+    assert list(record) == [f.name for f in dataclasses.fields(TopLevelConfig)]
+    assert validate(record) == config  # a checkpoint's saved config reads back the same
+
+
+def test_an_integer_for_a_float_setting_becomes_a_float_in_a_plain_dict():
+    record = as_dict(validate(_compose()))
+    record["solver"]["learning_rate"] = 1
+    assert validate(record).solver.learning_rate == 1.0
+    assert isinstance(validate(record).solver.learning_rate, float)
 
 
 def test_caption_length_follows_the_tokenizer():
@@ -127,7 +148,7 @@ def test_plugin_cell_needs_its_module(defaults):
     if "gru" not in __import__("capx.registry").registry.CELLS:  # not imported by another test
         with pytest.raises(ConfigError, match="cell.name: unknown cell 'gru'.*plugins"):
             validate(gru)
-    assert validate(_edit(gru, "plugins=[plugins.gru]"))["cell"]["name"] == "gru"
+    assert validate(_edit(gru, "plugins=[plugins.gru]")).cell["name"] == "gru"
 
 
 def test_several_problems_are_reported_together(defaults):
@@ -254,8 +275,7 @@ def test_registered_names_without_a_yaml_become_group_options(config_store):
 def test_entry_point_cell_is_a_group_option(fresh_plugins, config_store):
     install_demo_plugin(fresh_plugins)
     assert "cell/demo" in register_plugin_options(CONF)
-    plain = validate(_compose("cell=demo"))
-    assert plain["cell"] == {"name": "demo"}
+    assert validate(_compose("cell=demo")).cell == {"name": "demo"}
 
 
 def test_run_py_takes_an_entry_point_cell_by_group_option(fresh_plugins, tmp_path):
@@ -300,8 +320,8 @@ def test_run_py_names_a_plugin_module_that_cannot_be_imported(tmp_path):
 
 
 def test_plugin_cell_with_a_yaml_file_by_group_option():
-    plain = validate(_compose("plugins=[plugins.gain_rnn]", "cell=gain_rnn"))
-    assert plain["cell"] == {"name": "gain_rnn"} and plain["plugins"] == ["plugins.gain_rnn"]
+    config = validate(_compose("plugins=[plugins.gain_rnn]", "cell=gain_rnn"))
+    assert config.cell == {"name": "gain_rnn"} and config.plugins == ["plugins.gain_rnn"]
 
 
 @pytest.mark.slow

@@ -12,8 +12,9 @@ from capx.run.run_name import run_name
 
 
 def _plain(name=None, tokenizer="word", cell="lstm", seed=0):
-    return {"tracking": {"run_name": name}, "tokenizer": {"name": tokenizer},
-            "cell": {"name": cell}, "seed": seed}
+    """The parts of a typed config a run name reads."""
+    return SimpleNamespace(tracking=SimpleNamespace(run_name=name), tokenizer={"name": tokenizer},
+                           cell={"name": cell}, seed=seed)
 
 
 def _context(overrides, sweep_dir: Path | None = None, choices=None):

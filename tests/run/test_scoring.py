@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from capx.run.config import ConfigError, validate
+from capx.run.config import ConfigError, as_dict, validate
 from capx.datasets.base import CaptionSplit
 from capx.decoding import decoder_settings
 from capx.run.scoring import (data_statistics, evenly_spread_rows, first_images,
@@ -53,8 +53,8 @@ def test_timing_summary_divides_tokens_by_mean_epoch_seconds():
 
 
 def test_decoding_config_is_validated_like_the_rest():
-    plain = validate(_compose("decoding=beam", "decoding.beam_width=2"))
-    assert decoder_settings(plain) == ("beam", {"beam_width": 2, "length_penalty": 0.0})
+    config = validate(_compose("decoding=beam", "decoding.beam_width=2"))
+    assert decoder_settings(as_dict(config)) == ("beam", {"beam_width": 2, "length_penalty": 0.0})
     with pytest.raises(ConfigError, match=r"decoding.name: unknown decoder 'nope'.*greedy"):
         validate(_compose("decoding.name=nope"))
     with pytest.raises(ConfigError, match=r"decoding.beam_width: must be an integer >= 1"):
@@ -66,9 +66,9 @@ def test_decoding_config_is_validated_like_the_rest():
 
 
 def test_old_configs_without_decoding_get_greedy():
-    plain = validate(_compose())
+    plain = as_dict(validate(_compose()))
     plain.pop("decoding")
-    assert validate(plain)["decoding"] == {"name": "greedy"}
+    assert validate(plain).decoding == {"name": "greedy"}
 
 
 def test_a_run_logs_epoch_and_end_of_run_metrics(tmp_path, monkeypatch):

@@ -3,24 +3,22 @@ is refused before any data is read or any array made, naming the setting and the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hydra import compose, initialize_config_dir
 
 from capx.budget import hidden_for_budget
-from capx.run.config import ConfigError, validate
+from capx.run.config import ConfigError
 from capx.run.sizes import GB, MIN_VOCAB, check_sizes, estimate
-from tests.support import REPO, SMOKE
-
-
-def _plain(*overrides: str) -> dict:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return validate(compose("config", overrides=[*SMOKE, *overrides]))
+from tests.support import REPO, SMOKE, smoke_config
 
 
 def test_the_estimate_is_the_sum_of_its_lower_bounds():
-    plain = _plain("dataset.num_train=1000", "dataset.num_val=100", "model.wordvec_dim=10",
-                   "model.hidden_dim=20", "solver.batch_size=5", "tokenizer.max_length=30")
-    data, parameters, activations = estimate(plain)
+    config = smoke_config("dataset.num_train=1000", "dataset.num_val=100",
+                          "model.wordvec_dim=10", "model.hidden_dim=20", "solver.batch_size=5",
+                          "tokenizer.max_length=30")
+    data, parameters, activations = estimate(config)
     length = 30 + 2  # <START> and <END> around the caption
     assert data.bytes == 1100 * (1 * 4 + length * 4)  # a feature row of at least 1 float32
     count = 10 * 20 + 20 * 20 + 20 + 1 * 20 + 20 + MIN_VOCAB * 10 + 20 * MIN_VOCAB + MIN_VOCAB
@@ -47,11 +45,11 @@ def test_sizes_far_above_the_machine_are_refused_before_any_work(workdir, capsys
 
 
 def test_the_limit_is_a_setting():
-    plain = _plain()
-    needed = sum(part.bytes for part in estimate(plain))
-    check_sizes({**plain, "memory_limit_gb": needed / GB * 1.01})  # fits
+    config = smoke_config()
+    needed = sum(part.bytes for part in estimate(config))
+    check_sizes(replace(config, memory_limit_gb=needed / GB * 1.01))  # fits
     with pytest.raises(ConfigError, match=r"above the limit of .* \(memory_limit_gb=") as caught:
-        check_sizes({**plain, "memory_limit_gb": needed / GB / 2})
+        check_sizes(replace(config, memory_limit_gb=needed / GB / 2))
     assert "dataset.num_train=40" in str(caught.value)
 
 

@@ -27,10 +27,12 @@ from capx.tracking.store_setup import experiment_id, make_client
 from capx.tracking.sweep_parent import PARENT_ID_FILE, Sweep, sweep_parent_run
 from capx.tracking.tracker import flatten
 from capx.run.callbacks import RunState, SampleCaption
+from capx.run.config import as_dict
+from capx.run.schemas import TopLevelConfig
 from capx.run.main import JobContext
 from capx.run.recorder import NullRecorder, Recorder, RunRecorder, open_recorder
 
-from tests.support import artifact_paths
+from tests.support import artifact_paths, smoke_config
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +116,13 @@ def test_flatten_joins_nested_keys_and_keeps_lists_and_empty_sections_as_text():
 # -- the recorder -------------------------------------------------------------------------------
 
 
-def _plain(uri: str, experiment: str, enabled: bool = True) -> dict:
-    return {"seed": 3, "tokenizer": {"name": "word", "max_length": 8}, "cell": {"name": "rnn"},
-            "dataset": {"name": "tiny"}, "model": {"hidden_dim": 5, "wordvec_dim": 3},
-            "split": {"scheme": "kfold", "folds": 3, "fold": 1},
-            "solver": {"batch_size": 2}, "resume": None,
-            "tracking": {"enabled": enabled, "uri": uri, "experiment_name": experiment,
-                         "log_every": 1}}
+def _config(uri: str, experiment: str, enabled: bool = True) -> TopLevelConfig:
+    """A typed job config (the smoke preset's) recording into ``uri``."""
+    return smoke_config("seed=3", "cell=rnn", "model.hidden_dim=5", "model.wordvec_dim=3",
+                        "split.scheme=kfold", "split.folds=3", "split.fold=1",
+                        "solver.batch_size=2", f"tracking.enabled={str(enabled).lower()}",
+                        f"tracking.uri={uri}", f"tracking.experiment_name={experiment}",
+                        "tracking.log_every=1")
 
 
 def _parts(tmp_path: Path):
@@ -150,16 +152,16 @@ def _parts(tmp_path: Path):
 def test_run_recorder_writes_params_metrics_tags_and_texts_and_ends_with_a_status(
         store, tmp_path):
     uri, client = store
-    plain = _plain(uri, "recorder")
+    config = _config(uri, "recorder")
     context = JobContext(original_cwd=tmp_path, output_dir=tmp_path / "out",
                          overrides=["cell=rnn", "seed=3"], choices={"experiment": "quick"})
-    recorder = open_recorder(plain, context, None, "word-rnn-s3")
+    recorder = open_recorder(config, context, None, "word-rnn-s3")
     assert isinstance(recorder, RunRecorder) and recorder.status_before_reopen is None
     assert recorder.start_lines() == [f"MLflow run {recorder.run_id} in {uri}"]
     parts, checkpoint = _parts(tmp_path)
-    recorder.log_start(plain, context, parts, resumed=False)
+    recorder.log_start(config, context, parts, resumed=False)
     state = RunState(samples=[SampleCaption(0, "a red circle", "a red circle")])
-    parts.solver.callbacks = [recorder.epoch_callback(state, plain, parts.solver_data)]
+    parts.solver.callbacks = [recorder.epoch_callback(state, config, parts.solver_data)]
     state.val_metrics = {"bits_per_char": 2.5}
     parts.solver.train()  # one epoch of two iterations: the epoch recorder logs as it goes
     result = SimpleNamespace(captions=["a red circle"] * 4, notes=["a note"],
@@ -188,8 +190,8 @@ def test_run_recorder_writes_params_metrics_tags_and_texts_and_ends_with_a_statu
     assert {names.CONFIG_YAML, names.OVERRIDES_TXT, names.PER_IMAGE, names.EVALUATION_CAPTIONS,
             names.epoch_samples(1), names.LOSS_CURVE, "checkpoints/last.npz"} <= artifacts
     folder = tmp_path / "download"
-    config = client.download_artifacts(run.info.run_id, names.CONFIG_YAML, str(folder))
-    assert yaml.safe_load(Path(config).read_text()) == plain
+    config_file = client.download_artifacts(run.info.run_id, names.CONFIG_YAML, str(folder))
+    assert yaml.safe_load(Path(config_file).read_text()) == as_dict(config)
     per_image = client.download_artifacts(run.info.run_id, names.PER_IMAGE, str(folder))
     assert json.loads(Path(per_image).read_text()) == {"nll_open": [1.0, None, 2.0, 3.0],
                                                        "image_id": [0, 1, 2, 3]}
@@ -197,9 +199,9 @@ def test_run_recorder_writes_params_metrics_tags_and_texts_and_ends_with_a_statu
 
 def test_a_failed_run_records_its_error_and_a_resume_reopens_the_same_run(store, tmp_path):
     uri, client = store
-    plain = _plain(uri, "reopen")
+    config = _config(uri, "reopen")
     context = JobContext(original_cwd=tmp_path, output_dir=tmp_path / "out")
-    first = open_recorder(plain, context, None, "first")
+    first = open_recorder(config, context, None, "first")
     try:
         raise ValueError("the learning rate is far too high")
     except ValueError as exc:
@@ -210,7 +212,7 @@ def test_a_failed_run_records_its_error_and_a_resume_reopens_the_same_run(store,
     assert "far too high" in run.data.tags[names.ERROR]
     assert names.ERROR_TXT in artifact_paths(client, first.run_id)
 
-    again = open_recorder(plain, context, first.run_id, "ignored: the run keeps its name")
+    again = open_recorder(config, context, first.run_id, "ignored: the run keeps its name")
     assert again.run_id == first.run_id and again.status_before_reopen == "FAILED"
     assert client.get_run(first.run_id).info.status == "FAILED"  # reopened only by begin()
     again.begin()
@@ -222,7 +224,7 @@ def test_a_failed_run_records_its_error_and_a_resume_reopens_the_same_run(store,
     assert back.info.status == "FAILED" and back.info.run_name == "first"
     assert "another vocabulary" in back.data.tags[names.RESUME_ERROR]
     # a run id this store does not know starts a new run
-    other = open_recorder(plain, context, "0" * 32, "new")
+    other = open_recorder(config, context, "0" * 32, "new")
     assert other.run_id != first.run_id and other.status_before_reopen is None
 
 
@@ -234,8 +236,8 @@ def test_the_sample_grid_comes_from_the_dataset_plugins_pictures(store, tmp_path
     images_for = pictures_of(DATASETS.get("shapes"), {"num_train": 4, "num_val": 4, "seed": 0})
     assert images_for([4, 6]).shape == (2, 48, 48, 3)  # val ids follow the 4 train ids
     assert pictures_of(DATASETS.get("coco"), {}) is None
-    plain = _plain(uri, "grid")
-    recorder = open_recorder(plain, JobContext(tmp_path, tmp_path / "out"), None, "grid")
+    config = _config(uri, "grid")
+    recorder = open_recorder(config, JobContext(tmp_path, tmp_path / "out"), None, "grid")
     state = RunState(samples=[SampleCaption(0, "a circle", "a red circle"),
                               SampleCaption(2, "a square", "a blue square")])
     dev = SimpleNamespace(image_ids=np.array([5, 7, 4]))  # dev rows 0 and 2: images 5 and 4
@@ -246,9 +248,9 @@ def test_the_sample_grid_comes_from_the_dataset_plugins_pictures(store, tmp_path
 
 
 def test_the_null_recorder_has_the_same_methods_does_nothing_and_raises_nothing(tmp_path):
-    plain = _plain(f"sqlite:///{tmp_path / 'never.db'}", "off", enabled=False)
+    config = _config(f"sqlite:///{tmp_path / 'never.db'}", "off", enabled=False)
     context = JobContext(original_cwd=tmp_path, output_dir=tmp_path / "out")
-    recorder = open_recorder(plain, context, "0" * 32, "off")
+    recorder = open_recorder(config, context, "0" * 32, "off")
     assert isinstance(recorder, NullRecorder)
     for name in (n for n in vars(Recorder) if not n.startswith("_")):
         if callable(getattr(Recorder, name)):  # the run recorder overrides every method alike
@@ -257,12 +259,12 @@ def test_the_null_recorder_has_the_same_methods_does_nothing_and_raises_nothing(
                     == list(inspect.signature(getattr(RunRecorder, name)).parameters)), name
     assert recorder.run_id is None and recorder.status_before_reopen is None
     assert recorder.start_lines() == [] and recorder.end_lines() == []
-    callback = recorder.epoch_callback(RunState(), plain, {})
+    callback = recorder.epoch_callback(RunState(), config, {})
     solver = SimpleNamespace()
     for hook in (callback.on_train_begin, callback.on_epoch_end, callback.on_train_end):
         hook(solver)
     callback.on_iteration_end(solver, 1.0)
-    recorder.log_start(plain, context, None, resumed=False)
+    recorder.log_start(config, context, None, resumed=False)
     recorder.log_evaluation({}, 0, None, None, "test", [])
     recorder.log_outputs(RunState(), None)
     recorder.stopped("signal SIGINT")
@@ -355,11 +357,11 @@ def test_jobs_nest_under_the_parent_and_the_sweep_callback_closes_it(store, tmp_
     parent = (folder / PARENT_ID_FILE).read_text().strip()
     jobs = []
     for seed in (0, 1):
-        plain = _plain(uri, "nested")
-        plain["seed"] = seed
+        job_config = _config(uri, "nested")
+        job_config.seed = seed
         context = JobContext(tmp_path, folder / str(seed), multirun=True, sweep_dir=folder,
                              overrides=[f"seed={seed}"])
-        jobs.append(open_recorder(plain, context, None, f"job-{seed}"))
+        jobs.append(open_recorder(job_config, context, None, f"job-{seed}"))
     for recorder in jobs:
         recorder.end("FINISHED")
     exp_id = client.get_run(parent).info.experiment_id
