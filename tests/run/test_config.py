@@ -337,8 +337,17 @@ def test_a_config_saved_before_dropout_and_image_features_validates_with_neither
     old = copy.deepcopy(defaults)
     del old["model"]["dropout"], old["model"]["image_features"]
     assert defaults["model"]["dropout"] == 0.0
-    assert validate(old)["model"]["dropout"] == 0.0
-    assert validate(old)["model"]["image_features"] == "real"
+    assert validate(old).model.dropout == 0.0
+    assert validate(old).model.image_features == "real"
     del old["evaluation"]["real_words_file"], old["evaluation"]["compare_spellers"]
-    assert validate(old)["evaluation"]["real_words_file"] is None
-    assert validate(old)["evaluation"]["compare_spellers"] is False
+    del old["evaluation"]["shuffled_control"]
+    assert validate(old).evaluation.real_words_file is None
+    assert validate(old).evaluation.compare_spellers is False
+    assert validate(old).evaluation.shuffled_control is True
+
+
+def test_a_config_missing_a_setting_is_an_error_naming_it(defaults):
+    partial = copy.deepcopy(defaults)
+    del partial["solver"]["lr_decay"]
+    with pytest.raises(ConfigError, match=r"solver.lr_decay: no value"):
+        validate(partial)
