@@ -59,11 +59,7 @@ def validate(cfg: DictConfig | dict, from_file: str | None = None) -> TopLevelCo
     typed = OmegaConf.merge(OmegaConf.structured(TopLevelConfig), plain)
     missing = sorted(OmegaConf.missing_keys(typed))
     if missing:  # a config saved before a setting existed, or a partial dict
-        raise ConfigError("invalid config:
-  - " + "
-  - ".join(
-            f"{key}: no value (set it in a conf/ YAML file or on the command line)"
-            for key in missing))
+        raise missing_values(missing)
     return OmegaConf.to_object(typed)
 
 
@@ -128,14 +124,18 @@ def _to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
     if isinstance(cfg, DictConfig):
         missing = sorted(OmegaConf.missing_keys(cfg))
         if missing:
-            raise ConfigError("invalid config:\n  - " + "\n  - ".join(
-                f"{key}: no value (set it in a conf/ YAML file or on the command line)"
-                for key in missing))
+            raise missing_values(missing)
         try:
             return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
         except Exception as exc:  # noqa: BLE001 - interpolation errors name the key themselves
             raise ConfigError(f"invalid config: {exc}") from exc
     return dict(cfg)
+
+
+def missing_values(keys: list[str]) -> ConfigError:
+    """The error for settings without a value, naming each."""
+    return ConfigError("invalid config:\n  - " + "\n  - ".join(
+        f"{key}: no value (set it in a conf/ YAML file or on the command line)" for key in keys))
 
 
 def _check_keys(prefix: str, section: dict, allowed: list[str], problems: list[str]) -> None:

@@ -4,26 +4,21 @@ hint that fits the case: none of these is silent, a traceback or someone else's 
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from capx.checkpoint import CheckpointError
 from capx.data import DataError
-from capx.run.config import ConfigError, validate
-from tests.support import REPO, SMOKE, run_in_process
-
-
-def _plain(*overrides: str) -> dict:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return validate(compose("config", overrides=[*SMOKE, *overrides]))
+from capx.run.config import ConfigError
+from tests.support import SMOKE, run_in_process, smoke_config
 
 
 def test_an_empty_resume_is_an_error_not_a_new_run():
     with pytest.raises(ConfigError, match="resume: is empty: give a checkpoint file or an MLflow "
                                           "run id"):
-        _plain("resume=")
+        smoke_config("resume=")
 
 
 def test_a_random_file_given_to_resume_is_named_without_numpys_pickle_advice(workdir):
@@ -75,7 +70,7 @@ def test_a_directory_named_mlflow_db_is_refused_at_once(tmp_path):
     from capx.tracking.preflight import TrackingError, open_store
 
     (tmp_path / "mlflow.db").mkdir()
-    settings = _plain()["tracking"]
+    settings = asdict(smoke_config().tracking)  # what open_store takes
     with pytest.raises(TrackingError, match="mlflow.db is a directory, not a database file"):
         open_store({**settings, "enabled": True, "uri": None}, tmp_path)
 
@@ -87,7 +82,7 @@ def test_an_import_error_opening_the_store_is_not_blamed_on_the_uri(tmp_path, mo
         raise ImportError("cannot load libsqlite3: cannot allocate memory")
 
     monkeypatch.setattr(preflight, "make_client", out_of_memory)
-    settings = _plain()["tracking"]
+    settings = asdict(smoke_config().tracking)  # what open_store takes
     with pytest.raises(preflight.TrackingError) as caught:
         preflight.open_store({**settings, "enabled": True, "uri": None}, tmp_path)
     assert "ulimit" in str(caught.value) and "check the URI" not in str(caught.value)
