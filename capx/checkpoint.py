@@ -13,6 +13,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,10 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: {exc}: not a checkpoint capx wrote; use "
                               f"another checkpoint (e.g. best.npz) or start without resume"
                               ) from exc
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+    # zipfile's answers to a damaged file: a bad zip or CRC, a broken stream, an unsupported
+    # compression method (NotImplementedError), an entry flagged encrypted (RuntimeError)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
+            NotImplementedError, RuntimeError) as exc:
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(

@@ -40,7 +40,7 @@ def _load(tmp_path: Path, data: bytes):
         return None
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_any_corruption_of_a_checkpoint_loads_or_is_a_checkpoint_error(valid_bytes, tmp_path,
                                                                       data):
