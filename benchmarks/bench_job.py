@@ -85,7 +85,11 @@ def timed(command: list[str], checkout: Path, what: str) -> tuple[float, float]:
     stops the benchmark."""
     cpu_before = _children_cpu()
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=checkout, env=child_env(checkout), capture_output=True,
+    # a job starts from this checkout's folder, as the tests do, so that a preset's relative
+    # paths (../shared/data/...) resolve for every checkout; its code comes from PYTHONPATH and
+    # run.py's folder. ``python -c`` puts its own folder first on the path: the checkout's.
+    cwd = checkout if command[1] == "-c" else HERE
+    done = subprocess.run(command, cwd=cwd, env=child_env(checkout), capture_output=True,
                           text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
