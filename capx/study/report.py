@@ -176,10 +176,10 @@ def speller_table(rows: Sequence[Row]) -> str:
               + [f"{name} entries" for name in SPELLERS[:3]])
     lines = [_md_row(header), _md_row(["---"] * len(header))]
     for row in rows:
-        cells = [row.label, _number(row.mean(f"{T}total"), 0)]
+        cells = [row.label, _count(row.mean(f"{T}total"))]
         cells += [format_interval(*row_interval(row, f"bits_per_char_speller_{name}"), 3)
                   for name in SPELLERS]
-        cells += [_number(row.mean(f"{T}speller_entries_{name}"), 0) for name in SPELLERS[:3]]
+        cells += [_count(row.mean(f"{T}speller_entries_{name}")) for name in SPELLERS[:3]]
         lines.append(_md_row(cells))
     gaps = [c for c in preregistered(rows, [f"bits_per_char_speller_{n}" for n in SPELLERS])
             if c.preregistered]
@@ -286,6 +286,10 @@ def wall_time_line(rows: Sequence[Row]) -> str:
 
 def _md_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
+
+
+def _count(value: float) -> str:
+    return "–" if value != value else f"{value:,.0f}"
 
 
 def _number(value: float, decimals: int) -> str:

@@ -225,7 +225,7 @@ def test_speller_table_shows_each_speller_and_the_gap_it_leaves():
         r["metrics"]["test/bits_per_char_speller_kn5"] = r["metrics"]["test/bits_per_char"]
     rows = make_rows(records)
     table = speller_table(rows)
-    assert "| 300 | 500 |" in table
+    assert "| 300 | 500 |" in table and "| 250,000 |" in table
     # char - word under the uniform speller: the kn5 gap minus 4 nats / 10 chars per image
     gaps = {line.split("|")[2].strip(): line for line in table.splitlines() if " − word" in line}
     kn5 = compare(rows[0], rows[1], "bits_per_char")
