@@ -1,5 +1,6 @@
 """Solver callbacks for experiments: progress bar, validation and samples, early stopping,
-checkpoints. (The MLflow one, :class:`capx.run.recorder.EpochRecorder`, comes from the recorder.)
+checkpoints. (The MLflow one, :class:`capx.run.epoch_recorder.EpochRecorder`, comes from the
+recorder.)
 
 They share one :class:`RunState` (latest validation loss, best so far, checkpoint paths), and run
 in the order :func:`capx.run.build.make_callbacks` lists them: validation first, then early
