@@ -33,7 +33,7 @@ from capx.registry import (
 )
 from capx.run.schemas import (  # noqa: F401 - the schemas are part of this module's interface
     FIXED_GROUPS, PLUGIN_GROUPS, CheckpointConfig, EvaluationConfig, ModelConfig, SolverConfig,
-    SplitConfig, TopLevelConfig, TrackingConfig,
+    SplitConfig, TopLevelConfig, TrackingConfig, with_class_defaults,
 )
 
 
@@ -114,6 +114,8 @@ def check(cfg: DictConfig | dict, from_file: str | None = None) -> dict[str, Any
     for group in PLUGIN_GROUPS:
         _check_plugin_group(group, plain.get(group), problems)
     if not problems:
+        for group, registry in (("dataset", DATASETS), ("tokenizer", TOKENIZERS)):
+            plain[group] = with_class_defaults(plain[group], registry.get(plain[group]["name"]))
         _check_ranges(plain, problems)
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

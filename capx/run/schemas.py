@@ -21,6 +21,7 @@ composition, too late to add options: its cell is picked with ``cell.name=...``,
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
@@ -174,23 +175,37 @@ def register_plugin_options(conf_dir: str | Path | None = None) -> list[str]:
             if group == "cell":
                 store.store(group="cell", name=name, node={"name": name})
             else:
-                node = {"name": name, **_keyword_defaults(registry.get(name))}
+                node = {"name": name, **plugin_defaults(registry.get(name))}
                 store.store(group="tokenizer", name=name, node={"tokenizer": node},
                             package="_global_")
             stored.append(f"{group}/{name}")
     return stored
 
 
-def _keyword_defaults(cls: Any) -> dict[str, Any]:
-    """A plugin class's keyword-only options and their (plain) defaults."""
-    import inspect
-
+def plugin_defaults(plugin: Any) -> dict[str, Any]:
+    """A plugin class's keyword-only options and their defaults as the class applies them:
+    the signature's default, or where that is None, the class's ``default_<option>`` (see
+    :func:`class_default`). Only plain values: a group option's node is YAML."""
     out = {}
-    for p in inspect.signature(cls).parameters.values():
-        plain = p.default is None or isinstance(p.default, (bool, int, float, str))
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not p.empty and plain:
-            out[p.name] = p.default
+    for p in inspect.signature(plugin).parameters.values():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.default is p.empty:
+            continue
+        default = class_default(plugin, p.name, p.default)
+        if default is None or isinstance(default, (bool, int, float, str)):
+            out[p.name] = default
     return out
+
+
+def class_default(plugin: Any, option: str, value: Any) -> Any:
+    """``value``, or when it is None the plugin class's ``default_<option>`` attribute if it has
+    one: a tokenizer's ``max_length=None`` means its ``default_max_length`` (16 in the base
+    class, 80 for ``char``), so the config records the length the tokenizer uses."""
+    return getattr(plugin, f"default_{option}", None) if value is None else value
+
+
+def with_class_defaults(section: dict[str, Any], plugin: Any) -> dict[str, Any]:
+    """A plugin group's section with every null option replaced by the class's default."""
+    return {key: class_default(plugin, key, value) for key, value in section.items()}
 
 
 def _has_file(conf_dir: str | Path | None, group: str, name: str) -> bool:
