@@ -6,8 +6,9 @@ groups (model, solver, split, ...: the dataclasses in :mod:`capx.run.schemas`). 
 rest: value ranges (a negative learning rate, a zero hidden size), and plugin names and options
 against what the registries hold (a dataset's or tokenizer's options are the keyword arguments its
 plugin takes, so a misspelled option gets a "did you mean"). It checks keys and types too, for a
-config that did not come through Hydra (one saved in a checkpoint, a plain dict). Every problem is
-reported at once, each naming the key and what is allowed.
+config that did not come through Hydra (one saved in a checkpoint, a plain dict; see
+:mod:`capx.run.config_types`). Every problem is reported at once, each naming the key and what is
+allowed.
 
 :func:`validate` returns the config typed (:class:`capx.run.schemas.TopLevelConfig`: each part
 reads its own section by attribute, ``config.solver.learning_rate``); :func:`as_dict` turns it
@@ -19,9 +20,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from dataclasses import fields, is_dataclass
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, get_args, get_origin, get_type_hints
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,6 +32,7 @@ from capx.errors import ConfigError
 from capx.registry import (
     CELLS, DATASETS, DECODERS, TOKENIZERS, UPDATE_RULES, load_plugins, require_plugins,
 )
+from capx.run.config_types import check_fields, check_keys
 from capx.run.schemas import (  # noqa: F401 - the schemas are part of this module's interface
     FIXED_GROUPS, PLUGIN_GROUPS, CheckpointConfig, EvaluationConfig, ModelConfig, SolverConfig,
     SplitConfig, TopLevelConfig, TrackingConfig, with_class_defaults,
@@ -89,8 +91,8 @@ def check(cfg: DictConfig | dict, from_file: str | None = None) -> dict[str, Any
         plain["evaluation"].setdefault("compare_spellers", False)
         plain["evaluation"].setdefault("shuffled_control", True)
     problems: list[str] = []
-    _check_keys("", plain, TOP_LEVEL_KEYS, problems)
-    _check_fields("", plain, TopLevelConfig, problems)
+    check_keys("", plain, TOP_LEVEL_KEYS, problems)
+    check_fields("", plain, TopLevelConfig, problems)
     if plain.get("progress", "auto") not in PROGRESS_VALUES:
         problems.append(f"progress: must be one of auto, true, false; got {plain['progress']!r}")
     plugins = plain.get("plugins") or []
@@ -109,8 +111,8 @@ def check(cfg: DictConfig | dict, from_file: str | None = None) -> dict[str, Any
         if not isinstance(section, dict):
             problems.append(f"{group}: missing or not a mapping (pick one with {group}=...)")
             continue
-        _check_keys(f"{group}.", section, [f.name for f in fields(schema)], problems)
-        _check_fields(f"{group}.", section, schema, problems)
+        check_keys(f"{group}.", section, [f.name for f in fields(schema)], problems)
+        check_fields(f"{group}.", section, schema, problems)
     for group in PLUGIN_GROUPS:
         _check_plugin_group(group, plain.get(group), problems)
     if not problems:
@@ -140,52 +142,6 @@ def missing_values(keys: list[str]) -> ConfigError:
         f"{key}: no value (set it in a conf/ YAML file or on the command line)" for key in keys))
 
 
-def _check_keys(prefix: str, section: dict, allowed: list[str], problems: list[str]) -> None:
-    for key in section:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{prefix}{key}: unknown key{hint}; allowed keys: "
-                            f"{', '.join(sorted(allowed))}")
-
-
-def _check_fields(prefix: str, section: dict, schema: type, problems: list[str]) -> None:
-    hints = get_type_hints(schema)
-    for f in fields(schema):
-        if f.name in section and not _has_type(section[f.name], hints[f.name]):
-            problems.append(f"{prefix}{f.name}: expected {_type_name(hints[f.name])}, "
-                            f"got {section[f.name]!r}")
-
-
-def _has_type(value: Any, annotation: Any) -> bool:
-    if annotation is Any:
-        return True
-    if is_dataclass(annotation):  # a fixed group: its own keys are checked one by one
-        return isinstance(value, dict)
-    if get_origin(annotation) in (dict, list):
-        return isinstance(value, get_origin(annotation))
-    if get_origin(annotation) is not None and type(None) in get_args(annotation):
-        return value is None or _has_type(value, [a for a in get_args(annotation)
-                                                  if a is not type(None)][0])
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, annotation)
-
-
-def _type_name(annotation: Any) -> str:
-    if is_dataclass(annotation) or get_origin(annotation) is dict:
-        return "a mapping"
-    if get_origin(annotation) is list:
-        return "a list"
-    if get_origin(annotation) is not None:
-        inner = [a for a in get_args(annotation) if a is not type(None)][0]
-        return f"{_type_name(inner)} or null"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-            list: "a list", dict: "a mapping"}.get(annotation, str(annotation))
-
-
 def _check_plugin_group(group: str, section: Any, problems: list[str]) -> None:
     if not isinstance(section, dict) or "name" not in section:
         problems.append(f"{group}: missing or has no 'name' (pick one with {group}=...)")
@@ -199,7 +155,7 @@ def _check_plugin_group(group: str, section: Any, problems: list[str]) -> None:
                         f"'plugins:' (e.g. plugins=[plugins.gru] for cell=gru)")
         return
     allowed = ["name"] + plugin_options(group, registry.get(name))
-    _check_keys(f"{group}.", section, allowed, problems)
+    check_keys(f"{group}.", section, allowed, problems)
 
 
 def plugin_options(group: str, plugin: Callable[..., Any]) -> list[str]:
