@@ -21,8 +21,13 @@ def train(data, tokenizer_name, cell_type, max_length, epochs=4):
     return solver.loss_history, val_loss, model, tokenizer
 
 
-@pytest.mark.parametrize("tokenizer_name,max_length", [("word", 24), ("char", 110)])
-@pytest.mark.parametrize("cell_type", ["rnn", "lstm", "gru"])
+SLOW = pytest.mark.slow  # 4-12 s each: the default suite keeps one case of each test
+
+
+@pytest.mark.parametrize("tokenizer_name,max_length,cell_type", [
+    ("word", 24, "rnn"),
+    *[pytest.param(t, n, c, marks=SLOW) for t, n in [("word", 24), ("char", 110)]
+      for c in ["rnn", "lstm", "gru"] if (t, c) != ("word", "rnn")]])
 def test_trains_on_shapes(tokenizer_name, max_length, cell_type):
     load_plugins(["plugins.gru"])
     data = DATASETS.get("shapes")(num_train=100, num_val=20, image_size=32)
@@ -34,7 +39,8 @@ def test_trains_on_shapes(tokenizer_name, max_length, cell_type):
     assert len(captions) == 3 and all(isinstance(c, str) for c in captions)
 
 
-@pytest.mark.parametrize("tokenizer_name,max_length", [("word", 16), ("char", 80)])
+@pytest.mark.parametrize("tokenizer_name,max_length", [("word", 16),
+                                                        pytest.param("char", 80, marks=SLOW)])
 def test_trains_on_coco_mini(coco_mini, tokenizer_name, max_length):
     data = DATASETS.get("coco_json")(base_dir=str(coco_mini), max_train=100)
     history, val_loss, _, _ = train(data, tokenizer_name, "lstm", max_length, epochs=6)

@@ -145,6 +145,7 @@ def test_per_parameter_path_equals_flat_path():
         np.testing.assert_allclose(value, flat_model.params[name], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # 10-17 s; the memorising and fingerprint tests train real steps by default
 def test_cs231n_small_data_overfit_on_coco_mini(cs231n_dir, capsys):
     """The assignment's run: loss from ~77 to below 0.5 in 100 iterations."""
     np.random.seed(231)
