@@ -44,7 +44,9 @@ JOB = ["experiment=study_coco_mini", "tokenizer=char", "cell=lstm", "split.fold=
 #: the module a job imports first, in this layout and in the layout before capx/run/ existed
 JOB_MODULES = ("capx.run.main", "capx.experiment")
 
-#: phases of a job: (label, function name, file names it may live in); nested ones are indented
+#: phases of a job: (label, function name or names, file names it may live in), old layout and
+#: new (capx/run/ split the recorder into run_recorder, epoch_recorder and run_outputs); nested
+#: ones are indented
 PHASES = [
     ("open the store", "open_store", ("preflight.py",)),
     ("  client and schema check", "make_client",
@@ -52,18 +54,18 @@ PHASES = [
     ("prepare: data, tokenizer, model", "prepare", ("build.py",)),
     ("  solve the parameter budget", "hidden_for_budget", ("budget.py",)),
     ("create the run", "open_recorder", ("recorder.py",)),
-    ("log the config and data", "log_start", ("recorder.py",)),
+    ("log the config and data", "log_start", ("recorder.py", "run_recorder.py")),
     ("train (the epochs)", "train", ("solver.py",)),
-    ("  per-epoch tracking writes", "on_epoch_end", ("recorder.py",)),
+    ("  per-epoch tracking writes", "on_epoch_end", ("recorder.py", "epoch_recorder.py")),
     ("all log_table calls (samples, test captions)", "log_table",
      ("store.py", "tracking.py", "tracker.py")),
     ("final evaluation", "evaluate_at_end", ("training.py", "job.py")),
     ("  beam comparison", "beam_scores", ("scoring.py", "evaluation.py")),
     ("  shuffled-image control", "shuffled_image_likelihood", ("scoring.py", "evaluation.py")),
-    ("outputs: checkpoints, model, figures", "log_outputs", ("recorder.py",)),
-    ("  the MLflow model", "_model", ("recorder.py",)),
-    ("  figures", "_figure", ("recorder.py",)),
-    ("end the run", "end", ("recorder.py",)),
+    ("outputs: checkpoints, model, figures", "log_outputs", ("recorder.py", "run_recorder.py")),
+    ("  the MLflow model", ("_model", "log_logged_model"), ("recorder.py", "run_outputs.py")),
+    ("  figures", "_figure", ("recorder.py", "run_outputs.py")),
+    ("end the run", "end", ("recorder.py", "run_recorder.py")),
 ]
 
 
@@ -187,9 +189,10 @@ def profile(side: Side, epochs: int) -> dict[str, float]:
     total, _ = timed(command, side.checkout, "the profiled job")
     stats = pstats.Stats(str(out)).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
     found: dict[str, float] = {"whole job (wall, under cProfile)": total}
-    for label, name, files in PHASES:
+    for label, names, files in PHASES:
+        names = (names,) if isinstance(names, str) else names
         found[label] = sum(ct for (file, _, func), (_, _, _, ct, _) in stats.items()
-                           if func == name and Path(file).name in files
+                           if func in names and Path(file).name in files
                            and "capx" in Path(file).parts)
     return found
 
