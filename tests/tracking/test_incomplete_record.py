@@ -108,8 +108,8 @@ def test_uploads_that_failed_for_a_while_are_sent_before_the_run_closes(workdir,
 
 @pytest.mark.parametrize("kind", ["database", "artifacts"])
 def test_a_kept_write_is_sent_when_its_store_works_again(kind):
-    """The tracker keeps a failed write and sends it with the next write that works."""
-    from capx.tracking.tracker import ARTIFACTS, DATABASE, Tracker
+    """A failed write is kept and sent with the next write that works."""
+    from capx.tracking.pending_writes import ARTIFACTS, DATABASE, PendingWrites
 
     sent: list[str] = []
     broken = {"now": True}
@@ -121,14 +121,14 @@ def test_a_kept_write_is_sent_when_its_store_works_again(kind):
             sent.append(name)
         return call
 
-    tracker = Tracker(client=None, run_id="r", uri="u")
-    tracker.PAUSE_SECONDS = 0.0
+    writes = PendingWrites(run_id="r")
+    writes.PAUSE_SECONDS = 0.0
     which = DATABASE if kind == "database" else ARTIFACTS
-    tracker._write(write("first"), "first", which)
-    assert tracker.missing == ["first"] and tracker.degraded.startswith("first: the disk")
+    writes.write(write("first"), "first", which)
+    assert writes.missing == ["first"] and writes.degraded.startswith("first: the disk")
     broken["now"] = False
-    tracker._write(write("second"), "second", which)
-    assert sent == ["second", "first"] and tracker.missing == []
+    writes.write(write("second"), "second", which)
+    assert sent == ["second", "first"] and writes.missing == []
 
 
 def test_kept_metric_batches_are_sent_as_they_were_made():
@@ -150,7 +150,5 @@ def test_kept_metric_batches_are_sent_as_they_were_made():
     tracker.log_metric_batch([metric("loss", 0.5, step) for step in range(2500)])
     assert len(tracker.missing) == 3  # batches of 1000
     client.failing = False
-    tracker.PAUSE_SECONDS = 0.0
-    tracker._paused_until = {k: 0.0 for k in tracker._paused_until}
-    tracker._send_kept()
+    tracker.writes.send_all()
     assert client.steps == list(range(2500)) and tracker.missing == []
