@@ -46,8 +46,8 @@ def open_recorder(config: TopLevelConfig, context: JobContext, source_run: str |
         return NullRecorder()
     client, exp_id, uri = store.client, store.experiment_id, store.uri
     if source_run:
-        try:
-            existing = client.get_run(source_run)
+        try:  # a busy store is waited out: a resume must not split into a new run
+            existing = retry(lambda: client.get_run(source_run), f"reading run {source_run}")
         except Exception:  # noqa: BLE001 - not in this store: start a new run
             existing = None
         if existing is not None:
@@ -60,7 +60,7 @@ def open_recorder(config: TopLevelConfig, context: JobContext, source_run: str |
         tags[names.SWEEP_CHILD] = str(sweep.folder)
     tags = {k: str(v) for k, v in tags.items() if v not in (None, "")}
     run = retry(lambda: client.create_run(exp_id, tags=tags, run_name=run_name),
-                         "creating the run")
+                "creating the run")
     tracker = Tracker(client, run.info.run_id, uri)
     return RunRecorder(tracker, settings.log_model)
 

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from capx.tracking import names
 
 from capx.tracking.locations import local_artifact_root, tracking_uri, ui_command
+from capx.tracking.preflight import Store
 from capx.tracking.retries import retry
 from capx.tracking.searches import child_runs, search_runs
 from capx.tracking.store_setup import experiment_id, make_client
@@ -226,6 +227,29 @@ def test_a_failed_run_records_its_error_and_a_resume_reopens_the_same_run(store,
     # a run id this store does not know starts a new run
     other = open_recorder(config, context, "0" * 32, "new")
     assert other.run_id != first.run_id and other.status_before_reopen is None
+
+
+def test_a_resume_while_the_store_is_busy_reopens_its_run_not_a_new_one(store, tmp_path,
+                                                                         monkeypatch):
+    uri, client = store
+    config = _config(uri, "busy")
+    context = JobContext(original_cwd=tmp_path, output_dir=tmp_path / "out")
+    first = open_recorder(config, context, None, "first")
+    first.end("FAILED")
+    store_client = make_client(uri)
+    real_get_run, calls = store_client.get_run, []
+
+    def busy_once(run_id):  # SQLite's answer while another job writes
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return real_get_run(run_id)
+
+    monkeypatch.setattr(store_client, "get_run", busy_once)
+    busy = Store(store_client, experiment_id(store_client, "busy", uri), uri)
+    again = open_recorder(config, context, first.run_id, "second", busy)
+    assert again.run_id == first.run_id and again.status_before_reopen == "FAILED"
+    assert len(calls) == 2  # the busy answer was retried, not taken for "not in this store"
 
 
 def test_the_sample_grid_comes_from_the_dataset_plugins_pictures(store, tmp_path):
