@@ -60,7 +60,8 @@ PHASES = [
     ("all log_table calls (samples, test captions)", "log_table",
      ("store.py", "tracking.py", "tracker.py")),
     ("final evaluation", "evaluate_at_end", ("training.py", "job.py")),
-    ("  beam comparison", "beam_scores", ("scoring.py", "evaluation.py")),
+    ("  beam comparison", ("beam_scores", "beam_scores_per_image"),
+     ("scoring.py", "evaluation.py")),
     ("  shuffled-image control", "shuffled_image_likelihood", ("scoring.py", "evaluation.py")),
     ("outputs: checkpoints, model, figures", "log_outputs", ("recorder.py", "run_recorder.py")),
     ("  the MLflow model", ("_model", "log_logged_model"), ("recorder.py", "run_outputs.py")),
@@ -191,9 +192,9 @@ def profile(side: Side, epochs: int) -> dict[str, float]:
     found: dict[str, float] = {"whole job (wall, under cProfile)": total}
     for label, names, files in PHASES:
         names = (names,) if isinstance(names, str) else names
-        found[label] = sum(ct for (file, _, func), (_, _, _, ct, _) in stats.items()
-                           if func in names and Path(file).name in files
-                           and "capx" in Path(file).parts)
+        found[label] = max((ct for (file, _, func), (_, _, _, ct, _) in stats.items()
+                            if func in names and Path(file).name in files
+                            and "capx" in Path(file).parts), default=0.0)  # names may nest
     return found
 
 
