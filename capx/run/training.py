@@ -88,20 +88,14 @@ class Job:
                 return self.interrupted(self.signals.why)
             return self.finished()
         except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
-            if isinstance(exc, TrainingDivergedError):
-                kept = self.state.last_checkpoint
-                log.error("run failed: %s; %s", exc,
-                          f"the last good checkpoint is {kept}" if kept is not None
-                          else "no epoch finished, so there is no checkpoint")
-            else:
-                log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+            log_training_failure(exc, self.state)
             return self.failed(exc)
 
     def finished(self) -> str:
         self.parts.checkpointer.save(self.parts.solver)
         self.saved_final = True
         if self.config.evaluation.final:
-            self.evaluate_at_end()
+            evaluate_at_end(self.config, self.parts, self.state, self.recorder)
         self.signals.closing = True
         self.record_objective()
         self.recorder.log_outputs(self.state, self.parts)
@@ -109,17 +103,13 @@ class Job:
         return self._end("FINISHED")
 
     def record_objective(self) -> None:
-        """The ``objective`` metric at the selected epoch: what :func:`capx.run.main.main`
-        returns to a sweeper (Optuna), and logged as ``objective`` with its name as a tag."""
-        name = self.config.objective
-        value = self.state.selected_metrics.get(name)
-        if value is None:
-            log.warning("objective %s: no such dev metric at the selected epoch (have: %s)",
-                        name, ", ".join(sorted(self.state.selected_metrics)) or "none")
-            return
-        self.objective = float(value)
-        safely(lambda: self.recorder.log_objective(name, self.objective,
-                                                   self.state.best_epoch or 0))
+        """The ``objective`` metric at the selected epoch (see :func:`selected_objective`),
+        logged as ``objective`` with its name as a tag."""
+        value = selected_objective(self.config.objective, self.state)
+        if value is not None:
+            self.objective = value
+            safely(lambda: self.recorder.log_objective(self.config.objective, value,
+                                                       self.state.best_epoch or 0))
 
     def interrupted(self, why: str) -> str:
         self.signals.closing = True
@@ -147,10 +137,7 @@ class Job:
         config's errors come earlier, before the run.)"""
         self.signals.closing = True
         self.error = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, USER_ERRORS):
-            log.error("run failed: %s", exc)
-        else:
-            log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+        log_start_failure(exc)
         if not self.recorder.reopen_pending:
             return self.failed(exc)
         safely(lambda: self.recorder.resume_failed(exc))
@@ -171,14 +158,45 @@ class Job:
         safely(lambda: self.recorder.end(status))
         return status
 
-    def evaluate_at_end(self) -> None:
-        """Score the selected model once on the test split (``test/...``) and record it."""
-        parts = self.parts
-        metrics, result, test, test_split = score_on_test(self.config, parts, self.state)
-        console.evaluated(self.config.decoding["name"], metrics, test_split,
-                          self.state.best_epoch)
-        self.recorder.log_evaluation(metrics, parts.solver.epoch, result, test, test_split,
-                                     parts.data.train.captions)
+
+def log_training_failure(exc: BaseException, state: RunState) -> None:
+    """Say why training failed: a divergence names the last good checkpoint, anything else
+    comes with its traceback."""
+    if isinstance(exc, TrainingDivergedError):
+        kept = state.last_checkpoint
+        log.error("run failed: %s; %s", exc, f"the last good checkpoint is {kept}"
+                  if kept is not None else "no epoch finished, so there is no checkpoint")
+    else:
+        log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+
+
+def log_start_failure(exc: BaseException) -> None:
+    """Say why the job could not start: a user error (:data:`USER_ERRORS`) says what to fix in
+    its message, so it comes without a traceback."""
+    if isinstance(exc, USER_ERRORS):
+        log.error("run failed: %s", exc)
+    else:
+        log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+
+
+def selected_objective(name: str, state: RunState) -> float | None:
+    """The dev metric ``name`` at the selected epoch: what :func:`capx.run.main.main` returns to
+    a sweeper (Optuna); None, with a warning, when there is no such metric."""
+    value = state.selected_metrics.get(name)
+    if value is None:
+        log.warning("objective %s: no such dev metric at the selected epoch (have: %s)",
+                    name, ", ".join(sorted(state.selected_metrics)) or "none")
+        return None
+    return float(value)
+
+
+def evaluate_at_end(config: TopLevelConfig, parts: Parts, state: RunState,
+                    recorder: Recorder) -> None:
+    """Score the selected model once on the test split (``test/...``) and record it."""
+    metrics, result, test, test_split = score_on_test(config, parts, state)
+    console.evaluated(config.decoding["name"], metrics, test_split, state.best_epoch)
+    recorder.log_evaluation(metrics, parts.solver.epoch, result, test, test_split,
+                            parts.data.train.captions)
 
 
 def score_on_test(config: TopLevelConfig, parts: Parts, state: RunState
