@@ -167,7 +167,7 @@ def log_training_failure(exc: BaseException, state: RunState) -> None:
         log.error("run failed: %s; %s", exc, f"the last good checkpoint is {kept}"
                   if kept is not None else "no epoch finished, so there is no checkpoint")
     else:
-        log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+        log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
 
 
 def log_start_failure(exc: BaseException) -> None:
@@ -176,7 +176,7 @@ def log_start_failure(exc: BaseException) -> None:
     if isinstance(exc, USER_ERRORS):
         log.error("run failed: %s", exc)
     else:
-        log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+        log.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
 
 
 def selected_objective(name: str, state: RunState) -> float | None:
