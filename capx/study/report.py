@@ -2,10 +2,11 @@
 
 Reads finished runs from a study export (``--from runs.jsonl``, no MLflow store needed), from an
 MLflow experiment (``--experiment NAME``), from one sweep (``--parent RUN_ID``), or, with no
-argument, from the experiment of the newest run in the store. Writes ``report.md``,
-``report.html`` (the same in one self-contained page, with a gallery of captions: see
-:mod:`capx.study.html_report`), ``runs.csv`` and the figures into a folder (logged to the sweep's parent run when one is given)
-and prints the tables.
+argument, from the experiment of the newest run in the store. Writes ``report.md`` (its
+tables: :mod:`capx.study.report_markdown`), ``report.html`` (the same in one self-contained
+page, with a gallery of captions: see :mod:`capx.study.html_report`), ``runs.csv`` and the
+figures into a folder (logged to the sweep's parent run when one is given) and prints the
+tables.
 
     capx report
     capx report --from docs/study/coco_mini/runs.jsonl --out docs/study/coco_mini
@@ -21,14 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from capx.study.controls import image_controls
 from capx.study.export import (ExportError, complete_runs, finished_runs, images_of,
                                read_records, run_to_record)
 from capx.study.html_report import make_gallery, report_html
 from capx.study.plots import FIGURES
 from capx.study.provenance import MixedCommitsError, check_one_commit, commit_line
-from capx.study.tables import (SPELLERS, Row, format_interval, make_rows, preregistered,
-                               row_interval)
+from capx.study.report_markdown import report_markdown, tested_rows
+from capx.study.tables import make_rows
 from capx.tracking import names
 from capx.tracking.liveness import reap_store
 from capx.tracking.locations import tracking_uri
@@ -38,33 +38,6 @@ from capx.tracking.store_setup import make_client
 from capx.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
-
-# (column title, metric, decimals, scale); metrics with per-image scores get bootstrap CIs
-HEADLINE = [
-    ("bits/char ↓ (open)", "bits_per_char", 3, 1),
-    ("bits/char (closed)", "bits_per_char_closed", 3, 1),
-    ("CIDEr-D ↑", "cider", 3, 1),
-    ("BLEU-4 ↑", "bleu4", 3, 1),
-    ("beam CIDEr-D ↑", "beam_cider", 3, 1),   # evaluation.compare_beam (width 3 in the study)
-    ("beam BLEU-4 ↑", "beam_bleu4", 3, 1),
-]
-T = names.TEST
-DETAILS = [  # (title, metric in test/..., decimals, scale): means over runs
-    ("params", f"{T}total", 0, 1),
-    ("hidden", f"{T}hidden_dim", 0, 1),
-    ("MFLOP/caption", f"{T}flops_per_caption", 2, 1e-6),
-    ("epochs (selected)", f"{T}selected_epoch", 1, 1),
-    ("s/epoch", f"{T}seconds_per_epoch", 2, 1),
-    ("image gain bits/char", f"{T}image_gain_bits_per_char", 3, 1),
-    ("no `<END>` %", f"{T}no_end_rate", 1, 100),
-    ("invented words %", f"{T}invented_word_rate", 1, 100),
-    ("invented real words %", f"{T}invented_real_word_rate", 1, 100),
-    ("invented non-words %", f"{T}invented_non_word_rate", 1, 100),
-    ("`<UNK>` out %", f"{T}unk_rate_output", 1, 100),
-    ("beam no `<END>` %", f"{T}beam_no_end_rate", 1, 100),
-]
-FREQUENCY_BINS = [("unseen", f"{T}bpc_unseen"), ("rare", f"{T}bpc_rare"),
-                  ("frequent", f"{T}bpc_frequent")]
 
 
 class ReportError(ValueError):
@@ -125,222 +98,6 @@ def _sweep_runs(client: Any, parent: str) -> list[Any]:
         raise ReportError(f"sweep run {parent} has no finished runs")
     return runs
 
-
-# -- tables -------------------------------------------------------------------------------------
-
-
-def headline_table(rows: Sequence[Row]) -> str:
-    header = ["setting", "runs"] + [title for title, *_ in HEADLINE]
-    lines = [_md_row(header), _md_row(["---"] * len(header))]
-    for row in rows:
-        cells = [row.label, row.runs_label()]
-        for _, metric, decimals, scale in HEADLINE:
-            cells.append(format_interval(*row_interval(row, metric), decimals, scale))
-        lines.append(_md_row(cells))
-    return "\n".join(lines)
-
-
-def details_table(rows: Sequence[Row]) -> str:
-    header = ["setting"] + [title for title, *_ in DETAILS] + ["hit epoch cap"]
-    lines = [_md_row(header), _md_row(["---"] * len(header))]
-    for row in rows:
-        cells = [row.label]
-        for _, metric, decimals, scale in DETAILS:
-            value = row.mean(metric)
-            cells.append("–" if value != value else f"{value * scale:,.{decimals}f}")
-        capped = row.values(names.TEST_HIT_EPOCH_CAP)
-        cells.append(f"{int((capped == 1).sum())} of {len(row.records)}")
-        lines.append(_md_row(cells))
-    return "\n".join(lines)
-
-
-def frequency_table(rows: Sequence[Row]) -> str:
-    """Bits/char per frequency bin, pooled over a row's test images with a t interval over its
-    runs (the mean over runs, no interval, for runs exported without per-image bins)."""
-    header = ["setting"] + [f"bits/char, {name} words" for name, _ in FREQUENCY_BINS]
-    lines = [_md_row(header), _md_row(["---"] * len(header))]
-    for row in rows:
-        cells = [row.label] + [format_interval(*row_interval(row, metric.removeprefix(T)), 3)
-                               for _, metric in FREQUENCY_BINS]
-        lines.append(_md_row(cells))
-    return "\n".join(lines)
-
-
-def speller_table(rows: Sequence[Row]) -> str:
-    """Open bits/char with the unknown words spelled by each speller (pooled, t interval over
-    runs), and each speller's size; empty when no run compared spellers."""
-    if not any(f"{T}bits_per_char_speller_kn5" in r.get("metrics", {})
-               for row in rows for r in row.records):
-        return ""
-    header = (["setting", "params"] + [f"bits/char, {name} speller" for name in SPELLERS]
-              + [f"{name} entries" for name in SPELLERS[:3]])
-    lines = [_md_row(header), _md_row(["---"] * len(header))]
-    for row in rows:
-        cells = [row.label, _count(row.mean(f"{T}total"))]
-        cells += [format_interval(*row_interval(row, f"bits_per_char_speller_{name}"), 3)
-                  for name in SPELLERS]
-        cells += [_count(row.mean(f"{T}speller_entries_{name}")) for name in SPELLERS[:3]]
-        lines.append(_md_row(cells))
-    gaps = [c for c in preregistered(rows, [f"bits_per_char_speller_{n}" for n in SPELLERS])
-            if c.preregistered]
-    return "\n".join(lines) + ("\n\n" + comparisons_table(gaps) if gaps else "")
-
-
-def frequency_gap_table(rows: Sequence[Row]) -> str:
-    """Each tokenizer minus the word model on unseen / rare / frequent words, paired by fold
-    and seed (Holm over this table's comparisons); empty without per-image bins."""
-    gaps = [c for c in preregistered(rows, [m.removeprefix(T) for _, m in FREQUENCY_BINS])
-            if c.preregistered]
-    return comparisons_table(gaps) if gaps else ""
-
-
-def comparisons_table(comparisons: Sequence[Any]) -> str:
-    header = ["difference", "metric", "paired runs", "estimate [95% t CI]", "p (t test)",
-              "p (Holm)", "two-level bootstrap CI"]
-    lines = [_md_row(header), _md_row(["---"] * len(header))]
-    for c in comparisons:
-        other = " ".join(x for x in (c.b.tokenizer, c.b.extra) if x)
-        lines.append(_md_row([
-            f"{c.a.label} − {other}", c.metric, str(c.pairs),
-            format_interval(c.estimate, c.low, c.high, 3), _p(c.p_value), _p(c.p_holm),
-            format_interval(c.estimate, c.boot_low, c.boot_high, 3).split(" ", 1)[-1]]))
-    return "\n".join(lines)
-
-
-def image_table(rows: Sequence[Row]) -> str:
-    """Per setting with the image: what it contributes (blind - image, paired by fold and seed)
-    beside how much the model relies on it (the shuffle control)."""
-    header = ["setting", "paired runs", "image information bits/char (blind − image) [95% t CI]",
-              "two-level bootstrap CI", "shuffle control bits/char (shuffled − real) [95% t CI]"]
-    lines = [_md_row(header), _md_row(["---"] * len(header))]
-    for control in image_controls(rows):
-        info = control.information
-        cells = [control.image.label, str(info.pairs) if info else "0",
-                 format_interval(info.estimate, info.low, info.high, 3) if info else "–",
-                 format_interval(info.estimate, info.boot_low, info.boot_high, 3).split(" ", 1)[-1]
-                 if info else "–", format_interval(*control.reliance, 3)]
-        lines.append(_md_row(cells))
-    return "\n".join(lines)
-
-
-def _p(value: float) -> str:
-    return "–" if value != value else ("<0.001" if value < 0.001 else f"{value:.3f}")
-
-
-def dev_table(rows: Sequence[Row]) -> str:
-    """Best dev bits/char per setting: what the learning-rate selection reads (no test scores)."""
-    header = ["setting", "learning rate", "runs", "best dev bits/char", "epoch of best"]
-    lines = [_md_row(header), _md_row(["---"] * len(header))]
-    for row in rows:
-        rate = row.records[0].get("params", {}).get("solver.learning_rate", "?")
-        best_epochs = []
-        for record in row.records:
-            curve = record.get("curves", {}).get(names.VAL_BITS_PER_CHAR) or [[0, float("nan")]]
-            best_epochs.append(min(curve, key=lambda point: point[1])[0])
-        lines.append(_md_row([row.label, str(rate), row.runs_label(),
-                              _number(row.mean("best_dev_bits_per_char"), 4),
-                              " ".join(str(int(e)) for e in best_epochs)]))
-    return "\n".join(lines)
-
-
-def _beam_section(rows: Sequence[Row]) -> list[str]:
-    """Caption quality by beam search, each tokenizer minus the word model, paired by fold and
-    seed (Holm within this table): greedy captions of a char model either loop or not, so its
-    greedy CIDEr-D mostly measures that (the no-<END> rate, beside it)."""
-    gaps = [c for c in preregistered(rows, ["beam_cider", "beam_bleu4"]) if c.preregistered]
-    if not gaps:
-        return []
-    return ["## Caption quality by beam search (paired by fold and seed)", "",
-            comparisons_table(gaps), ""]
-
-
-def _speller_section(rows: Sequence[Row]) -> list[str]:
-    table = speller_table(rows)
-    if not table:
-        return []
-    return ["## The open cost under other spellers (no re-training)", "",
-            "The same references with their unknown words spelled by character n-gram models of "
-            "order 3, 5 (the study's) and 7, and by a uniform-character speller; entries: the "
-            "speller's n-gram probabilities and back-off weights, beside the model's parameters. "
-            "Gaps to the word model are paired by fold and seed (Holm within this table).", "",
-            table, ""]
-
-
-def _exploratory(comparisons: Sequence[Any]) -> list[str]:
-    extra = [c for c in comparisons if not c.preregistered]
-    if not extra:
-        return []
-    return ["## Exploratory comparisons (not pre-registered)", "", comparisons_table(extra), ""]
-
-
-def wall_time_line(rows: Sequence[Row]) -> str:
-    """How long the runs took, start to end (one job at a time, so the sum is the wall time)."""
-    seconds = [(r["end_time"] - r["start_time"]) / 1000 for row in rows for r in row.records
-               if r.get("end_time") and r.get("start_time")]
-    total = sum(len(row.records) for row in rows)
-    if not seconds:
-        return f"{total} runs."
-    return (f"{total} runs; {len(seconds)} with recorded times took {sum(seconds) / 3600:.2f} h "
-            f"of job wall time in all (median {sorted(seconds)[len(seconds) // 2]:.0f} s a job).")
-
-
-def _md_row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _count(value: float) -> str:
-    return "–" if value != value else f"{value:,.0f}"
-
-
-def _number(value: float, decimals: int) -> str:
-    return "–" if value != value else f"{value:.{decimals}f}"
-
-
-def _tested(rows: Sequence[Row]) -> list[Row]:
-    """The rows with test scores (a learning-rate search's rows have dev scores only)."""
-    return [r for r in rows if any(names.TEST_BITS_PER_CHAR in x.get("metrics", {})
-                                   for x in r.records)]
-
-
-def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str],
-                    code: str = "") -> str:
-    """The report in Markdown; ``code``: the sentence naming the runs' commit(s)."""
-    tested = _tested(rows)
-    comparisons = preregistered(tested)
-    parts = [f"# capx report: {where}", "", *([code, ""] if code else []),
-             wall_time_line(rows), "",
-             "Rows are settings; runs within a row differ only in fold and seed. Estimates pool "
-             "the test images of a row's runs; intervals are 95% t intervals over its runs "
-             "(folds x seeds), clipped to the metric's range; comparisons pair runs by fold "
-             "and seed. bits/char is open-vocabulary (every model pays for every character); the "
-             "closed number charges an unknown word only P(<UNK>).", ""]
-    on_val = sum(r.get("labels", {}).get(names.TEST_SPLIT) == "val"
-                 for row in tested for r in row.records)
-    if on_val:
-        parts += [f"Note: {on_val} of these runs had no test split (split.scheme=given): their "
-                  "'test' scores are on the val split, which also chose their checkpoint.", ""]
-    if tested:
-        parts += ["## Headline (test)", "", headline_table(tested), "",
-                  "## Pre-registered comparisons (paired by fold and seed)", "",
-                  comparisons_table([c for c in comparisons if c.preregistered]), "",
-                  *_exploratory(comparisons), *_beam_section(tested),
-                  "## What the image contributes", "",
-                  "Image information: the same setting trained and scored with a constant image "
-                  "feature (model.image_features=constant) minus the real one, paired by fold "
-                  "and seed. The shuffle control measures reliance instead: the image model "
-                  "scored with features permuted across images minus with its own.", "",
-                  image_table(tested), "",
-                  "## Cost, selection and failure modes", "", details_table(tested), "",
-                  "## Bits/char by how often the reference word occurs in training", "",
-                  "unseen: not in the fold's training captions; rare: 1-4 times; frequent: "
-                  "more.", "", frequency_table(tested), "", frequency_gap_table(tested), "",
-                  *_speller_section(tested)]
-    parts += ["## Dev (selection) scores", "", dev_table(rows), ""]
-    if figures:
-        parts += ["## Figures", ""] + [f"![{name}]({name})" for name in figures] + [""]
-    return "\n".join(parts)
-
-
 def write_csv(records: Sequence[dict[str, Any]], path: Path) -> None:
     """One line per run: labels and final metrics (the export has everything else)."""
     metric_names = sorted({k for r in records for k in r.get("metrics", {})})
@@ -375,7 +132,7 @@ def make_report(out_dir: Path, uri: str | None = None, experiment: str | None = 
     figures = list(written)
     text = report_markdown(rows, where, [p.name for p in figures], commit_line(records))
     (out_dir / "report.md").write_text(text)
-    gallery, note = make_gallery(_tested(rows), images_of(records))
+    gallery, note = make_gallery(tested_rows(rows), images_of(records))
     (out_dir / "report.html").write_text(report_html(text, figures, gallery, note),
                                          encoding="utf-8")
     write_csv(records, out_dir / "runs.csv")

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from capx.cli import main as cli_main
-from capx.study.report import ReportError, make_report, report_markdown
+from capx.study.report import ReportError, make_report
+from capx.study.report_markdown import report_markdown
 from capx.study.tables import compare, make_rows, row_interval
 
 from tests.support import REPO
@@ -187,7 +188,7 @@ def test_image_information_is_blank_without_a_blind_run():
 
 def test_frequency_bins_get_intervals_and_paired_gaps_to_the_word_model():
     """Per-image bins: pooled bits/char with a t interval, and char - word per bin, paired."""
-    from capx.study.report import frequency_gap_table, frequency_table
+    from capx.study.report_markdown import frequency_gap_table, frequency_table
 
     records = [record(t, f) for t in ("char", "word") for f in range(3)]
     for r in records:
@@ -211,7 +212,7 @@ def test_frequency_bins_get_intervals_and_paired_gaps_to_the_word_model():
 
 
 def test_speller_table_shows_each_speller_and_the_gap_it_leaves():
-    from capx.study.report import speller_table
+    from capx.study.report_markdown import speller_table
 
     assert speller_table(make_rows([record(t, f) for t in ("char", "word") for f in range(2)])) == ""
     records = [record(t, f) for t in ("char", "word") for f in range(3)]
