@@ -28,6 +28,7 @@ from capx.tracking import names
 from capx.tracking.liveness import reap_store
 from capx.tracking.locations import tracking_uri
 from capx.tracking.preflight import existing_store
+from capx.tracking.retries import retry
 from capx.tracking.searches import complete_and_incomplete, left_out_lines, search_runs
 from capx.tracking.store_setup import make_client
 
@@ -69,18 +70,14 @@ def _finite(value: float) -> float | None:
 
 
 def _per_image(client: Any, run_id: str) -> dict[str, list] | None:
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            path = client.download_artifacts(run_id, names.PER_IMAGE, folder)
-        except Exception:  # noqa: BLE001 - older runs have none; the report then skips CIs
-            return None
-        return json.loads(Path(path).read_text())
+    """Per-image test scores (older runs have none; the report then skips their CIs)."""
+    return readread_artifact_json(client, run_id, names.PER_IMAGE)
 
 
 def _captions(client: Any, run_id: str) -> dict[str, Any]:
     """``captions`` (image ids and the run's caption of each) and ``images`` (id -> references
     and url) from the run's evaluation table; nothing for runs without one."""
-    table = _artifact_json(client, run_id, names.EVALUATION_TABLE)
+    table = read_artifact_json(client, run_id, names.EVALUATION_TABLE)
     if not table or "caption" not in (columns := dict(zip(table.get("columns", []),
                                                              zip(*table.get("data", []))))):
         return {}
@@ -95,12 +92,20 @@ def _captions(client: Any, run_id: str) -> dict[str, Any]:
             "images": images}
 
 
-def _artifact_json(client: Any, run_id: str, artifact: str) -> Any:
+def read_artifact_json(client: Any, run_id: str, artifact: str) -> Any:
+    """The JSON artifact of a run, or None when the run has none (runs older than the table).
+
+    Only absence means "none": a store that fails while listing or downloading is retried and
+    then an error, so an export never drops a run's captions silently.
+    """
+    folder_name = artifact.rpartition("/")[0]
+    listed = retry(lambda: client.list_artifacts(run_id, folder_name or None),
+                   f"listing the artifacts of run {run_id}")
+    if artifact not in {item.path for item in listed}:
+        return None
     with tempfile.TemporaryDirectory() as folder:
-        try:
-            path = client.download_artifacts(run_id, artifact, folder)
-        except Exception:  # noqa: BLE001 - older runs have none
-            return None
+        path = retry(lambda: client.download_artifacts(run_id, artifact, folder),
+                     f"downloading {artifact} of run {run_id}")
         return json.loads(Path(path).read_text())
 
 
