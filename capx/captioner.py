@@ -134,26 +134,9 @@ class CaptioningRNN(DecodingMixin):
         p = self.params
         packing, ids, targets, weights, feats = self.packed_batch(features, captions)
         h0 = feats @ p["W_proj"] + p["b_proj"]
-        if dropout is not None:  # each packed row's mask entries
-            embed_mask = np.asarray(dropout.embed, self.dtype)[packing.rows, packing.steps]
-            hidden_mask = np.asarray(dropout.hidden, self.dtype)[packing.rows, packing.steps]
-
+        embed_mask, hidden_mask = row_masks(dropout, packing, self.dtype)
         fold = self._fold() and dropout is None  # a dropped word vector differs per position
-        if fold:
-            tokens, rows = np.unique(ids, return_inverse=True)  # ids == tokens[rows]
-            embedded = p["W_embed"][tokens]
-            table = embedded @ p["Wx"]
-            table += p["b"]
-            xw = table[rows]
-        else:
-            x = p["W_embed"][ids]  # a gather: a fresh array
-            if dropout is not None:
-                x *= embed_mask
-            if self.projects_input:
-                xw = x @ p["Wx"]
-                xw += p["b"]
-            else:
-                xw = x  # the cell's input is the word vector (x is not needed afterwards)
+        xw, inputs = embed_and_project(p, ids, fold, self.projects_input, embed_mask)
         h, cache = self.cell.forward(xw, h0, self.cell_params(), packing)
         if dropout is not None:
             h = h * hidden_mask  # a fresh array: the cell's cache keeps its own h
@@ -170,37 +153,14 @@ class CaptioningRNN(DecodingMixin):
         dxw, dh0, cell_grads = self.cell.backward(dh, cache)
         store_cell_grads(self.cell_type, self.cell_param_names, self.projects_input,
                          cell_grads, g)
-        if not self.projects_input:
-            dx = dxw if dropout is None else dxw * embed_mask
-            g["W_embed"][...] = scatter_add_rows(ids, dx, self.vocab_size)
-        elif fold:
-            dtable = scatter_add_rows(rows, dxw, tokens.size)
-            g["W_embed"][...] = 0
-            g["W_embed"][tokens] = dtable @ p["Wx"].T
-            np.matmul(embedded.T, dtable, out=g["Wx"])
-            np.sum(dtable, axis=0, out=g["b"])
-        else:
-            np.matmul(x.T, dxw, out=g["Wx"])
-            np.sum(dxw, axis=0, out=g["b"])
-            dx = dxw @ p["Wx"].T
-            if dropout is not None:
-                dx *= embed_mask
-            g["W_embed"][...] = scatter_add_rows(ids, dx, self.vocab_size)
+        embed_and_project_backward(p, g, ids, dxw, inputs, self.projects_input, embed_mask)
         np.matmul(feats.T, dh0, out=g["W_proj"])
         np.sum(dh0, axis=0, out=g["b_proj"])
         return loss, g
 
     def packed_batch(self, features: np.ndarray, captions: np.ndarray) -> PackedBatch:
-        """The batch in packed order: input ids, targets, per-row loss weights (the ``<NULL>``
-        mask and the 1/N averaging) and the image features, sorted like the packing."""
-        captions = np.asarray(captions)
-        mask = captions[:, 1:] != self._null
-        packing = make_packing(mask, pack=self.pack)
-        ids = captions[:, :-1][packing.rows, packing.steps].astype(np.intp)
-        targets = captions[:, 1:][packing.rows, packing.steps].astype(np.intp)
-        weights = mask[packing.rows, packing.steps].astype(self.dtype) / captions.shape[0]
-        feats = np.asarray(features[packing.order], dtype=self.dtype)
-        return PackedBatch(packing, ids, targets, weights, feats)
+        """The batch in packed order (:func:`pack_batch`)."""
+        return pack_batch(features, captions, self._null, self.pack, self.dtype)
 
     def _fold(self) -> bool:
         """Whether the input projection runs over the batch's distinct tokens (see __init__)."""
@@ -216,6 +176,79 @@ class CaptioningRNN(DecodingMixin):
             counts[key] = counts.get(key, 0) + counts[name]
         counts["total"] = int(self.params.flat.size)
         return counts
+
+
+def pack_batch(features: np.ndarray, captions: np.ndarray, null: int, pack: bool,
+               dtype: Any) -> PackedBatch:
+    """The batch in packed order: input ids, targets, per-row loss weights (the ``<NULL>``
+    mask and the 1/N averaging) and the image features, sorted like the packing."""
+    captions = np.asarray(captions)
+    mask = captions[:, 1:] != null
+    packing = make_packing(mask, pack=pack)
+    ids = captions[:, :-1][packing.rows, packing.steps].astype(np.intp)
+    targets = captions[:, 1:][packing.rows, packing.steps].astype(np.intp)
+    weights = mask[packing.rows, packing.steps].astype(dtype) / captions.shape[0]
+    feats = np.asarray(features[packing.order], dtype=dtype)
+    return PackedBatch(packing, ids, targets, weights, feats)
+
+
+def row_masks(dropout: DropoutMasks | None, packing: Packing, dtype: Any
+              ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each packed row's entries of the word-vector and hidden-state dropout masks (None, None
+    without dropout)."""
+    if dropout is None:
+        return None, None
+    return (np.asarray(dropout.embed, dtype)[packing.rows, packing.steps],
+            np.asarray(dropout.hidden, dtype)[packing.rows, packing.steps])
+
+
+def embed_and_project(p: ParamDict, ids: np.ndarray, fold: bool, projects: bool,
+                      embed_mask: np.ndarray | None) -> tuple[np.ndarray, Any]:
+    """The cell's input for each packed row: the word vector ``W_embed[ids]`` (times its
+    dropout mask), then ``@ Wx + b`` when the captioner ``projects`` it; with ``fold``, the
+    projection runs once per distinct token and its rows are gathered. Returns the input and
+    what :func:`embed_and_project_backward` needs."""
+    if fold:
+        tokens, rows = np.unique(ids, return_inverse=True)  # ids == tokens[rows]
+        embedded = p["W_embed"][tokens]
+        table = embedded @ p["Wx"]
+        table += p["b"]
+        return table[rows], (tokens, rows, embedded)
+    x = p["W_embed"][ids]  # a gather: a fresh array
+    if embed_mask is not None:
+        x *= embed_mask
+    if not projects:
+        return x, None  # the cell's input is the word vector (x is not needed afterwards)
+    xw = x @ p["Wx"]
+    xw += p["b"]
+    return xw, x
+
+
+def embed_and_project_backward(p: ParamDict, g: GradDict, ids: np.ndarray, dxw: np.ndarray,
+                               inputs: Any, projects: bool,
+                               embed_mask: np.ndarray | None) -> None:
+    """The gradients of ``W_embed`` (and of ``Wx, b`` when the captioner ``projects``) from
+    ``dxw``, the gradient of the cell's input; ``inputs``: what :func:`embed_and_project`
+    returned beside it."""
+    vocab_size = p["W_embed"].shape[0]
+    if not projects:
+        dx = dxw if embed_mask is None else dxw * embed_mask
+        g["W_embed"][...] = scatter_add_rows(ids, dx, vocab_size)
+    elif isinstance(inputs, tuple):  # folded: one row per distinct token
+        tokens, rows, embedded = inputs
+        dtable = scatter_add_rows(rows, dxw, tokens.size)
+        g["W_embed"][...] = 0
+        g["W_embed"][tokens] = dtable @ p["Wx"].T
+        np.matmul(embedded.T, dtable, out=g["Wx"])
+        np.sum(dtable, axis=0, out=g["b"])
+    else:
+        x = inputs
+        np.matmul(x.T, dxw, out=g["Wx"])
+        np.sum(dxw, axis=0, out=g["b"])
+        dx = dxw @ p["Wx"].T
+        if embed_mask is not None:
+            dx *= embed_mask
+        g["W_embed"][...] = scatter_add_rows(ids, dx, vocab_size)
 
 
 def init_params(cell: Any, cell_type: str, V: int, D: int, W: int, H: int, seed: int | None
