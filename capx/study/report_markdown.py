@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from capx.study.controls import image_controls
-from capx.study.tables import SPELLERS, Row, format_interval, preregistered, row_interval
+from capx.study.per_image import SPELLERS
+from capx.study.tables import Row, format_interval, preregistered, row_interval
 from capx.tracking import names
 
 # (column title, metric, decimals, scale); metrics with per-image scores get bootstrap CIs

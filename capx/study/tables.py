@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from capx.metrics.caption_scores import BLEU_COUNT_COLUMNS, corpus_bleu
 from capx.study import statistics
+from capx.study.per_image import (METRIC_BOUNDS, PER_IMAGE_METRICS, PER_IMAGE_STATISTICS,
+                                  REQUIRED_COLUMNS, per_image)
 from capx.tracking import names
 
 #: params that vary between the runs of one row, or say nothing about the model
 NOT_SETTINGS = ("seed", "split.fold", "resume", "progress", "plugins", "tracking.",
                 "memory_limit_gb", "checkpoint.", "evaluation.num_samples", "evaluation.measure_memory",
                 "dataset.base_dir", "dataset.captions_file", "dataset.exclude_files")
-LN2 = math.log(2)
 
 
 @dataclass
@@ -127,86 +127,6 @@ def _tokenizer_order(label: str) -> tuple[int, int]:
         return 2, 0
     digits = "".join(c for c in label if c.isdigit())
     return 1, int(digits) if digits else 0
-
-
-# -- per-image statistics -----------------------------------------------------------------------
-
-#: metric -> its corpus value from per-image columns (images are what a run pools)
-PER_IMAGE_METRICS: dict[str, Callable[[dict[str, np.ndarray]], float]] = {
-    "bits_per_char": lambda c: c["nll_open"].sum() / c["chars"].sum() / LN2,
-    "bits_per_char_closed": lambda c: c["nll_closed"].sum() / c["chars"].sum() / LN2,
-    "cider": lambda c: float(np.nanmean(c["cider"])),
-    "bleu4": lambda c: _corpus_bleu4(c),
-}
-#: bits/char on reference words unseen / rare / frequent in training (capx.metrics.frequency_bins)
-FREQUENCY_BINS = ("unseen", "rare", "frequent")
-for _bin in FREQUENCY_BINS:
-    PER_IMAGE_METRICS[f"bpc_{_bin}"] = (
-        lambda c, b=_bin: _safe_ratio(c[f"nll_{b}"].sum(), c[f"chars_{b}"].sum()) / LN2)
-#: caption quality of the beam-search comparison (evaluation.compare_beam): columns beam_*
-PER_IMAGE_METRICS["beam_cider"] = lambda c: float(np.nanmean(c["beam_cider"]))
-PER_IMAGE_METRICS["beam_bleu4"] = lambda c: _corpus_bleu4(_beam_columns(c))
-#: open bits/char with the unknown words spelled by other spellers (speller_sensitivity)
-SPELLERS = ("kn3", "kn5", "kn7", "uniform")
-for _name in SPELLERS:
-    PER_IMAGE_METRICS[f"bits_per_char_speller_{_name}"] = (
-        lambda c, n=_name: c[f"nll_open_{n}"].sum() / c["chars"].sum() / LN2)
-
-
-#: metric -> the same metric as a :class:`capx.study.statistics.Statistic` of per-image columns
-#: (a function of their totals), which the two-level bootstrap resamples in NumPy
-PER_IMAGE_STATISTICS: dict[str, Callable[[dict[str, np.ndarray]], statistics.Statistic]] = {
-    "bits_per_char": lambda c: statistics.ratio(c["nll_open"], c["chars"], 1 / LN2),
-    "bits_per_char_closed": lambda c: statistics.ratio(c["nll_closed"], c["chars"], 1 / LN2),
-    "cider": lambda c: statistics.ratio(c["cider"]),  # images without references: NaN, left out
-    "bleu4": lambda c: statistics.bleu_statistic(c),
-}
-for _bin in FREQUENCY_BINS:
-    PER_IMAGE_STATISTICS[f"bpc_{_bin}"] = (
-        lambda c, b=_bin: statistics.ratio(c[f"nll_{b}"], c[f"chars_{b}"], 1 / LN2))
-PER_IMAGE_STATISTICS["beam_cider"] = lambda c: statistics.ratio(c["beam_cider"])
-PER_IMAGE_STATISTICS["beam_bleu4"] = lambda c: statistics.bleu_statistic(_beam_columns(c))
-for _name in SPELLERS:
-    PER_IMAGE_STATISTICS[f"bits_per_char_speller_{_name}"] = (
-        lambda c, n=_name: statistics.ratio(c[f"nll_open_{n}"], c["chars"], 1 / LN2))
-
-
-METRIC_BOUNDS = {"bits_per_char": (0.0, None), "bits_per_char_closed": (0.0, None),
-                 "cider": (0.0, None), "bleu4": (0.0, 1.0)}
-REQUIRED_COLUMNS = {"bits_per_char": {"nll_open", "chars"},
-                    "bits_per_char_closed": {"nll_closed", "chars"}, "cider": {"cider"},
-                    "bleu4": {"bleu_hyp_len", "bleu_ref_len", "bleu_correct_4", "bleu_guess_4"}}
-for _bin in FREQUENCY_BINS:
-    METRIC_BOUNDS[f"bpc_{_bin}"] = (0.0, None)
-    REQUIRED_COLUMNS[f"bpc_{_bin}"] = {f"nll_{_bin}", f"chars_{_bin}"}
-METRIC_BOUNDS.update({"beam_cider": (0.0, None), "beam_bleu4": (0.0, 1.0)})
-REQUIRED_COLUMNS["beam_cider"] = {"beam_cider"}
-REQUIRED_COLUMNS["beam_bleu4"] = {f"beam_{c}" for c in REQUIRED_COLUMNS["bleu4"]}
-for _name in SPELLERS:
-    METRIC_BOUNDS[f"bits_per_char_speller_{_name}"] = (0.0, None)
-    REQUIRED_COLUMNS[f"bits_per_char_speller_{_name}"] = {f"nll_open_{_name}", "chars"}
-
-
-def _beam_columns(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The ``beam_*`` per-image columns under the greedy columns' names."""
-    return {k.removeprefix("beam_"): v for k, v in columns.items() if k.startswith("beam_")}
-
-
-def _safe_ratio(num: float, den: float) -> float:
-    return float(num / den) if den else float("nan")
-
-
-def _corpus_bleu4(columns: dict[str, np.ndarray]) -> float:
-    """Corpus BLEU-4 (pycocoevalcap's) from the summed per-image n-gram counts."""
-    keep = np.isfinite(columns["bleu_hyp_len"])
-    return float(corpus_bleu({c: np.nansum(columns[c][keep]) for c in BLEU_COUNT_COLUMNS}))
-
-
-def per_image(record: dict[str, Any]) -> dict[str, np.ndarray] | None:
-    columns = record.get("per_image")
-    if not columns or "nll_open" not in columns:
-        return None
-    return {k: np.asarray(v, dtype=float) for k, v in columns.items() if k != "image_id"}
 
 
 def _per_image_runs(row: Row, metric: str) -> list[dict[str, np.ndarray]] | None:

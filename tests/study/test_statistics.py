@@ -274,7 +274,7 @@ class TestVectorisedColumnStatistics:
         return out
 
     def test_every_metric_has_a_statistic_that_equals_it(self):
-        from capx.study.tables import PER_IMAGE_METRICS, PER_IMAGE_STATISTICS
+        from capx.study.per_image import PER_IMAGE_METRICS, PER_IMAGE_STATISTICS
 
         assert set(PER_IMAGE_STATISTICS) == set(PER_IMAGE_METRICS)
         for metric in PER_IMAGE_METRICS:
@@ -282,7 +282,7 @@ class TestVectorisedColumnStatistics:
 
     @pytest.mark.parametrize("metric", ["bits_per_char", "bits_per_char_closed", "cider", "bleu4"])
     def test_each_metric_as_a_statistic_equals_the_metric(self, metric):
-        from capx.study.tables import PER_IMAGE_METRICS, PER_IMAGE_STATISTICS
+        from capx.study.per_image import PER_IMAGE_METRICS, PER_IMAGE_STATISTICS
 
         for columns in self.runs(3):
             rng = np.random.default_rng(7)  # the other metrics' columns, made from these
@@ -300,7 +300,7 @@ class TestVectorisedColumnStatistics:
     @pytest.mark.parametrize("metric", ["bits_per_char", "cider", "bleu4"])
     def test_the_numpy_bootstrap_agrees_with_the_loop(self, metric):
         from capx.study.statistics import paired_two_level_interval
-        from capx.study.tables import PER_IMAGE_METRICS, PER_IMAGE_STATISTICS
+        from capx.study.per_image import PER_IMAGE_METRICS, PER_IMAGE_STATISTICS
 
         pairs = list(zip(self.runs(0, shift=0.1), self.runs(0)))
         fast = paired_two_level_interval(pairs, PER_IMAGE_STATISTICS[metric], n_boot=4000, seed=1)
