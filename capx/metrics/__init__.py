@@ -21,9 +21,10 @@ from capx.metrics.failure_modes import (
 from capx.metrics.frequency_bins import bits_per_char_by_frequency, frequency_bins
 from capx.metrics.likelihood import (
     Likelihood, bits_per_char, caption_likelihood, caption_nll, position_nll, sequence_nll,
-    spelling_nll, symbol_surfaces,
+    spelling_nll,
 )
 from capx.metrics.spelling import CharNgramSpeller
+from capx.metrics.surfaces import symbol_surfaces
 from capx.metrics.text import canonical_text, canonical_words, char_count, vocabulary, word_counts
 
 __all__ = [

@@ -16,7 +16,7 @@ So ``(sum of the bins' NLL + end NLL) / ln 2 / total characters`` is the headlin
 The literal ``<UNK>`` is a word like any other (its count is that of the literal in training).
 Words are those of the tokenizer's normal form of the canonical text (the same for the built-in
 tokenizers); what text each symbol stands for is read by
-:func:`~capx.metrics.likelihood.symbol_surfaces`.
+:func:`~capx.metrics.surfaces.symbol_surfaces`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from capx.metrics.likelihood import Likelihood, caption_likelihood, symbol_surfaces
+from capx.metrics.likelihood import Likelihood, caption_likelihood
+from capx.metrics.surfaces import symbol_surfaces
 from capx.metrics.text import char_count
 
 BINS = ("unseen", "rare", "frequent")

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capx.captioner import CaptioningRNN
-from capx.metrics.likelihood import (MAX_SCORED_CHARS, _pieces_by_pairs, _pieces_by_prefixes,
-                                     caption_likelihood, symbol_surfaces)
+from capx.metrics.likelihood import MAX_SCORED_CHARS, caption_likelihood
+from capx.metrics.surfaces import _pieces_by_pairs, _pieces_by_prefixes, symbol_surfaces
 from capx.metrics.text import canonical_text
 from capx.registry import TOKENIZERS
 

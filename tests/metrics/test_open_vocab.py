@@ -11,7 +11,7 @@ import pytest
 from capx.metrics import CharNgramSpeller, caption_likelihood, position_nll, sequence_nll
 from capx.metrics.frequency_bins import (bits_per_char_by_frequency, frequency_bins,
                                          surface_words)
-from capx.metrics.likelihood import symbol_surfaces
+from capx.metrics.surfaces import symbol_surfaces
 from capx.metrics.text import word_counts
 from capx.tokenizers.base import END_ID, START_ID, UNK_ID
 from capx.tokenizers.char import CharTokenizer
