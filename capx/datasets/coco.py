@@ -16,12 +16,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from capx.data import (
+from capx.data import load_coco_data
+from capx.data_files import (
     DataError,
     check_finite_rows,
     default_coco_dir,
     h5_dataset,
-    load_coco_data,
     open_h5,
     read_json,
     require_dir,
@@ -114,7 +114,7 @@ def coco(
 ) -> CaptionData:
     """The CS231n ``coco_captioning/`` folder (see :func:`capx.data.load_coco_data`) as text.
 
-    ``base_dir`` defaults to :func:`capx.data.default_coco_dir`. ``max_train`` and
+    ``base_dir`` defaults to :func:`capx.data_files.default_coco_dir`. ``max_train`` and
     ``max_val`` keep a ``seed``-determined subset of that many images with all their captions.
     """
     base = default_coco_dir() if base_dir is None else Path(base_dir)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from capx.data import DataError, check_finite_rows, read_json, require_dir, require_file
+from capx.data_files import DataError, check_finite_rows, read_json, require_dir, require_file
 from capx.datasets.base import CaptionData, CaptionSplit
 from capx.datasets.coco import DataWarning, choose_images, read_annotations, take_images
 from capx.encoders.preprocess import ImageReadError, centre_crop, open_image, resize_shorter_side

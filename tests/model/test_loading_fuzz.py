@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from capx.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from capx.data import DataError, check_finite_rows
+from capx.data_files import DataError, check_finite_rows
 from capx.datasets.coco import _read_id_features
 from tests.support import small_solver, word_tokenizer_dict
 
