@@ -139,7 +139,7 @@ def test_files_larger_than_the_memory_available_are_refused_before_they_are_read
     """The sizes a file declares (an h5 dataset's shape, a JSON file's length, a checkpoint
     entry's .npy header) are compared with the memory available before anything is read."""
     import capx.runtime
-    from capx.data import read_float32, read_json
+    from capx.data_files import read_float32, read_json
 
     features = tmp_path / "features.h5"
     with h5py.File(features, "w") as h5:
