@@ -124,7 +124,11 @@ class Job:
             log.warning("interrupted (%s) after training: its checkpoint is saved", why)
         else:
             log.warning("interrupted (%s): saving a checkpoint", why)
-            self.parts.checkpointer.save(self.parts.solver)
+            try:
+                self.parts.checkpointer.save(self.parts.solver)
+            except Exception as exc:  # noqa: BLE001 - the run must still end KILLED, not RUNNING
+                log.error("could not save the interrupted run's checkpoint (%s); the last one "
+                          "written before it is kept: %s", exc, self.state.last_checkpoint)
         safely(lambda: self.recorder.log_outputs(self.state, self.parts))
         safely(lambda: self.recorder.stopped(why))
         console.summary("KILLED", self.state, self.solver, self.recorder)

@@ -222,3 +222,26 @@ def test_repeated_sigints_in_training_lose_no_step_of_the_checkpoint(workdir, mo
     steps = {m.step for m in client.get_metric_history(recorded.info.run_id, "train/loss")}
     assert steps == set(range(1, saved + 1))  # the smoke preset logs every iteration
     assert recorded.info.status == "KILLED"
+
+
+def test_a_checkpoint_that_cannot_be_written_after_a_signal_still_ends_the_run_killed(
+        workdir, monkeypatch):
+    """A full disk while the interrupted job saves: the run is closed KILLED (not left RUNNING)
+    and the checkpoint of the epoch before stays the one to resume from."""
+    import capx.run.callbacks
+
+    real_save, signalled = capx.run.callbacks.Checkpointer.save, []
+
+    def save_then_signal(self, solver, name="last.npz"):
+        if signalled:  # the save after the signal: the disk is full
+            raise OSError(28, "No space left on device")
+        path = real_save(self, solver, name)
+        if name == "last.npz":
+            signalled.append(os.kill(os.getpid(), signal.SIGTERM))
+        return path
+
+    monkeypatch.setattr(capx.run.callbacks.Checkpointer, "save", save_then_signal)
+    assert _job(workdir, "solver.num_epochs=3") == "KILLED"
+    assert _only_run(workdir).info.status == "KILLED"
+    checkpoint = load_checkpoint(workdir / "out" / "checkpoints" / "last.npz")
+    assert checkpoint.state["epoch"] == 1
