@@ -67,6 +67,7 @@ def test_a_tracking_server_that_does_not_answer_fails_fast_and_clearly(workdir, 
     assert time.monotonic() - started < 60  # a bound on hanging, not a speed measurement
 
 
+@pytest.mark.slow  # 4-10 s of end-to-end runs: the default suite's budget is ~3 min
 def test_a_read_only_store_is_reported_before_any_work(workdir, monkeypatch, capsys):
     """The permission check itself (as root every file is writable, so os.access is faked for
     the database: the one thing this test controls)."""

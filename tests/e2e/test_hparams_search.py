@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from tests.support import REPO, SMOKE, read_runs
 
 
+@pytest.mark.slow  # 4-10 s of end-to-end runs: the default suite's budget is ~3 min
 def test_a_sweep_job_returns_its_objective_and_records_it(workdir):
     """``main`` in a multirun returns the objective (val/bits_per_char at the selected epoch),
     the same value the run logs as ``objective`` with the metric's name as a tag."""

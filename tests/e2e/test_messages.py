@@ -130,6 +130,7 @@ def test_a_vocabulary_too_small_for_the_captions_is_said(caplog):
 
 
 
+@pytest.mark.slow  # 4-10 s of end-to-end runs: the default suite's budget is ~3 min
 def test_a_sweep_hydra_refuses_leaves_no_parent_run_running(tmp_path):
     """A bad option in a sweep (`tokenizer=char,wrd`) is Hydra's error after the sweep's parent
     run was opened: that parent is closed FAILED and, with no job run, deleted, so no RUNNING

@@ -228,6 +228,7 @@ HOLD_LOCK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # 4-10 s of end-to-end runs: the default suite's budget is ~3 min
 def test_one_resume_of_a_run_at_a_time_and_a_dead_process_holds_no_lock(workdir):
     assert run_in_process(workdir, *FAST, "evaluation.final=false", name="first") == "FINISHED"
     client, first = _only(workdir)
@@ -255,6 +256,7 @@ def test_one_resume_of_a_run_at_a_time_and_a_dead_process_holds_no_lock(workdir)
         pass
 
 
+@pytest.mark.slow  # 4-10 s of end-to-end runs: the default suite's budget is ~3 min
 def test_resume_takes_the_newest_checkpoint_and_refuses_a_stale_artifact_alone(
         workdir, monkeypatch, caplog):
     """Checkpoint uploads fail after the first epoch (and in the resume): the run's artifact

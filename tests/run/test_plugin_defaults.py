@@ -80,6 +80,7 @@ def test_a_readme_tokenizer_chosen_by_group_option_gets_its_class_default(readme
     assert shorter.tokenizer["max_length"] == 5
 
 
+@pytest.mark.slow  # 4-10 s of end-to-end runs: the default suite's budget is ~3 min
 def test_a_readme_tokenizer_trains_through_run_by_group_option(readme_plugin, workdir):
     prepare_plugin_options([readme_plugin, "tokenizer=readme_words"], CONF)
     assert run_in_process(workdir, readme_plugin, "tokenizer=readme_words") == "FINISHED"

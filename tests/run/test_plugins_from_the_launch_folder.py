@@ -38,6 +38,7 @@ def _trained_with_the_plugin(folder: Path, done: subprocess.CompletedProcess) ->
     assert run.info.status == "FINISHED" and run.data.params["cell.name"] == "launch_folder_rnn"
 
 
+@pytest.mark.slow  # 4-10 s of end-to-end runs: the default suite's budget is ~3 min
 def test_run_py_finds_a_plugin_module_in_the_launch_folder(tmp_path, cache_dir):
     folder = _folder(tmp_path)
     assert str(folder) not in subprocess_env(cache_dir)["PYTHONPATH"]

@@ -64,6 +64,7 @@ def _steps(client, run_id: str, key: str) -> set[int]:
     return {m.step for m in client.get_metric_history(run_id, key)}
 
 
+@pytest.mark.slow  # 4-10 s of end-to-end runs: the default suite's budget is ~3 min
 def test_a_full_artifact_store_leaves_every_metric_and_marks_the_run_incomplete(
         workdir, monkeypatch, caplog, capsys):
     store = ArtifactStore(monkeypatch, fail_from=1)

@@ -34,6 +34,7 @@ def _running(client, exp_id: str, name: str, **tags: str) -> str:
     return client.create_run(exp_id, run_name=name, tags=tags).info.run_id
 
 
+@pytest.mark.slow  # 4-10 s of end-to-end runs: the default suite's budget is ~3 min
 def test_dead_runs_are_closed_and_live_ones_left_alone(tmp_path):
     store = open_store(SETTINGS, tmp_path)
     client, exp_id = store.client, store.experiment_id
