@@ -71,7 +71,7 @@ def _finite(value: float) -> float | None:
 
 def _per_image(client: Any, run_id: str) -> dict[str, list] | None:
     """Per-image test scores (older runs have none; the report then skips their CIs)."""
-    return readread_artifact_json(client, run_id, names.PER_IMAGE)
+    return read_artifact_json(client, run_id, names.PER_IMAGE)
 
 
 def _captions(client: Any, run_id: str) -> dict[str, Any]:

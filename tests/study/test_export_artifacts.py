@@ -43,3 +43,12 @@ def test_a_store_that_fails_is_an_error_not_a_run_without_captions():
     client = FakeClient({"evaluation/captions.json": {}}, error=PermissionError("read-only"))
     with pytest.raises(PermissionError):
         read_artifact_json(client, "r1", "evaluation/captions.json")
+
+
+def test_per_image_scores_are_read_through_the_same_path():
+    from capx.study import export
+    from capx.tracking import names
+
+    scores = {"bits_per_char": [1.5, 2.0]}
+    assert export._per_image(FakeClient({names.PER_IMAGE: scores}), "r1") == scores
+    assert export._per_image(FakeClient({}), "r1") is None
