@@ -1,74 +1,108 @@
 #!/usr/bin/env bash
 # The char / subword / word study, chunk by chunk (docs/char_vs_word.md, "Re-run plan (issue 24)").
-# Run from the repository root with ../shared/data beside it, at one commit of the code for every
-# chunk. Every chunk is a Hydra sweep that skips the jobs already FINISHED in ./mlflow.db or in
-# the committed export, so this script can be stopped and started again, on this machine or a
-# fresh clone, and each chunk's export committed as it lands:
+# Every chunk is a Hydra sweep that skips the jobs already FINISHED in ./mlflow.db or in the
+# committed export, so this script can be stopped and started again, on this machine or a fresh
+# clone, and each chunk's export committed as it lands:
 #
 #   bash examples/study.sh            # all chunks, in order (about 7 hours on 2 quiet cores)
 #   bash examples/study.sh main       # one chunk: tune, tune1m, main, main_blind, seeds,
 #                                     # hidden128, hidden128_blind, budget1m, budget1m_blind,
 #                                     # min_count, size, blind
 #
+# One commit runs every chunk. Its id is in docs/study/COMMIT (written after tune and tune1m,
+# see below); the script refuses a checkout of another commit or with changes, because every
+# run records the commit that ran it and `capx report` will not mix commits. To go on from a
+# later checkout, run a clean checkout of that commit and send the exports to this one:
+#
+#   git worktree add ../capx-study "$(cat docs/study/COMMIT)"
+#   (cd ../capx-study && STUDY_DOCS="$OLDPWD/docs/study" bash examples/study.sh main)
+#
 # tune and tune1m score dev only; read their tables (capx report --from the lr export) and write
 # the chosen learning rates and dropout into conf/experiment/study_coco_mini.yaml and
-# study_coco_mini_1m.yaml (study.learning_rate, study.dropout), and commit, BEFORE any other
-# chunk: those maps are part of every job's configuration, so changing them later makes the
-# finished jobs count as other jobs.
+# study_coco_mini_1m.yaml (study.learning_rate, study.dropout), commit, and write that commit's
+# id into docs/study/COMMIT, BEFORE any other chunk: those maps are part of every job's
+# configuration, so changing them later makes the finished jobs count as other jobs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OPENBLAS_NUM_THREADS=1        # one job at a time, one BLAS thread: fastest on shared cores
-COCO=docs/study/coco_mini
-BLIND=docs/study/blind
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's capx, whatever is installed
+DOCS=$(realpath -m "${STUDY_DOCS:-docs/study}")
+COCO=$DOCS/coco_mini
+BLIND=$DOCS/blind
 DROPOUT=0.0,0.25,0.5
-sweep() { python run.py -m progress=false "$@"; }
-export_coco() { capx export --experiment study_coco_mini --out $COCO/runs.jsonl; }
+sweep() {  # sweep EXPORT OVERRIDES...: the jobs not yet FINISHED in EXPORT or in ./mlflow.db
+  local export=$1; shift
+  python run.py -m progress=false tracking.export="$export" "$@"
+}
+capx() { python -m capx "$@"; }
+export_coco() { capx export --experiment study_coco_mini --out "$COCO/runs.jsonl"; }
+
+if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+  echo "study.sh: this checkout has uncommitted changes; its runs would not match any commit." >&2
+  echo "Commit or stash them, or run from a clean checkout (see the top of this script)." >&2
+  exit 2
+fi
+at_study_commit() {
+  local pinned
+  pinned=$(cat "$DOCS/COMMIT" 2>/dev/null || true)
+  if [ -z "$pinned" ]; then
+    echo "study.sh: $DOCS/COMMIT is missing: run tune and tune1m, commit the chosen settings" >&2
+    echo "and write that commit's id there before the test chunks." >&2
+    exit 2
+  fi
+  if [ "$(git rev-parse HEAD)" != "$(git rev-parse "$pinned")" ]; then
+    echo "study.sh: this checkout is at $(git rev-parse --short HEAD); the study runs at $pinned" >&2
+    echo "($DOCS/COMMIT). Run from a checkout of it: see the top of this script." >&2
+    exit 2
+  fi
+}
 
 chunk() {
+  case "$1" in tune|tune1m) ;; *) at_study_commit ;; esac
   case "$1" in
     tune)      # learning rate x dropout at ~250k on fold 0's dev split (never scores test images)
-      sweep experiment=study_coco_mini_lr tokenizer=char solver.learning_rate=5e-3,1e-2,2e-2 \
+      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr tokenizer=char solver.learning_rate=5e-3,1e-2,2e-2 \
         model.dropout=$DROPOUT
-      sweep experiment=study_coco_mini_lr tokenizer=bpe250,bpe1000 \
+      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr tokenizer=bpe250,bpe1000 \
         solver.learning_rate=2e-3,5e-3,1e-2 model.dropout=$DROPOUT
-      sweep experiment=study_coco_mini_lr tokenizer=word cell=lstm \
+      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr tokenizer=word cell=lstm \
         solver.learning_rate=1e-3,2e-3,5e-3 model.dropout=$DROPOUT
-      sweep experiment=study_coco_mini_lr tokenizer=word cell=rnn \
+      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr tokenizer=word cell=rnn \
         solver.learning_rate=5e-4,1e-3,2e-3 model.dropout=$DROPOUT
-      capx export --experiment study_coco_mini_lr --out $COCO/lr_runs.jsonl ;;
+      capx export --experiment study_coco_mini_lr --out "$COCO/lr_runs.jsonl" ;;
     tune1m)    # the same at ~1M (the rates at and below the ~250k choice; dropout 0 overfits there)
-      sweep experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=char \
+      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=char \
         solver.learning_rate=5e-3,1e-2 model.dropout=0.25,0.5
-      sweep experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=bpe250,bpe1000 \
+      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=bpe250,bpe1000 \
         solver.learning_rate=2e-3,5e-3 model.dropout=0.25,0.5
-      sweep experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=word cell=lstm \
+      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=word cell=lstm \
         solver.learning_rate=1e-3,2e-3 model.dropout=0.25,0.5
-      sweep experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=word cell=rnn \
+      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=word cell=rnn \
         solver.learning_rate=5e-4,1e-3 model.dropout=0.25,0.5
-      capx export --experiment study_coco_mini_lr --out $COCO/lr_runs.jsonl ;;
+      capx export --experiment study_coco_mini_lr --out "$COCO/lr_runs.jsonl" ;;
     main)      # ~250k parameters for every model: 4 tokenizers x 2 cells x 5 folds
-      sweep experiment=study_coco_mini; export_coco ;;
+      sweep "$COCO/runs.jsonl" experiment=study_coco_mini; export_coco ;;
     main_blind) # the same trained and scored without the image: what the image contributes
-      sweep experiment=study_coco_mini model.image_features=constant; export_coco ;;
+      sweep "$COCO/runs.jsonl" experiment=study_coco_mini model.image_features=constant; export_coco ;;
     seeds)     # the headline condition (LSTM, ~250k) with seeds 1 and 2 in every fold
-      sweep experiment=study_coco_mini cell=lstm seed=1,2; export_coco ;;
+      sweep "$COCO/runs.jsonl" experiment=study_coco_mini cell=lstm seed=1,2; export_coco ;;
     hidden128) # hidden size 128 for every tokenizer (the ~250k choices of rate and dropout)
-      sweep experiment=study_coco_mini model.param_budget=null model.hidden_dim=128; export_coco ;;
+      sweep "$COCO/runs.jsonl" experiment=study_coco_mini model.param_budget=null model.hidden_dim=128; export_coco ;;
     hidden128_blind)
-      sweep experiment=study_coco_mini model.param_budget=null model.hidden_dim=128 \
+      sweep "$COCO/runs.jsonl" experiment=study_coco_mini model.param_budget=null model.hidden_dim=128 \
         model.image_features=constant; export_coco ;;
     budget1m)  # ~1M parameters for every model, with the ~1M choices
-      sweep experiment=study_coco_mini_1m; export_coco ;;
+      sweep "$COCO/runs.jsonl" experiment=study_coco_mini_1m; export_coco ;;
     budget1m_blind) # without the image, LSTM only (the char RNN at ~1M costs most)
-      sweep experiment=study_coco_mini_1m cell=lstm model.image_features=constant; export_coco ;;
+      sweep "$COCO/runs.jsonl" experiment=study_coco_mini_1m cell=lstm model.image_features=constant; export_coco ;;
     min_count) # the word tokenizer's min_count, chosen per fold on dev from {1, 2, 3, 5} (2: main)
-      sweep experiment=study_coco_mini tokenizer=word tokenizer.min_count=1,3,5; export_coco ;;
+      sweep "$COCO/runs.jsonl" experiment=study_coco_mini tokenizer=word tokenizer.min_count=1,3,5; export_coco ;;
     size)      # learning curves: 25% and 50% of each fold's training images
-      sweep experiment=study_coco_mini split.train_percent=25,50; export_coco ;;
+      sweep "$COCO/runs.jsonl" experiment=study_coco_mini split.train_percent=25,50; export_coco ;;
     blind)     # caption-only language models on the val2017 captions, 2.5k -> 20k captions, one
                # model configuration (hidden 128) per tokenizer at every size
-      sweep experiment=study_blind model.param_budget=null model.hidden_dim=128
-      capx export --experiment study_blind --out $BLIND/runs.jsonl ;;
+      sweep "$BLIND/runs.jsonl" experiment=study_blind model.param_budget=null model.hidden_dim=128
+      capx export --experiment study_blind --out "$BLIND/runs.jsonl" ;;
     *) echo "unknown chunk $1" >&2; exit 2 ;;
   esac
 }
@@ -80,5 +114,5 @@ fi
 for name in "$@"; do
   chunk "$name"
 done
-capx report --from $COCO/runs.jsonl --out $COCO
-[ -f $BLIND/runs.jsonl ] && capx report --from $BLIND/runs.jsonl --out $BLIND || true
+[ -f "$COCO/runs.jsonl" ] && capx report --from "$COCO/runs.jsonl" --out "$COCO" || true
+[ -f "$BLIND/runs.jsonl" ] && capx report --from "$BLIND/runs.jsonl" --out "$BLIND" || true

@@ -95,7 +95,7 @@ def test_counts_equal_the_built_models_for_every_cell_and_tokenizer(cell, tokeni
 def study_runs():
     """(budget, cell, vocabulary, features, word vectors, hidden, total) of every budgeted run
     in the committed study exports: the sizes the solver gave before counts came from shapes."""
-    for export in sorted((REPO / "docs" / "study").glob("*/runs.jsonl")):
+    for export in sorted((REPO / "docs").glob("study*/*/runs.jsonl")):
         for line in export.read_text().splitlines():
             run = json.loads(line)
             params, metrics = run["params"], run["metrics"]
