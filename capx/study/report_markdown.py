@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
 from capx.study.controls import image_controls
 from capx.study.per_image import SPELLERS
 from capx.study.tables import Row, format_interval, preregistered, row_interval
@@ -184,14 +186,30 @@ def _exploratory(comparisons: Sequence[Any]) -> list[str]:
 
 
 def wall_time_line(rows: Sequence[Row]) -> str:
-    """How long the runs took, start to end (one job at a time, so the sum is the wall time)."""
-    seconds = [(r["end_time"] - r["start_time"]) / 1000 for row in rows for r in row.records
-               if r.get("end_time") and r.get("start_time")]
-    total = sum(len(row.records) for row in rows)
-    if not seconds:
-        return f"{total} runs."
-    return (f"{total} runs; {len(seconds)} with recorded times took {sum(seconds) / 3600:.2f} h "
-            f"of job wall time in all (median {sorted(seconds)[len(seconds) // 2]:.0f} s a job).")
+    """How long the jobs took. ``time/job_wall_seconds`` runs from the job's process start (or
+    the sweep's previous job) to its end, so with one job at a time its sum is the study's wall
+    time; runs recorded without it count their own start-to-end duration, which leaves out
+    Python's start, opening the store and reading the data, and the line says how many."""
+    records = [r for row in rows for r in row.records]
+    job = [r["metrics"][names.JOB_WALL_SECONDS] for r in records
+           if r.get("metrics", {}).get(names.JOB_WALL_SECONDS) is not None]
+    own = [(r["end_time"] - r["start_time"]) / 1000 for r in records
+           if r.get("metrics", {}).get(names.JOB_WALL_SECONDS) is None
+           and r.get("end_time") is not None and r.get("start_time") is not None]
+    if not job and not own:
+        return f"{len(records)} runs."
+    seconds = job + own
+    line = (f"{len(records)} runs took {sum(seconds) / 3600:.2f} h of job wall time in all "
+            f"(median {float(np.median(seconds)):.0f} s a job")
+    if own and job:
+        line += (f"; {len(own)} runs recorded only their own duration, without the start-up "
+                 "before the run existed")
+    elif own:
+        line += "; the runs' own durations, without the start-up before each run existed"
+    else:
+        line += ", from each job's process start"
+    missing = len(records) - len(seconds)
+    return line + (f"; {missing} runs recorded no times" if missing else "") + ")."
 
 
 def _md_row(cells: Sequence[str]) -> str:

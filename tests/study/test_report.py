@@ -248,3 +248,21 @@ def test_beam_caption_quality_gets_intervals_and_paired_differences():
     assert "## Caption quality by beam search (paired by fold and seed)" in text
     section = text.split("## Caption quality by beam search")[1].split("##")[0]
     assert "beam_cider" in section and "| -0.200 [-0.200, -0.200] |" in section
+
+
+def test_wall_time_sums_each_jobs_own_wall_time_and_says_when_only_run_durations_exist():
+    from capx.study.report_markdown import wall_time_line
+
+    records = [record("char", f) for f in range(3)]
+    for seconds, r in zip((100.0, 200.0, 300.0), records):
+        r["start_time"], r["end_time"] = 0, 50_000  # the run's own duration: 50 s
+        r["metrics"]["time/job_wall_seconds"] = seconds
+    line = wall_time_line(make_rows(records))
+    assert line.startswith("3 runs took 0.17 h") and "median 200 s" in line
+    assert "from each job's process start" in line
+    del records[0]["metrics"]["time/job_wall_seconds"]  # an older run: 50 s of its own
+    line = wall_time_line(make_rows(records))
+    assert f"took {550 / 3600:.2f} h" in line and "1 runs recorded only their own duration" in line
+    for r in records:
+        r.pop("start_time"), r["metrics"].pop("time/job_wall_seconds", None)
+    assert wall_time_line(make_rows(records)) == "3 runs."
