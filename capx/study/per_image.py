@@ -37,6 +37,16 @@ for _name in SPELLERS:
         lambda c, n=_name: c[f"nll_open_{n}"].sum() / c["chars"].sum() / LN2)
 
 
+#: the stress test: open bits/char on the test images richest in words unseen in training,
+#: the quarter of a run's images whose references have the largest share of characters in
+#: such words. The share reads only the references and the fold's training words, so every
+#: tokenizer of a fold selects the same images and comparisons stay paired by image.
+UNSEEN_RICH_QUANTILE = 0.75
+PER_IMAGE_METRICS["bpc_unseen_rich"] = lambda c: _safe_ratio(
+    (c["nll_open"] * unseen_rich(c)).sum(), (c["chars"] * unseen_rich(c)).sum()) / LN2
+PER_IMAGE_METRICS["unseen_share_unseen_rich"] = lambda c: _safe_ratio(
+    (c["chars_unseen"] * unseen_rich(c)).sum(), (c["chars"] * unseen_rich(c)).sum())
+
 #: metric -> the same metric as a :class:`capx.study.statistics.Statistic` of per-image columns
 #: (a function of their totals), which the two-level bootstrap resamples in NumPy
 PER_IMAGE_STATISTICS: dict[str, Callable[[dict[str, np.ndarray]], statistics.Statistic]] = {
@@ -54,6 +64,9 @@ for _name in SPELLERS:
     PER_IMAGE_STATISTICS[f"bits_per_char_speller_{_name}"] = (
         lambda c, n=_name: statistics.ratio(c[f"nll_open_{n}"], c["chars"], 1 / LN2))
 
+PER_IMAGE_STATISTICS["bpc_unseen_rich"] = lambda c: statistics.ratio(
+    c["nll_open"] * unseen_rich(c), c["chars"] * unseen_rich(c), 1 / LN2)
+
 
 METRIC_BOUNDS = {"bits_per_char": (0.0, None), "bits_per_char_closed": (0.0, None),
                  "cider": (0.0, None), "bleu4": (0.0, 1.0)}
@@ -69,6 +82,22 @@ REQUIRED_COLUMNS["beam_bleu4"] = {f"beam_{c}" for c in REQUIRED_COLUMNS["bleu4"]
 for _name in SPELLERS:
     METRIC_BOUNDS[f"bits_per_char_speller_{_name}"] = (0.0, None)
     REQUIRED_COLUMNS[f"bits_per_char_speller_{_name}"] = {f"nll_open_{_name}", "chars"}
+
+METRIC_BOUNDS["bpc_unseen_rich"] = (0.0, None)
+REQUIRED_COLUMNS["bpc_unseen_rich"] = {"nll_open", "chars", "chars_unseen"}
+METRIC_BOUNDS["unseen_share_unseen_rich"] = (0.0, 1.0)
+REQUIRED_COLUMNS["unseen_share_unseen_rich"] = {"chars", "chars_unseen"}
+
+
+def unseen_rich(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """1.0 for the images of the stress test (see :data:`UNSEEN_RICH_QUANTILE`), else 0.0:
+    a share of unseen-word characters at or above the run's upper quartile, and above 0."""
+    chars = np.asarray(columns["chars"], dtype=float)
+    share = np.divide(columns["chars_unseen"], chars, out=np.zeros_like(chars), where=chars > 0)
+    if not len(share):
+        return share
+    chosen = (share >= np.quantile(share, UNSEEN_RICH_QUANTILE)) & (share > 0)
+    return chosen.astype(float)
 
 
 def _beam_columns(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -106,6 +106,35 @@ def frequency_gap_table(rows: Sequence[Row]) -> str:
     return comparisons_table(gaps) if gaps else ""
 
 
+def _unseen_rich_section(rows: Sequence[Row]) -> list[str]:
+    """The stress test: open bits/char on each fold's test images richest in unseen words (the
+    same images for every tokenizer), with intervals, and each tokenizer minus the word model
+    there, paired by image (Holm within this table); empty without per-image bins."""
+    if not any(_per_image_has(row, "chars_unseen") for row in rows):
+        return []
+    header = ["setting", "bits/char ↓ (open), unseen-rich images", "unseen-word share of chars",
+              "bits/char ↓ (open), all images"]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    for row in rows:
+        rich, share, everything = (row_interval(row, m) for m in (
+            "bpc_unseen_rich", "unseen_share_unseen_rich", "bits_per_char"))
+        lines.append(_md_row([row.label, format_interval(*rich, 3), _number(share[0] * 100, 1)
+                              + " %", format_interval(*everything, 3)]))
+    gaps = [c for c in preregistered(rows, ["bpc_unseen_rich"]) if c.preregistered]
+    return ["## Stress test: the test images richest in unseen words", "",
+            "Each run's quarter of test images whose references have the largest share of "
+            "characters in words unseen in the fold's training captions: where a model that "
+            "spells should gain most over one that must spell unknown words through `<UNK>`. "
+            "The choice depends on the references and the fold only, so every tokenizer is "
+            "scored on the same images; gaps to the word model are paired by fold and seed "
+            "(Holm within this table).", "", "\n".join(lines), "",
+            *([comparisons_table(gaps), ""] if gaps else [])]
+
+
+def _per_image_has(row: Row, column: str) -> bool:
+    return any(column in (r.get("per_image") or {}) for r in row.records)
+
+
 def comparisons_table(comparisons: Sequence[Any]) -> str:
     header = ["difference", "metric", "paired runs", "estimate [95% t CI]", "p (t test)",
               "p (Holm)", "two-level bootstrap CI"]
@@ -262,7 +291,7 @@ def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str],
                   "## Bits/char by how often the reference word occurs in training", "",
                   "unseen: not in the fold's training captions; rare: 1-4 times; frequent: "
                   "more.", "", frequency_table(tested), "", frequency_gap_table(tested), "",
-                  *_speller_section(tested)]
+                  *_unseen_rich_section(tested), *_speller_section(tested)]
     parts += ["## Dev (selection) scores", "", dev_table(rows), ""]
     if figures:
         parts += ["## Figures", ""] + [f"![{name}]({name})" for name in figures] + [""]

@@ -266,3 +266,32 @@ def test_wall_time_sums_each_jobs_own_wall_time_and_says_when_only_run_durations
     for r in records:
         r.pop("start_time"), r["metrics"].pop("time/job_wall_seconds", None)
     assert wall_time_line(make_rows(records)) == "3 runs."
+
+
+def test_stress_test_scores_the_quarter_of_images_richest_in_unseen_words_paired_by_image():
+    """Of 4 images per run, image 3 has the largest unseen-word share; char pays 1 nat less
+    than word there and the same elsewhere, so the stress gap is -1 nat / 10 chars."""
+    import copy
+
+    from capx.study.per_image import PER_IMAGE_METRICS, unseen_rich
+
+    words = [record("word", f) for f in range(3)]
+    for r in words:
+        r["per_image"]["chars_unseen"] = [0.0, 1.0, 2.0, 5.0]
+    chars = copy.deepcopy(words)
+    for r in chars:
+        r["labels"]["tokenizer"], r["run_id"] = "char", "c" + r["run_id"]
+        r["per_image"]["nll_open"][3] -= 1.0
+    rows = make_rows(chars + words)
+    char = next(r for r in rows if r.tokenizer == "char")
+    columns = {k: np.asarray(v) for k, v in char.records[0]["per_image"].items()}
+    assert unseen_rich(columns).tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert PER_IMAGE_METRICS["unseen_share_unseen_rich"](columns) == pytest.approx(0.5)
+    pooled = sum(r["per_image"]["nll_open"][3] for r in char.records) / 30 / math.log(2)
+    assert row_interval(char, "bpc_unseen_rich")[0] == pytest.approx(pooled)
+    text = report_markdown(rows, "test", [])
+    section = text.split("## Stress test")[1].split("\n## ")[0]
+    gap = -1 / (10 * math.log(2))
+    assert f"{pooled:.3f} [" in section and "| 50.0 % |" in section
+    assert f"| bpc_unseen_rich | 3 | {gap:.3f} [{gap:.3f}, {gap:.3f}] |" in section
+    assert "## Stress test" not in report_markdown(make_rows([record("char", 0)]), "t", [])
