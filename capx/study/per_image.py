@@ -66,6 +66,8 @@ for _name in SPELLERS:
 
 PER_IMAGE_STATISTICS["bpc_unseen_rich"] = lambda c: statistics.ratio(
     c["nll_open"] * unseen_rich(c), c["chars"] * unseen_rich(c), 1 / LN2)
+PER_IMAGE_STATISTICS["unseen_share_unseen_rich"] = lambda c: statistics.ratio(
+    c["chars_unseen"] * unseen_rich(c), c["chars"] * unseen_rich(c))
 
 
 METRIC_BOUNDS = {"bits_per_char": (0.0, None), "bits_per_char_closed": (0.0, None),
