@@ -8,9 +8,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from capx.study import statistics
 from capx.study.controls import image_controls
 from capx.study.per_image import SPELLERS
-from capx.study.tables import Row, format_interval, preregistered, row_interval
+from capx.study.selection import chosen_on_dev
+from capx.study.tables import (Row, compare, format_interval, preregistered, row_interval,
+                               shared_settings)
 from capx.tracking import names
 
 # (column title, metric, decimals, scale); metrics with per-image scores get bootstrap CIs
@@ -128,6 +131,37 @@ def _unseen_rich_section(rows: Sequence[Row]) -> list[str]:
             "The choice depends on the references and the fold only, so every tokenizer is "
             "scored on the same images; gaps to the word model are paired by fold and seed "
             "(Holm within this table).", "", "\n".join(lines), "",
+            *([comparisons_table(gaps), ""] if gaps else [])]
+
+
+def _selection_section(rows: Sequence[Row]) -> list[str]:
+    """The word model with ``tokenizer.min_count`` chosen on dev in each fold and seed (lowest
+    best dev bits/char of the values run), and every other tokenizer minus it, paired by fold
+    and seed (Holm within this table); empty unless a setting ran two values or more."""
+    selections = chosen_on_dev(rows)
+    if not selections:
+        return []
+    header = ["setting", "values tried", "chosen per fold, seed", "bits/char ↓ (open)",
+              "bits/char (closed)"]
+    lines = [_md_row(header), _md_row(["---"] * len(header))]
+    gaps = []
+    for found in selections:
+        chosen = " ".join(f"{fold}:{value}" for (fold, _), value in sorted(found.chosen.items()))
+        lines.append(_md_row([found.row.label, ", ".join(found.tried), chosen,
+                              format_interval(*row_interval(found.row, "bits_per_char"), 3),
+                              format_interval(*row_interval(found.row, "bits_per_char_closed"),
+                                              3)]))
+        for other in rows:
+            if (other.tokenizer != found.row.tokenizer and other.cell == found.row.cell
+                    and other.size == found.row.size
+                    and shared_settings(other) == shared_settings(found.row)):
+                gaps += [c for c in [compare(other, found.row, "bits_per_char")] if c]
+    for comparison, adjusted in zip(gaps, statistics.holm([c.p_value for c in gaps])):
+        comparison.p_holm = adjusted
+    return [f"## The word model with {selections[0].option} chosen on dev", "",
+            "Per fold and seed, the run with the lowest best dev bits/char among the values "
+            "tried (the choice a user would make without looking at test); its test scores "
+            "form the row below.", "", "\n".join(lines), "",
             *([comparisons_table(gaps), ""] if gaps else [])]
 
 
@@ -291,7 +325,8 @@ def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str],
                   "## Bits/char by how often the reference word occurs in training", "",
                   "unseen: not in the fold's training captions; rare: 1-4 times; frequent: "
                   "more.", "", frequency_table(tested), "", frequency_gap_table(tested), "",
-                  *_unseen_rich_section(tested), *_speller_section(tested)]
+                  *_unseen_rich_section(tested), *_speller_section(tested),
+                  *_selection_section(tested)]
     parts += ["## Dev (selection) scores", "", dev_table(rows), ""]
     if figures:
         parts += ["## Figures", ""] + [f"![{name}]({name})" for name in figures] + [""]

@@ -48,7 +48,7 @@ class Row:
         return " ".join(x for x in (self.tokenizer, self.cell, self.size, self.extra) if x)
 
     def values(self, metric: str) -> np.ndarray:
-        return np.array([_metric(r, metric) for r in self.records], dtype=float)
+        return np.array([record_metric(r, metric) for r in self.records], dtype=float)
 
     def mean(self, metric: str) -> float:
         values = self.values(metric)
@@ -66,7 +66,8 @@ class Row:
         return record["labels"].get("fold", ""), record["labels"].get("seed", "")
 
 
-def _metric(record: dict[str, Any], metric: str) -> float:
+def record_metric(record: dict[str, Any], metric: str) -> float:
+    """A run's metric (``best_dev_bits_per_char``: the minimum of its dev curve); NaN if absent."""
     if metric == "best_dev_bits_per_char":
         curve = record.get("curves", {}).get(names.VAL_BITS_PER_CHAR) or []
         return min((v for _, v in curve), default=math.nan)
@@ -224,7 +225,7 @@ def preregistered(rows: Sequence[Row], metrics: Sequence[str] = ("bits_per_char"
         if row.tokenizer.startswith("word"):
             continue
         words = [w for w in rows if w.tokenizer.startswith("word") and w.cell == row.cell
-                 and w.size == row.size and _shared_settings(w) == _shared_settings(row)]
+                 and w.size == row.size and shared_settings(w) == shared_settings(row)]
         first = min(words, key=_first_start, default=None)
         for word in words:
             for metric in metrics:
@@ -258,7 +259,8 @@ def _first_start(row: Row) -> float:
 PER_TOKENIZER = ("tokenizer.", "solver.learning_rate", "model.wordvec_dim", "study.")
 
 
-def _shared_settings(row: Row) -> dict[str, str]:
+def shared_settings(row: Row) -> dict[str, str]:
+    """The settings two rows must share to be compared (all but the per-tokenizer ones)."""
     return {k: v for k, v in settings(row.records[0]).items() if not k.startswith(PER_TOKENIZER)}
 
 

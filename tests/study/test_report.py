@@ -295,3 +295,28 @@ def test_stress_test_scores_the_quarter_of_images_richest_in_unseen_words_paired
     assert f"{pooled:.3f} [" in section and "| 50.0 % |" in section
     assert f"| bpc_unseen_rich | 3 | {gap:.3f} [{gap:.3f}, {gap:.3f}] |" in section
     assert "## Stress test" not in report_markdown(make_rows([record("char", 0)]), "t", [])
+
+
+def test_min_count_is_chosen_per_fold_on_dev_and_the_chosen_runs_are_compared():
+    """Word runs at min_count 1 and 2: fold 0's dev prefers 1, folds 1-2 prefer 2; the chosen
+    row holds exactly those runs and char is compared with it, paired by fold."""
+    from capx.study.selection import chosen_on_dev
+
+    records = [record("char", f, **{"tokenizer.min_count": "1"}) for f in range(3)]
+    for count in ("1", "2"):
+        for fold in range(3):
+            r = record("word", fold, nll_scale=1.0 + int(count) / 10, **{"tokenizer.min_count": count})
+            r["run_id"] = f"word-{fold}-mc{count}"
+            better = (fold == 0) == (count == "1")
+            r["curves"]["val/bits_per_char"] = [[1, 2.0 if better else 2.2]]
+            records.append(r)
+    rows = make_rows(records)
+    (found,) = chosen_on_dev(rows)
+    assert found.tried == ["1", "2"]
+    assert found.chosen == {("0", "0"): "1", ("1", "0"): "2", ("2", "0"): "2"}
+    assert [r["run_id"] for r in found.row.records] == ["word-0-mc1", "word-1-mc2", "word-2-mc2"]
+    section = report_markdown(rows, "t", []).split("## The word model with")[1]
+    char = next(r for r in rows if r.tokenizer == "char")
+    gap = compare(char, found.row, "bits_per_char")
+    assert "| 0:1 1:2 2:2 |" in section and f"{gap.estimate:.3f} [" in section
+    assert chosen_on_dev(make_rows(records[:6])) == []  # one value per setting: nothing chosen
