@@ -8,6 +8,7 @@ root (``--data`` defaults to ``../shared/data/coco-mini`` beside the checkout)::
     python -m benchmarks.bench_job ../capx-before               # before (older checkout) / after
     python -m benchmarks.bench_job ../capx-before --rounds 3 --epochs 2 8
     python -m benchmarks.bench_job --profile                    # the fixed cost phase by phase
+    python -m benchmarks.bench_job ../capx-before --sweep 3     # ... and per job inside a sweep
 
 Each checkout gets its own SQLite store under a temporary folder, created by one untimed
 1-epoch job first (a sweep's jobs find the store made). Then every round runs, per checkout in
@@ -20,6 +21,13 @@ The same is done with each process's CPU seconds (user and system, all its threa
 machine moves far less than the wall time.
 Every process runs with ``OPENBLAS_NUM_THREADS=1`` and the checkout's own code
 (``PYTHONPATH=<checkout>``).
+
+A study runs its jobs as Hydra sweeps, one process for many jobs, so what a process pays once
+(importing capx, Hydra and MLflow's SQL store, MLflow's scan of the installed packages when it
+first logs a model, Matplotlib) is paid once per sweep. ``--sweep N`` also times, per round and
+epoch count, a sweep of N jobs (seeds 0..N-1, ``tracking.skip_finished=false``) from outside;
+the marginal job of a sweep costs J(E) = (T_sweep(N, E) - T(E)) / (N - 1), and J = F + c E
+gives the **fixed cost per job in a sweep**.
 
 ``--profile`` runs one job of each checkout under cProfile and prints, per phase, the
 cumulative seconds of the functions that make it (matched by name, so that an older checkout
@@ -70,10 +78,15 @@ PHASES = [
 ]
 
 
-def job_command(checkout: Path, data: Path, store: Path, out: Path, epochs: int) -> list[str]:
+def job_command(checkout: Path, data: Path, store: Path, out: Path, epochs: int,
+                sweep: int = 0) -> list[str]:
+    """One study job; with ``sweep`` > 0, a Hydra sweep of that many (seeds 0..sweep-1)."""
+    where = ([f"hydra.run.dir={out}"] if not sweep else
+             ["-m", f"seed={','.join(map(str, range(sweep)))}", "tracking.skip_finished=false",
+              f"hydra.sweep.dir={out}"])
     return [sys.executable, str(checkout / "run.py"), *JOB, f"dataset.base_dir={data}",
-            f"solver.num_epochs={epochs}", f"tracking.uri=sqlite:///{store}",
-            f"hydra.run.dir={out}", "progress=false"]
+            f"solver.num_epochs={epochs}", f"tracking.uri=sqlite:///{store}", *where,
+            "progress=false"]
 
 
 def child_env(checkout: Path) -> dict[str, str]:
@@ -112,6 +125,21 @@ def import_floor_command(checkout: Path) -> list[str]:
     return [sys.executable, "-c", f"import {module}, hydra, mlflow"]
 
 
+def sweep_costs(jobs: dict[int, list[float]], sweeps: dict[int, list[float]], n: int,
+                floor: list[float]) -> dict[str, float]:
+    """The marginal job of an ``n``-job sweep, J(E) = (T_sweep - T) / (n - 1) from the medians,
+    and J = F + c E solved for the fixed cost per job in a sweep."""
+    (e1, j1), (e2, j2) = [(e, (statistics.median(sweeps[e]) - statistics.median(jobs[e]))
+                           / (n - 1)) for e in sorted(sweeps)]
+    per_epoch = (j2 - j1) / (e2 - e1)
+    fixed = j1 - per_epoch * e1
+    out = {f"sweep of {n}, {e} epochs s": statistics.median(sweeps[e]) for e in sorted(sweeps)}
+    out.update({f"in a sweep: job, {e1} epochs s": j1, f"in a sweep: job, {e2} epochs s": j2,
+                "in a sweep: fixed cost F s": fixed, "in a sweep: per-epoch cost c s": per_epoch,
+                "in a sweep: F / import floor": fixed / statistics.median(floor)})
+    return out
+
+
 def split_costs(floor: list[float], jobs: dict[int, list[float]], unit: str) -> dict[str, float]:
     """Import floor, the two epoch counts' medians T, and T = F + c E solved for F and c."""
     (e1, t1), (e2, t2) = [(e, statistics.median(t)) for e, t in sorted(jobs.items())]
@@ -137,15 +165,17 @@ class Side:
         self.jobs: dict[int, list[float]] = {}
         self.cpu_floor: list[float] = []  # the same, in CPU seconds
         self.cpu_jobs: dict[int, list[float]] = {}
+        self.sweeps: dict[int, list[float]] = {}  # --sweep: wall seconds of an N-job sweep
+        self.sweep_size = 0
         self.count = 0
 
-    def job(self, epochs: int) -> tuple[float, float]:
+    def job(self, epochs: int, sweep: int = 0) -> tuple[float, float]:
         self.count += 1
         out = self.folder / f"job{self.count}"
-        return timed(job_command(self.checkout, self.data, self.store, out, epochs),
-                     self.checkout, f"the {epochs}-epoch job")
+        return timed(job_command(self.checkout, self.data, self.store, out, epochs, sweep),
+                     self.checkout, f"the {epochs}-epoch {'sweep' if sweep else 'job'}")
 
-    def measure(self, epoch_counts: list[int]) -> None:
+    def measure(self, epoch_counts: list[int], sweep: int = 0) -> None:
         wall, cpu = timed(import_floor_command(self.checkout), self.checkout, "the import floor")
         self.floor.append(wall)
         self.cpu_floor.append(cpu)
@@ -153,11 +183,16 @@ class Side:
             wall, cpu = self.job(epochs)
             self.jobs.setdefault(epochs, []).append(wall)
             self.cpu_jobs.setdefault(epochs, []).append(cpu)
+            if sweep > 1:
+                self.sweep_size = sweep
+                self.sweeps.setdefault(epochs, []).append(self.job(epochs, sweep)[0])
 
     def figures(self) -> dict[str, float]:
         out = split_costs(self.floor, self.jobs, "s")
         if self.cpu_floor:
             out.update(split_costs(self.cpu_floor, self.cpu_jobs, "CPU s"))
+        if self.sweeps:
+            out.update(sweep_costs(self.jobs, self.sweeps, self.sweep_size, self.floor))
         return out
 
     def ranges(self) -> dict[str, str]:
@@ -217,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the two epoch counts of T = F + c E (default 2 8)")
     parser.add_argument("--data", default=str(HERE.parent / "shared" / "data" / "coco-mini"),
                         help="the coco-mini folder (default ../shared/data/coco-mini)")
+    parser.add_argument("--sweep", type=int, default=0, metavar="N",
+                        help="also time sweeps of N jobs: the fixed cost per job in a sweep")
     parser.add_argument("--profile", action="store_true",
                         help="instead: one cProfiled job per checkout, phase by phase")
     args = parser.parse_args(argv)
@@ -227,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no coco-mini data at {data}: pass --data /path/to/coco-mini")
     if args.epochs[0] == args.epochs[1] or min(args.epochs) < 1:
         parser.error("--epochs needs two different positive counts")
+    if args.sweep == 1 or args.sweep < 0:
+        parser.error("--sweep needs 2 jobs or more (or 0: no sweeps)")
     with tempfile.TemporaryDirectory(prefix="bench_job_") as scratch:
         sides = []
         for name, folder in folders:
@@ -246,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         for k in range(args.rounds):  # alternate which checkout goes first
             for side in sides if k % 2 == 0 else sides[::-1]:
-                side.measure(sorted(args.epochs))
+                side.measure(sorted(args.epochs), args.sweep)
             print(f"round {k + 1} of {args.rounds} done", file=sys.stderr, flush=True)
         print(f"- {args.rounds} rounds, medians; T = F + c E from the "
               f"{sorted(args.epochs)}-epoch medians\n")

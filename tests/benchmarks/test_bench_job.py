@@ -35,3 +35,17 @@ def test_every_phase_names_a_function_of_this_checkout(label, names, files):
 def test_the_import_floor_imports_this_checkouts_job_module():
     command = bench_job.import_floor_command(REPO)
     assert command[-1] == "import capx.run.main, hydra, mlflow"
+
+
+def test_the_fixed_cost_per_job_in_a_sweep_is_the_marginal_job_of_the_sweep(tmp_path):
+    """A 3-job sweep costing 40 s at 2 epochs over a 16 s single job adds 12 s a job; at 8
+    epochs 88 - 28 = 60 s for two jobs, 30 s a job: c = 3 s an epoch, F = 12 - 6 = 6 s."""
+    side = bench_job.Side("after", REPO, tmp_path, tmp_path)
+    side.floor, side.jobs = [3.0], {2: [16.0], 8: [28.0]}
+    side.sweeps, side.sweep_size = {2: [40.0], 8: [88.0]}, 3
+    figures = side.figures()
+    assert figures["in a sweep: per-epoch cost c s"] == pytest.approx(3.0)
+    assert figures["in a sweep: fixed cost F s"] == pytest.approx(6.0)
+    assert figures["in a sweep: F / import floor"] == pytest.approx(2.0)
+    command = bench_job.job_command(REPO, tmp_path, tmp_path / "m.db", tmp_path / "o", 2, sweep=3)
+    assert {"-m", "seed=0,1,2", "tracking.skip_finished=false"} <= set(command)
