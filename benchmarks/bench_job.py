@@ -82,11 +82,11 @@ def job_command(checkout: Path, data: Path, store: Path, out: Path, epochs: int,
                 sweep: int = 0) -> list[str]:
     """One study job; with ``sweep`` > 0, a Hydra sweep of that many (seeds 0..sweep-1)."""
     where = ([f"hydra.run.dir={out}"] if not sweep else
-             ["-m", f"seed={','.join(map(str, range(sweep)))}", "tracking.skip_finished=false",
+             [f"seed={','.join(map(str, range(sweep)))}", "tracking.skip_finished=false",
               f"hydra.sweep.dir={out}"])
-    return [sys.executable, str(checkout / "run.py"), *JOB, f"dataset.base_dir={data}",
-            f"solver.num_epochs={epochs}", f"tracking.uri=sqlite:///{store}", *where,
-            "progress=false"]
+    return [sys.executable, str(checkout / "run.py"), *(["-m"] if sweep else []), *JOB,
+            f"dataset.base_dir={data}", f"solver.num_epochs={epochs}",
+            f"tracking.uri=sqlite:///{store}", *where, "progress=false"]
 
 
 def child_env(checkout: Path) -> dict[str, str]:
