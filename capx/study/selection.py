@@ -27,7 +27,8 @@ class Selection:
 
 def chosen_on_dev(rows: Sequence[Row], option: str = "tokenizer.min_count") -> list[Selection]:
     """For every tokenizer x cell x size whose rows differ only in ``option`` (two values or
-    more), the row of the runs with the lowest best dev bits/char per fold and seed."""
+    more), the row of the runs with the lowest best dev bits/char per fold and seed that ran
+    every value."""
     groups: dict[tuple, list[Row]] = {}
     for row in rows:
         if param(row.records[0], option) is None:
@@ -40,14 +41,18 @@ def chosen_on_dev(rows: Sequence[Row], option: str = "tokenizer.min_count") -> l
         tried = sorted({param(r.records[0], option) for r in group}, key=_as_number)
         if len(tried) < 2:
             continue
-        best: dict[tuple[str, str], dict] = {}
+        candidates: dict[tuple[str, str], list[dict]] = {}
         for row in group:
             for record in row.records:
-                key = row.pair_key(record)
-                score = record_metric(record, "best_dev_bits_per_char")
-                if math.isfinite(score) and (key not in best or score < record_metric(
-                        best[key], "best_dev_bits_per_char")):
-                    best[key] = record
+                if math.isfinite(record_metric(record, "best_dev_bits_per_char")):
+                    candidates.setdefault(row.pair_key(record), []).append(record)
+        # a choice needs every value tried in that fold and seed (extra seeds of one value,
+        # run for another purpose, are not a choice)
+        best = {key: min(runs, key=lambda r: record_metric(r, "best_dev_bits_per_char"))
+                for key, runs in candidates.items()
+                if {param(r, option) for r in runs} == set(tried)}
+        if not best:
+            continue
         keys = sorted(best)
         chosen = Row(tokenizer, cell, size, f"[{option} chosen on dev]",
                      records=[best[k] for k in keys])

@@ -310,7 +310,8 @@ def test_min_count_is_chosen_per_fold_on_dev_and_the_chosen_runs_are_compared():
             better = (fold == 0) == (count == "1")
             r["curves"]["val/bits_per_char"] = [[1, 2.0 if better else 2.2]]
             records.append(r)
-    rows = make_rows(records)
+    extra_seed = record("word", 0, seed=1, **{"tokenizer.min_count": "2"})  # no choice there
+    rows = make_rows(records + [extra_seed])
     (found,) = chosen_on_dev(rows)
     assert found.tried == ["1", "2"]
     assert found.chosen == {("0", "0"): "1", ("1", "0"): "2", ("2", "0"): "2"}
