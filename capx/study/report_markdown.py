@@ -63,10 +63,32 @@ def details_table(rows: Sequence[Row]) -> str:
         for _, metric, decimals, scale in DETAILS:
             value = row.mean(metric)
             cells.append("–" if value != value else f"{value * scale:,.{decimals}f}")
-        capped = row.values(names.TEST_HIT_EPOCH_CAP)
-        cells.append(f"{int((capped == 1).sum())} of {len(row.records)}")
+        cells.append(_cap_cell(row))
         lines.append(_md_row(cells))
     return "\n".join(lines)
+
+
+def epoch_cap(record: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether a run trained to ``solver.num_epochs`` without stopping early, and whether it was
+    still improving then: its best dev epoch within the last ``solver.patience`` epochs (so
+    early stopping would not have ended it yet), read from its dev curve."""
+    curve = record.get("curves", {}).get(names.VAL_BITS_PER_CHAR) or []
+    cap, patience = (record.get("params", {}).get(k) for k in ("solver.num_epochs",
+                                                                "solver.patience"))
+    if not curve or cap in (None, "None", "null"):
+        return False, False
+    last = max(epoch for epoch, _ in curve)
+    best = min(curve, key=lambda point: point[1])[0]
+    capped = last >= int(float(cap)) and not record.get("metrics", {}).get(
+        names.TEST_HIT_EPOCH_CAP) == 0.0
+    window = int(float(patience)) if patience not in (None, "None", "null") else 1
+    return capped, capped and best > last - window
+
+
+def _cap_cell(row: Row) -> str:
+    flags = [epoch_cap(r) for r in row.records]
+    capped, improving = sum(c for c, _ in flags), sum(i for _, i in flags)
+    return f"{capped} of {len(flags)}" + (f" ({improving} still improving)" if capped else "")
 
 
 def frequency_table(rows: Sequence[Row]) -> str:
@@ -204,7 +226,8 @@ def _p(value: float) -> str:
 
 def dev_table(rows: Sequence[Row]) -> str:
     """Best dev bits/char per setting: what the learning-rate selection reads (no test scores)."""
-    header = ["setting", "learning rate", "runs", "best dev bits/char", "epoch of best"]
+    header = ["setting", "learning rate", "runs", "best dev bits/char", "epoch of best",
+              "hit epoch cap"]
     lines = [_md_row(header), _md_row(["---"] * len(header))]
     for row in rows:
         rate = row.records[0].get("params", {}).get("solver.learning_rate", "?")
@@ -214,7 +237,7 @@ def dev_table(rows: Sequence[Row]) -> str:
             best_epochs.append(min(curve, key=lambda point: point[1])[0])
         lines.append(_md_row([row.label, str(rate), row.runs_label(),
                               _number(row.mean("best_dev_bits_per_char"), 4),
-                              " ".join(str(int(e)) for e in best_epochs)]))
+                              " ".join(str(int(e)) for e in best_epochs), _cap_cell(row)]))
     return "\n".join(lines)
 
 

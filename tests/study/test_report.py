@@ -321,3 +321,20 @@ def test_min_count_is_chosen_per_fold_on_dev_and_the_chosen_runs_are_compared():
     gap = compare(char, found.row, "bits_per_char")
     assert "| 0:1 1:2 2:2 |" in section and f"{gap.estimate:.3f} [" in section
     assert chosen_on_dev(make_rows(records[:6])) == []  # one value per setting: nothing chosen
+
+
+def test_runs_at_the_epoch_cap_are_counted_and_those_still_improving_named():
+    from capx.study.report_markdown import details_table, epoch_cap
+
+    def run(fold, curve, stopped_early=False):
+        r = record("char", fold, **{"solver.num_epochs": "10", "solver.patience": "3"})
+        r["curves"]["val/bits_per_char"] = [[e, v] for e, v in enumerate(curve, start=1)]
+        r["metrics"]["test/hit_epoch_cap"] = 0.0 if stopped_early else 1.0
+        return r
+
+    improving = run(0, [3.0 - 0.1 * e for e in range(10)])          # best at epoch 10 of 10
+    flat = run(1, [3.0, 2.0] + [2.5] * 8)                             # best at 2, ran to 10
+    early = run(2, [3.0, 2.0, 2.1, 2.2, 2.3], stopped_early=True)     # stopped at epoch 5
+    assert [epoch_cap(r) for r in (improving, flat, early)] == [(True, True), (True, False),
+                                                                 (False, False)]
+    assert "| 2 of 3 (1 still improving) |" in details_table(make_rows([improving, flat, early]))
