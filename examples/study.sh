@@ -70,15 +70,13 @@ chunk() {
       sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr tokenizer=word cell=rnn \
         solver.learning_rate=5e-4,1e-3,2e-3 model.dropout=$DROPOUT
       capx export --experiment study_coco_mini_lr --out "$COCO/lr_runs.jsonl" ;;
-    tune1m)    # the same at ~1M (the rates at and below the ~250k choice; dropout 0 overfits there)
-      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=char \
-        solver.learning_rate=5e-3,1e-2 model.dropout=0.25,0.5
-      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=bpe250,bpe1000 \
-        solver.learning_rate=2e-3,5e-3 model.dropout=0.25,0.5
-      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=word cell=lstm \
-        solver.learning_rate=1e-3,2e-3 model.dropout=0.25,0.5
-      sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr model.param_budget=1000000 tokenizer=word cell=rnn \
-        solver.learning_rate=5e-4,1e-3 model.dropout=0.25,0.5
+    tune1m)    # ~1M: dropout 0.25 and 0.5 at each setting's ~250k rate (dropout 0 overfits there)
+      for setting in char:rnn:2e-2 char:lstm:2e-2 bpe250:rnn:1e-2 bpe250:lstm:1e-2 \
+                     bpe1000:rnn:5e-3 bpe1000:lstm:1e-2 word:rnn:2e-3 word:lstm:2e-3; do
+        IFS=: read -r tok cell rate <<< "$setting"
+        sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr model.param_budget=1000000 \
+          tokenizer="$tok" cell="$cell" solver.learning_rate="$rate" model.dropout=0.25,0.5
+      done
       capx export --experiment study_coco_mini_lr --out "$COCO/lr_runs.jsonl" ;;
     main)      # ~250k parameters for every model: 4 tokenizers x 2 cells x 5 folds
       sweep "$COCO/runs.jsonl" experiment=study_coco_mini; export_coco ;;
