@@ -69,9 +69,16 @@ chunk() {
         solver.learning_rate=1e-3,2e-3,5e-3 model.dropout=$DROPOUT
       sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr tokenizer=word cell=rnn \
         solver.learning_rate=5e-4,1e-3,2e-3 model.dropout=$DROPOUT
+      # one rate more where the best sat at the grid's top edge, at its dropout
+      for setting in char:rnn:4e-2:0.0 char:lstm:4e-2:0.25 bpe250:rnn:2e-2:0.25 \
+                     bpe250:lstm:2e-2:0.5 bpe1000:lstm:2e-2:0.5 word:rnn:5e-3:0.25; do
+        IFS=: read -r tok cell rate dropout <<< "$setting"
+        sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr tokenizer="$tok" cell="$cell" \
+          solver.learning_rate="$rate" model.dropout="$dropout"
+      done
       capx export --experiment study_coco_mini_lr --out "$COCO/lr_runs.jsonl" ;;
     tune1m)    # ~1M: dropout 0.25 and 0.5 at each setting's ~250k rate (dropout 0 overfits there)
-      for setting in char:rnn:2e-2 char:lstm:2e-2 bpe250:rnn:1e-2 bpe250:lstm:1e-2 \
+      for setting in char:rnn:2e-2 char:lstm:2e-2 bpe250:rnn:2e-2 bpe250:lstm:2e-2 \
                      bpe1000:rnn:5e-3 bpe1000:lstm:1e-2 word:rnn:2e-3 word:lstm:2e-3; do
         IFS=: read -r tok cell rate <<< "$setting"
         sweep "$COCO/lr_runs.jsonl" experiment=study_coco_mini_lr model.param_budget=1000000 \
