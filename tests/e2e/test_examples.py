@@ -44,3 +44,42 @@ def test_the_cs231n_notebook_runs_and_its_plots_show_inline(cs231n_dir, tmp_path
     assert text.count("[train]") == 2 and text.count("[val]") == 2
     plots = [src for src, o in outputs if "image/png" in o.get("data", {})]
     assert any("loss_history" in src for src in plots)
+
+
+def test_the_study_script_runs_only_from_a_clean_checkout_of_the_study_commit(tmp_path):
+    """examples/study.sh refuses a checkout with changes, a test chunk before the study commit
+    is named, and a checkout of another commit, each with a message that says what to do."""
+    repo = tmp_path / "checkout"
+    (repo / "examples").mkdir(parents=True)
+    (repo / "examples" / "study.sh").write_text((REPO_ROOT / "examples" / "study.sh").read_text())
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                       check=True, capture_output=True)
+
+    def study(*args):
+        return subprocess.run(["bash", "examples/study.sh", *args], cwd=repo,
+                              capture_output=True, text=True, timeout=60)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    first = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                           text=True).stdout.strip()
+    missing = study("main")
+    assert missing.returncode == 2 and "docs/study/COMMIT is missing" in missing.stderr
+    (repo / "docs" / "study").mkdir(parents=True)
+    (repo / "docs" / "study" / "COMMIT").write_text(first + "\n")
+    git("add", "-A")
+    git("commit", "-qm", "the study commit")
+    other = study("main")
+    assert other.returncode == 2 and f"the study runs at {first}" in other.stderr
+    assert "worktree" in other.stderr or "top of this script" in other.stderr
+    git("checkout", "-q", first)
+    (repo / "docs" / "study").mkdir(parents=True, exist_ok=True)
+    (repo / "docs" / "study" / "COMMIT").write_text(first + "\n")  # untracked here: allowed
+    assert "unknown chunk nonsense" in study("nonsense").stderr  # past every check
+    (repo / "examples" / "study.sh").write_text(
+        (repo / "examples" / "study.sh").read_text() + "\n# edited\n")
+    dirty = study("main")
+    assert dirty.returncode == 2 and "uncommitted changes" in dirty.stderr
