@@ -59,6 +59,15 @@ def prepare(argv: Sequence[str], conf: Path) -> None:
         sys.exit(2)
 
 
+def hydra_names(argv: Sequence[str]) -> list[str]:
+    """Name the job ``run`` (its log ``run.log``, as ``python run.py`` names it) and the help
+    ``capx train``, unless the command line names them: Hydra would take the name of the
+    module that defines :func:`task`."""
+    given = {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a}
+    names = {"hydra.job.name": "run", "hydra.help.app_name": "'capx train'"}
+    return [f"{key}={value}" for key, value in names.items() if key not in given]
+
+
 def main(argv: Sequence[str]) -> int:
     """Run Hydra on ``argv`` (overrides and flags, as ``run.py`` takes them)."""
     import hydra
@@ -66,6 +75,6 @@ def main(argv: Sequence[str]) -> int:
     prepare(argv, conf_dir())
     hydra_main = hydra.main(config_path=f"pkg://{CONFIG_PACKAGE}", config_name="config",
                             version_base="1.3")(task)
-    sys.argv = ["capx train", *argv]
+    sys.argv = ["capx train", *argv, *hydra_names(argv)]
     hydra_main()
     return 0
