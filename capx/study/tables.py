@@ -254,9 +254,10 @@ def _first_start(row: Row) -> float:
     return min((r.get("start_time") or math.inf for r in row.records), default=math.inf)
 
 
-#: settings a tokenizer brings or a study chooses per tokenizer (lr on dev): not part of what
-#: two compared rows must share
-PER_TOKENIZER = ("tokenizer.", "solver.learning_rate", "model.wordvec_dim", "study.")
+#: settings a tokenizer brings or a study chooses per tokenizer (learning rate and dropout, on
+#: dev): not part of what two compared rows must share
+PER_TOKENIZER = ("tokenizer.", "solver.learning_rate", "model.dropout", "model.wordvec_dim",
+                 "study.")
 
 
 def shared_settings(row: Row) -> dict[str, str]:

@@ -338,3 +338,15 @@ def test_runs_at_the_epoch_cap_are_counted_and_those_still_improving_named():
     assert [epoch_cap(r) for r in (improving, flat, early)] == [(True, True), (True, False),
                                                                  (False, False)]
     assert "| 2 of 3 (1 still improving) |" in details_table(make_rows([improving, flat, early]))
+
+
+def test_rows_with_their_own_dropout_are_still_compared_like_their_own_learning_rate():
+    """The study picks learning rate and dropout per tokenizer on dev: char at dropout 0 and
+    word at 0.25 are the pre-registered pair, not two settings that cannot be compared."""
+    records = [record("char", f, **{"model.dropout": "0.0"}) for f in range(3)]
+    records += [record("word", f, **{"model.dropout": "0.25", "solver.learning_rate": "0.002"})
+                for f in range(3)]
+    from capx.study.tables import preregistered
+
+    found = [c for c in preregistered(make_rows(records)) if c.metric == "bits_per_char"]
+    assert len(found) == 1 and found[0].preregistered and found[0].pairs == 3
