@@ -21,7 +21,9 @@
 # the chosen learning rates and dropout into conf/experiment/study_coco_mini.yaml and
 # study_coco_mini_1m.yaml (study.learning_rate, study.dropout), commit, and write that commit's
 # id into docs/study/COMMIT, BEFORE any other chunk: those maps are part of every job's
-# configuration, so changing them later makes the finished jobs count as other jobs.
+# configuration, so changing them later makes the finished jobs count as other jobs. Write the
+# machine's arithmetic (OPENBLAS_NUM_THREADS=1 python -m capx.tracking.arithmetic) into
+# docs/study/ARITHMETIC beside it: later chunks must compute on the same NumPy and BLAS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OPENBLAS_NUM_THREADS=1        # one job at a time, one BLAS thread: fastest on shared cores
@@ -53,6 +55,16 @@ at_study_commit() {
   if [ "$(git rev-parse HEAD)" != "$(git rev-parse "$pinned")" ]; then
     echo "study.sh: this checkout is at $(git rev-parse --short HEAD); the study runs at $pinned" >&2
     echo "($DOCS/COMMIT). Run from a checkout of it: see the top of this script." >&2
+    exit 2
+  fi
+  # the same arithmetic too: float32 training on other BLAS kernels, or another NumPy, rounds
+  # differently, and the runs would differ from the committed ones as two seeds do
+  local here
+  here=$(python -m capx.tracking.arithmetic)
+  if [ -f "$DOCS/ARITHMETIC" ] && [ "$here" != "$(cat "$DOCS/ARITHMETIC")" ]; then
+    echo "study.sh: this machine computes with '$here'; the study's runs computed with" >&2
+    echo "'$(cat "$DOCS/ARITHMETIC")' ($DOCS/ARITHMETIC). Install that NumPy, or re-run the" >&2
+    echo "study's test chunks here and write this line there." >&2
     exit 2
   fi
 }

@@ -56,6 +56,7 @@ def run_to_record(client: Any, run: Any) -> dict[str, Any]:
         "end_time": run.info.end_time,
         "commit": tags.get(names.SOURCE_COMMIT),  # the capx code that ran it
         "clean": {"true": True, "false": False}.get(tags.get(names.SOURCE_CLEAN, "")),
+        "arithmetic": tags.get(names.ARITHMETIC),  # NumPy and its BLAS
         "labels": {k: tags[k] for k in names.LABELS if k in tags},
         "params": dict(run.data.params),
         "metrics": {k: _finite(v) for k, v in run.data.metrics.items()},

@@ -4,7 +4,9 @@ Every run records the commit of the capx checkout that ran it and whether that c
 clean (``mlflow.source.git.commit``, ``capx.source.git.clean``; :mod:`capx.study.export` keeps
 both per record). A report of runs from different commits would put numbers of different code
 side by side, so :func:`check_one_commit` refuses it unless told; :func:`commit_line` says which
-code the report used.
+code the report used, and on which arithmetic (NumPy and its BLAS, ``capx.arithmetic``) its runs
+computed: runs of other arithmetic differ in rounding, about as two seeds differ, so they are
+named, not refused.
 """
 
 from __future__ import annotations
@@ -48,7 +50,19 @@ def commit_line(records: Sequence[dict[str, Any]]) -> str:
         line += "; 'unknown': the runs recorded no commit"
     if dirty:
         line += f"; {dirty} of {len(records)} runs ran with uncommitted changes"
-    return line + "."
+    return line + "." + _arithmetic_sentence(records)
+
+
+def _arithmetic_sentence(records: Sequence[dict[str, Any]]) -> str:
+    """`` Arithmetic: numpy ...; openblas ....`` for the runs that record it (none for older
+    runs), with counts when they differ."""
+    counts = Counter(r.get("arithmetic") for r in records if r.get("arithmetic"))
+    if not counts:
+        return ""
+    parts = [a if len(counts) == 1 else f"{a} ({n} runs)" for a, n in counts.most_common()]
+    missing = len(records) - sum(counts.values())
+    tail = f"; {missing} runs recorded none" if missing else ""
+    return " Arithmetic: " + " | ".join(parts) + tail + "."
 
 
 def _short(commit: str) -> str:

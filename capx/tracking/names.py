@@ -41,6 +41,7 @@ PARENT_RUN = "mlflow.parentRunId"       # MLflow's own: nests a job's run under 
 SOURCE_COMMIT = "mlflow.source.git.commit"
 SOURCE_CLEAN = "capx.source.git.clean"  # "true": capx's checkout had no changes when the run began
 SOURCE_NAME = "mlflow.source.name"
+ARITHMETIC = "capx.arithmetic"          # NumPy and its BLAS (capx.tracking.arithmetic)
 FINGERPRINT = "capx.fingerprint"        # a config hash (capx.tracking.finished): same job, same value
 TEST_SPLIT = "capx.test_split"          # "test", or "val" when the split scheme made no test set
 SWEEP_ID = "capx.sweep_id"              # on a sweep's parent run: its folder (absolute)

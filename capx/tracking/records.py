@@ -17,6 +17,7 @@ import numpy as np
 
 import capx
 from capx.tracking import names
+from capx.tracking.arithmetic import arithmetic
 from capx.tracking.locations import git_commit, git_tree_clean
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,11 @@ def evaluation_table(result: Any, split: Any) -> dict[str, list[Any]]:
 
 def source_tags(launch_folder: Path) -> dict[str, str]:
     """``mlflow.source.git.commit``: the commit of the capx code that ran (its own checkout),
-    and ``capx.source.git.clean``: whether that checkout had no changes; the folder the run was
-    launched from, and its commit when that is another repository."""
+    and ``capx.source.git.clean``: whether that checkout had no changes; ``capx.arithmetic``:
+    NumPy and its BLAS (a number reproduces bit for bit only on the same); the folder the run
+    was launched from, and its commit when that is another repository."""
     code = Path(capx.__file__).resolve().parent
-    tags = {LAUNCH_FOLDER: str(launch_folder)}
+    tags = {LAUNCH_FOLDER: str(launch_folder), names.ARITHMETIC: arithmetic()}
     own = git_commit(code)
     if own:
         tags[names.SOURCE_COMMIT] = own

@@ -48,7 +48,8 @@ def test_the_cs231n_notebook_runs_and_its_plots_show_inline(cs231n_dir, tmp_path
 
 def test_the_study_script_runs_only_from_a_clean_checkout_of_the_study_commit(tmp_path):
     """examples/study.sh refuses a checkout with changes, a test chunk before the study commit
-    is named, and a checkout of another commit, each with a message that says what to do."""
+    is named, a checkout of another commit, and a machine whose arithmetic (NumPy and BLAS)
+    differs from the study's, each with a message that says what to do."""
     repo = tmp_path / "checkout"
     (repo / "examples").mkdir(parents=True)
     (repo / "examples" / "study.sh").write_text((REPO_ROOT / "examples" / "study.sh").read_text())
@@ -57,8 +58,9 @@ def test_the_study_script_runs_only_from_a_clean_checkout_of_the_study_commit(tm
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
                        check=True, capture_output=True)
 
-    def study(*args):
-        return subprocess.run(["bash", "examples/study.sh", *args], cwd=repo,
+    def study(*args):  # this checkout's capx (python -m capx.tracking.arithmetic) on the path
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        return subprocess.run(["bash", "examples/study.sh", *args], cwd=repo, env=env,
                               capture_output=True, text=True, timeout=60)
 
     git("init", "-q")
@@ -79,6 +81,16 @@ def test_the_study_script_runs_only_from_a_clean_checkout_of_the_study_commit(tm
     (repo / "docs" / "study").mkdir(parents=True, exist_ok=True)
     (repo / "docs" / "study" / "COMMIT").write_text(first + "\n")  # untracked here: allowed
     assert "unknown chunk nonsense" in study("nonsense").stderr  # past every check
+    arithmetic = repo / "docs" / "study" / "ARITHMETIC"
+    arithmetic.write_text("numpy 1.0; openblas 0.1 (Prescott kernels, 1 thread)\n")
+    elsewhere = study("nonsense")
+    assert elsewhere.returncode == 2 and "the study's runs computed with" in elsewhere.stderr
+    assert "numpy 1.0; openblas 0.1" in elsewhere.stderr
+    here = subprocess.run([sys.executable, "-m", "capx.tracking.arithmetic"], cwd=REPO_ROOT,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+                          capture_output=True, text=True, check=True).stdout
+    arithmetic.write_text(here)
+    assert "unknown chunk nonsense" in study("nonsense").stderr  # the same arithmetic passes
     (repo / "examples" / "study.sh").write_text(
         (repo / "examples" / "study.sh").read_text() + "\n# edited\n")
     dirty = study("main")

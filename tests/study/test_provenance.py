@@ -90,3 +90,32 @@ def test_a_run_records_its_code_commit_and_whether_the_tree_was_clean(tmp_path):
     tags = source_tags(tmp_path)
     assert tags[names.SOURCE_COMMIT] == git_commit(REPO)
     assert tags[names.SOURCE_CLEAN] == ("true" if git_tree_clean(REPO / "capx") else "false")
+
+
+def test_the_line_names_the_arithmetic_its_runs_used_when_they_record_it():
+    one, other = "numpy 2.4.6; openblas 0.3.31 (Haswell kernels, 1 thread)", "numpy 2.3.0; BLAS unknown"
+    older = _records(A, A)
+    assert "Arithmetic" not in commit_line(older)  # runs from before the tag: nothing claimed
+    same = _records(A, A)
+    for record in same:
+        record["arithmetic"] = one
+    assert commit_line(same) == f"Code: capx commit aaaaaaaaaaaa. Arithmetic: {one}."
+    mixed = _records(A, A, A)
+    mixed[0]["arithmetic"], mixed[1]["arithmetic"] = one, other
+    line = commit_line(mixed)
+    assert f"{one} (1 runs)" in line and f"{other} (1 runs)" in line
+    assert "1 runs recorded none" in line
+
+
+def test_a_run_records_numpy_and_its_blas_with_the_thread_count_in_force(tmp_path):
+    """The tag follows the BLAS thread count (OPENBLAS_NUM_THREADS), which changes the blocking
+    of every product and so the rounding."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    assert source_tags(tmp_path)[names.ARITHMETIC].startswith(f"numpy {np.__version__}; ")
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = source_tags(tmp_path)[names.ARITHMETIC]
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = source_tags(tmp_path)[names.ARITHMETIC]
+    assert one.endswith(", 1 thread)") and two.endswith(", 2 threads)")
