@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from capx.study import statistics
-from capx.study.tables import Comparison, Row, compare, param, settings
+from capx.study.tables import Comparison, Row, compare, fold_means, param, settings
 from capx.tracking import names
 
 IMAGE_FEATURES = "model.image_features"
@@ -60,8 +60,8 @@ def image_controls(rows: Sequence[Row]) -> list[ImageControl]:
 
 def _reliance(row: Row) -> tuple[float, float, float]:
     values = row.values(f"{names.TEST}image_gain_bits_per_char")
-    values = values[np.isfinite(values)]
-    if not len(values):
+    kept = [r for r, v in zip(row.records, values) if np.isfinite(v)]
+    if not kept:
         return np.nan, np.nan, np.nan
-    interval = statistics.mean_ci(values, method="t")
+    interval = statistics.mean_ci(fold_means(values[np.isfinite(values)], kept), method="t")
     return interval.mean, interval.low, interval.high

@@ -6,12 +6,15 @@ are never averaged together; each setting gets its row, labelled with what diffe
 
 Point estimates pool the test images of all runs of a row (bits/char: total NLL over total
 characters; CIDEr-D: mean over images; BLEU-4: corpus BLEU from the summed n-gram counts). The
-headline interval is a t interval over runs (folds x seeds): the metric of each run, K runs,
-K - 1 degrees of freedom. Its coverage does not depend on how the variance splits between runs
-and images, which a bootstrap over only 5 folds gets wrong (too narrow when runs differ a lot,
-too wide when they do not). A two-level bootstrap (runs, then images within each run) is kept as
-a second opinion. A comparison of two rows pairs their runs by (fold, seed), so both sides of a
-pair score the same images; its t interval and t-test p are over the per-pair differences.
+headline interval is a t interval over folds: the metric of each run, averaged over a fold's
+seeds (they share its training split and test images, so they are not independent replicates of
+the test sampling), K folds, K - 1 degrees of freedom; runs without a fold (a fixed split) each
+count once. Its coverage does not depend on how the variance splits between runs and images,
+which a bootstrap over only 5 folds gets wrong (too narrow when runs differ a lot, too wide when
+they do not). A two-level bootstrap (runs, then images within each run) is kept as a second
+opinion. A comparison of two rows pairs their runs by (fold, seed), so both sides of a pair
+score the same images; its t interval and t-test p are over the per-pair differences, averaged
+within each fold in the same way.
 """
 
 from __future__ import annotations
@@ -64,6 +67,16 @@ class Row:
 
     def pair_key(self, record: dict[str, Any]) -> tuple[str, str]:
         return record["labels"].get("fold", ""), record["labels"].get("seed", "")
+
+
+def fold_means(values: Sequence[float], records: Sequence[dict[str, Any]]) -> np.ndarray:
+    """``values`` (one per record) averaged within each fold, in fold order: the units a t
+    interval counts. A record without a fold label is a unit of its own."""
+    groups: dict[Any, list[float]] = {}
+    for n, (value, record) in enumerate(zip(values, records, strict=True)):
+        fold = record.get("labels", {}).get("fold", "")
+        groups.setdefault(fold if fold != "" else ("run", n), []).append(float(value))
+    return np.array([np.mean(v) for v in groups.values()], dtype=float)
 
 
 def record_metric(record: dict[str, Any], metric: str) -> float:
@@ -138,7 +151,8 @@ def _per_image_runs(row: Row, metric: str) -> list[dict[str, np.ndarray]] | None
 
 def row_interval(row: Row, metric: str) -> tuple[float, float, float]:
     """(estimate, low, high): the metric pooled over the row's test images, with a t interval
-    over its runs' values (clipped to the metric's range; NaN bounds for a single run).
+    over its folds (each fold's runs averaged; clipped to the metric's range; NaN bounds for a
+    single fold).
 
     Without per-image scores: the mean over runs and the same t interval (NaN when no run has
     the metric).
@@ -147,7 +161,8 @@ def row_interval(row: Row, metric: str) -> tuple[float, float, float]:
     if runs is not None:
         statistic = PER_IMAGE_METRICS[metric]
         pooled = statistic({k: np.concatenate([r[k] for r in runs]) for k in runs[0]})
-        per_run = statistics.mean_ci([statistic(r) for r in runs], method="t")
+        per_run = statistics.mean_ci(fold_means([statistic(r) for r in runs], row.records),
+                                     method="t")
         low = pooled - (per_run.mean - per_run.low)
         high = pooled + (per_run.high - per_run.mean)
         floor, ceiling = METRIC_BOUNDS.get(metric, (None, None))
@@ -155,10 +170,11 @@ def row_interval(row: Row, metric: str) -> tuple[float, float, float]:
         high = high if ceiling is None else min(high, ceiling)
         return float(pooled), float(low), float(high)
     values = row.values(f"{names.TEST}{metric}")
-    values = values[np.isfinite(values)]
-    if not len(values):
+    kept = [r for r, v in zip(row.records, values) if np.isfinite(v)]
+    if not kept:
         return math.nan, math.nan, math.nan
-    interval = statistics.mean_ci(values, method="t", bounds=METRIC_BOUNDS.get(metric, (None, None)))
+    interval = statistics.mean_ci(fold_means(values[np.isfinite(values)], kept), method="t",
+                                  bounds=METRIC_BOUNDS.get(metric, (None, None)))
     return interval.mean, interval.low, interval.high
 
 
@@ -185,7 +201,7 @@ def compare(a: Row, b: Row, metric: str, n_boot: int = 2000, seed: int = 0) -> C
     """``a - b`` on ``metric`` over runs paired by fold and seed (the same test images)."""
     statistic = PER_IMAGE_METRICS[metric]
     b_by_key = {b.pair_key(r): r for r in b.records}
-    pairs = []
+    pairs, paired_records = [], []
     for record in a.records:
         other = b_by_key.get(a.pair_key(record))
         left, right = per_image(record), per_image(other) if other else None
@@ -198,11 +214,13 @@ def compare(a: Row, b: Row, metric: str, n_boot: int = 2000, seed: int = 0) -> C
             raise ValueError(f"runs {record['run_id']} and {other['run_id']} share fold and seed "
                              "but scored different test images: they cannot be paired")
         pairs.append((left, right))
+        paired_records.append(record)
     if not pairs:
         return None
     estimate, boot_low, boot_high = statistics.paired_two_level_interval(
         pairs, PER_IMAGE_STATISTICS[metric], n_boot=n_boot, seed=seed)
-    differences = [statistic(left) - statistic(right) for left, right in pairs]
+    differences = fold_means([statistic(left) - statistic(right) for left, right in pairs],
+                             paired_records)
     interval = statistics.mean_ci(differences, method="t")
     half_low, half_high = interval.mean - interval.low, interval.high - interval.mean
     return Comparison(a, b, metric, len(pairs), estimate, estimate - half_low,

@@ -25,7 +25,7 @@ import pytest
 
 from tests.support import REPO, read_runs, run_py
 
-# two real training jobs, about a minute and a half in all
+# two real training jobs, about two minutes in all
 pytestmark = pytest.mark.slow
 
 EXPORT = REPO / "docs" / "study" / "coco_mini" / "runs.jsonl"

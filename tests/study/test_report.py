@@ -58,6 +58,34 @@ def test_row_interval_pools_images_and_brackets_the_estimate():
     assert estimate == pytest.approx(pooled) and low <= estimate <= high
 
 
+def test_seeds_of_one_fold_count_once_in_the_interval_and_the_paired_test():
+    """Seeds of a fold share its test images: the t interval is over the 3 folds' seed means
+    (2 degrees of freedom), not over 9 runs as if they were independent."""
+    from capx.study import statistics
+
+    char = [record("char", f, s) for f in range(3) for s in range(3)]
+    word = [record("word", f, s, nll_scale=0.9) for f in range(3) for s in range(3)]
+    a, b = make_rows(char)[0], make_rows(word)[0]
+    def bpc(r):
+        return sum(r["per_image"]["nll_open"]) / 40 / math.log(2)
+    folds = [np.mean([bpc(r) for r in char if r["labels"]["fold"] == str(f)]) for f in range(3)]
+    half = statistics.t_quantile(0.975, 2) * np.std(folds, ddof=1) / math.sqrt(3)
+    estimate, low, high = row_interval(a, "bits_per_char")
+    assert (high - low) / 2 == pytest.approx(half)
+    gaps = [np.mean([bpc(x) - bpc(y) for x, y in zip(char, word) if x["labels"]["fold"] == str(f)])
+            for f in range(3)]
+    found = compare(a, b, "bits_per_char", n_boot=200)
+    assert found.pairs == 9
+    assert (found.high - found.low) / 2 == pytest.approx(
+        statistics.t_quantile(0.975, 2) * np.std(gaps, ddof=1) / math.sqrt(3))
+    assert found.p_value == pytest.approx(statistics.t_test_p(gaps))
+    one_seed = make_rows([r for r in char if r["labels"]["seed"] == "0"])[0]
+    values = [bpc(r) for r in one_seed.records]  # one seed a fold: the interval over runs, as before
+    _, low1, high1 = row_interval(one_seed, "bits_per_char")
+    assert (high1 - low1) / 2 == pytest.approx(
+        statistics.t_quantile(0.975, 2) * np.std(values, ddof=1) / math.sqrt(3))
+
+
 def test_cider_interval_is_clipped_at_zero():
     rows = make_rows([record("char", f, cider=0.0) for f in range(3)])
     _, low, _ = row_interval(rows[0], "cider")
