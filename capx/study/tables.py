@@ -149,6 +149,18 @@ def _per_image_runs(row: Row, metric: str) -> list[dict[str, np.ndarray]] | None
     return runs if runs and all(r is not None and needed <= set(r) for r in runs) else None
 
 
+def pooled_value(runs: Sequence[dict[str, np.ndarray]], metric: str) -> float:
+    """``metric`` over the test images of all ``runs`` (their per-image columns), each run's
+    images weighed within that run first: the stress test's quarter of images is each run's
+    own, as in the paired comparisons, not a quarter of the images pooled."""
+    if metric in PER_IMAGE_STATISTICS:
+        parts = [PER_IMAGE_STATISTICS[metric](r) for r in runs]
+        columns = np.concatenate([p.columns for p in parts])
+        columns = columns[np.isfinite(columns).all(axis=1)]  # images without references
+        return float(parts[0].of_totals(columns.sum(axis=0)))
+    return PER_IMAGE_METRICS[metric]({k: np.concatenate([r[k] for r in runs]) for k in runs[0]})
+
+
 def row_interval(row: Row, metric: str) -> tuple[float, float, float]:
     """(estimate, low, high): the metric pooled over the row's test images, with a t interval
     over its folds (each fold's runs averaged; clipped to the metric's range; NaN bounds for a
@@ -160,7 +172,7 @@ def row_interval(row: Row, metric: str) -> tuple[float, float, float]:
     runs = _per_image_runs(row, metric)
     if runs is not None:
         statistic = PER_IMAGE_METRICS[metric]
-        pooled = statistic({k: np.concatenate([r[k] for r in runs]) for k in runs[0]})
+        pooled = pooled_value(runs, metric)
         per_run = statistics.mean_ci(fold_means([statistic(r) for r in runs], row.records),
                                      method="t")
         low = pooled - (per_run.mean - per_run.low)

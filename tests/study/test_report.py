@@ -325,6 +325,18 @@ def test_stress_test_scores_the_quarter_of_images_richest_in_unseen_words_paired
     assert "## Stress test" not in report_markdown(make_rows([record("char", 0)]), "t", [])
 
 
+def test_the_stress_rows_pool_each_runs_own_quarter_not_a_quarter_of_the_pooled_images():
+    """Fold 0's images are all richer in unseen words than fold 1's: a quarter of the pooled
+    images would take only fold 0's, but each run contributes its own richest image."""
+    runs = [record("char", f) for f in range(2)]
+    runs[0]["per_image"]["chars_unseen"] = [6.0, 7.0, 8.0, 9.0]
+    runs[1]["per_image"]["chars_unseen"] = [0.0, 1.0, 2.0, 3.0]
+    row = make_rows(runs)[0]
+    own = [r["per_image"]["nll_open"][3] for r in runs]  # image 3 is each run's richest
+    assert row_interval(row, "bpc_unseen_rich")[0] == pytest.approx(sum(own) / 20 / math.log(2))
+    assert row_interval(row, "unseen_share_unseen_rich")[0] == pytest.approx((9 + 3) / 20)
+
+
 def test_min_count_is_chosen_per_fold_on_dev_and_the_chosen_runs_are_compared():
     """Word runs at min_count 1 and 2: fold 0's dev prefers 1, folds 1-2 prefer 2; the chosen
     row holds exactly those runs and char is compared with it, paired by fold."""
