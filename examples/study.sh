@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The char / subword / word study, chunk by chunk (docs/char_vs_word.md, "Re-run plan (issue 24)").
 # Every chunk is a Hydra sweep that skips the jobs already FINISHED in ./mlflow.db or in the
-# committed export, so this script can be stopped and started again, on this machine or a fresh
+# committed export, so this script can be stopped (Ctrl-C ends the running sweep: its job KILLED,
+# the jobs after it not started) and started again, on this machine or a fresh
 # clone, and each chunk's export committed as it lands:
 #
 #   bash examples/study.sh            # all chunks, in order (about 7 hours on 2 quiet cores)

@@ -25,6 +25,7 @@ class JobContext:
     sweep_dir: Path | None = None
     overrides: list[str] = field(default_factory=list)
     choices: dict[str, str] = field(default_factory=dict)
+    in_process_sweep: bool = False  # Hydra's basic launcher: the sweep's jobs run one by one here
 
     @classmethod
     def current(cls) -> "JobContext":
@@ -42,4 +43,6 @@ class JobContext:
             sweep_dir=sweep_dir if sweep_dir.is_absolute() else cwd / sweep_dir,
             overrides=list(hc.overrides.task),
             choices={k: str(v) for k, v in hc.runtime.choices.items() if v is not None},
+            in_process_sweep=(hc.mode == RunMode.MULTIRUN
+                              and str(hc.launcher.get("_target_", "")).endswith(".BasicLauncher")),
         )

@@ -1,7 +1,10 @@
 """One experiment job: config -> (skip if done) -> store -> parts -> run -> :class:`capx.run.training.Job`.
 
 :func:`main` is what ``run.py`` calls under Hydra; :func:`run` does the work and returns the run's
-status (``FINISHED``, ``FAILED`` or ``KILLED``; ``SKIPPED`` for a sweep job already done). Every
+status (``FINISHED``, ``FAILED`` or ``KILLED``; ``SKIPPED`` for a sweep job already done). In a
+sweep whose jobs run one by one in this process (Hydra's basic launcher), a job stopped by Ctrl-C
+or SIGTERM stops the sweep, as Ctrl-C stops any Hydra sweep: the jobs after it are not started,
+and the sweep ends KILLED (run it again to go on; finished jobs are skipped). Every
 check that can fail on the user's input comes before the MLflow run is created: the config
 (:mod:`capx.run.config`), the checkpoint to resume, the tracking store (:mod:`capx.tracking.preflight`), and
 the data, tokenizer and model (:func:`capx.run.build.prepare`); those errors raise, and :func:`main`
@@ -40,6 +43,9 @@ log = logging.getLogger(__name__)
 
 EXIT_CODES = {"FINISHED": 0, "SKIPPED": 0, "FAILED": 1, "INVALID": 2, "KILLED": 130}
 
+#: the job of this process's sweep that a signal stopped (its overrides), if one did
+_sweep_stopped_at: list[str] | None = None
+
 
 def main(cfg: DictConfig) -> int | float:
     """``run.py``'s body: run the job; config errors print without a traceback. Returns an exit
@@ -47,10 +53,14 @@ def main(cfg: DictConfig) -> int | float:
     it never raises, so the other jobs go on: it writes the job's outcome into its folder (for
     the sweep's end, :mod:`capx.run.outcomes`) and returns its objective (NaN unless it finished:
     Optuna counts that trial failed)."""
+    global _sweep_stopped_at
     context = JobContext.current()
     try:
-        with interrupts.handled_by(interrupts.Signals()):  # the job installs its own
-            outcome = run_job(cfg, context)
+        if context.in_process_sweep and _sweep_stopped_at is not None:
+            outcome = not_started(_sweep_stopped_at)
+        else:
+            with interrupts.handled_by(interrupts.Signals()):  # the job installs its own
+                outcome = run_job(cfg, context)
     except (ConfigError, PluginOptionError, ResumeInProgressError, *USER_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         outcome = Outcome("INVALID", error=f"{type(exc).__name__}: {exc}")
@@ -64,10 +74,21 @@ def main(cfg: DictConfig) -> int | float:
         log.exception("job failed before its run started")
         outcome = Outcome("FAILED", error=f"{type(exc).__name__}: {exc}")
     job_clock.job_ended()  # a sweep's next job counts its wall time from here
+    if context.in_process_sweep and outcome.status == "KILLED" and _sweep_stopped_at is None:
+        _sweep_stopped_at = list(context.overrides)
+        log.warning("the sweep stops here: the jobs after this one are not started (run the "
+                    "same command again to go on; finished jobs are skipped)")
     if context.multirun:
         write_outcome(context.output_dir, {**asdict(outcome), "overrides": context.overrides})
         return outcome.objective
     return EXIT_CODES.get(outcome.status, 1)
+
+
+def not_started(stopped_at: list[str]) -> "Outcome":
+    """The outcome of a sweep job after the one a signal stopped: KILLED, nothing made."""
+    return Outcome("KILLED", error=f"not started: a signal stopped the sweep at the job "
+                   f"{' '.join(stopped_at)}; run the sweep again to go on (finished jobs are "
+                   "skipped)")
 
 
 @dataclass(frozen=True)
