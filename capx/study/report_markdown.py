@@ -327,8 +327,9 @@ def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str],
              "the test images of a row's runs; intervals are 95% t intervals over its folds (a "
              "fold's seeds averaged first: they share its test images), clipped to the "
              "metric's range; comparisons pair runs by fold and seed and average the "
-             "differences within each fold. bits/char is open-vocabulary (every model pays for every character); the "
-             "closed number charges an unknown word only P(<UNK>).", ""]
+             "differences within each fold. bits/char is open-vocabulary (every model pays "
+             "for every character); the closed number charges an unknown word only P(<UNK>).",
+             ""]
     on_val = sum(r.get("labels", {}).get(names.TEST_SPLIT) == "val"
                  for row in tested for r in row.records)
     if on_val:

@@ -22,7 +22,8 @@ def arithmetic() -> str:
     parts = [f"numpy {np.__version__}"]
     for lib in blas:
         detail = [f"{lib.get('architecture')} kernels"] if lib.get("architecture") else []
-        detail.append(f"{lib.get('num_threads')} thread" + ("s" if lib.get("num_threads") != 1 else ""))
+        threads = lib.get("num_threads")
+        detail.append(f"{threads} thread" + ("" if threads == 1 else "s"))
         parts.append(f"{lib.get('internal_api')} {lib.get('version')} ({', '.join(detail)})")
     if not blas:
         parts.append("BLAS unknown")

@@ -56,7 +56,8 @@ def test_a_killed_job_stops_an_in_process_sweep_and_only_that(tmp_path, monkeypa
 def test_ctrl_c_in_a_sweep_stops_it_with_one_killed_run_and_no_other(tmp_path):
     process = subprocess.Popen(
         [sys.executable, str(REPO / "run.py"), "-m", *SMOKE, "solver.num_epochs=200",
-         "seed=0,1,2", "hydra.sweep.dir=sweep"], cwd=tmp_path, env=subprocess_env(tmp_path / "cache"),
+         "seed=0,1,2", "hydra.sweep.dir=sweep"], cwd=tmp_path,
+        env=subprocess_env(tmp_path / "cache"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     while not list((tmp_path / "sweep").glob("*/checkpoints/last.npz")):

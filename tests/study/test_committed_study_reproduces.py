@@ -56,14 +56,15 @@ def arithmetic_of_a_study_job() -> str:
 def same_arithmetic() -> str:
     study, here = STUDY_ARITHMETIC.read_text().strip(), arithmetic_of_a_study_job()
     if here != study:
-        pytest.skip(f"the committed study computed with '{study}' and this machine computes with "
-                    f"'{here}': float32 training reproduces bit for bit only on the same arithmetic")
+        pytest.skip(f"the committed study computed with '{study}' and this machine computes "
+                    f"with '{here}': float32 training reproduces bit for bit only on the same "
+                    "arithmetic")
     return study
 
 
 @pytest.mark.parametrize("tokenizer", ["char", "word"])
-def test_the_committed_studys_fold_1_lstm_run_reproduces_at_this_commit(tokenizer, coco_mini, tmp_path,
-                                                                        same_arithmetic):
+def test_the_committed_studys_fold_1_lstm_run_reproduces_at_this_commit(
+        tokenizer, coco_mini, tmp_path, same_arithmetic):
     done = run_py(tmp_path, None, "experiment=study_coco_mini", f"tokenizer={tokenizer}",
                   "cell=lstm", "split.fold=1", f"dataset.base_dir={coco_mini}",
                   "tracking.export=null", "progress=false", timeout=1200,
