@@ -59,9 +59,8 @@ def image_controls(rows: Sequence[Row]) -> list[ImageControl]:
 
 
 def _reliance(row: Row) -> tuple[float, float, float]:
-    values = row.values(f"{names.TEST}image_gain_bits_per_char")
-    kept = [r for r, v in zip(row.records, values) if np.isfinite(v)]
-    if not kept:
+    units = fold_means(row.values(f"{names.TEST}image_gain_bits_per_char"), row.records)
+    if not len(units):
         return np.nan, np.nan, np.nan
-    interval = statistics.mean_ci(fold_means(values[np.isfinite(values)], kept), method="t")
+    interval = statistics.mean_ci(units, method="t")
     return interval.mean, interval.low, interval.high

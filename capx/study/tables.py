@@ -71,9 +71,12 @@ class Row:
 
 def fold_means(values: Sequence[float], records: Sequence[dict[str, Any]]) -> np.ndarray:
     """``values`` (one per record) averaged within each fold, in fold order: the units a t
-    interval counts. A record without a fold label is a unit of its own."""
+    interval counts. A record without a fold label is a unit of its own; a non-finite value
+    (a run without the metric) is left out."""
     groups: dict[Any, list[float]] = {}
     for n, (value, record) in enumerate(zip(values, records, strict=True)):
+        if not math.isfinite(value):
+            continue
         fold = record.get("labels", {}).get("fold", "")
         groups.setdefault(fold if fold != "" else ("run", n), []).append(float(value))
     return np.array([np.mean(v) for v in groups.values()], dtype=float)
@@ -181,12 +184,10 @@ def row_interval(row: Row, metric: str) -> tuple[float, float, float]:
         low = low if floor is None else max(low, floor)
         high = high if ceiling is None else min(high, ceiling)
         return float(pooled), float(low), float(high)
-    values = row.values(f"{names.TEST}{metric}")
-    kept = [r for r, v in zip(row.records, values) if np.isfinite(v)]
-    if not kept:
+    units = fold_means(row.values(f"{names.TEST}{metric}"), row.records)
+    if not len(units):
         return math.nan, math.nan, math.nan
-    interval = statistics.mean_ci(fold_means(values[np.isfinite(values)], kept), method="t",
-                                  bounds=METRIC_BOUNDS.get(metric, (None, None)))
+    interval = statistics.mean_ci(units, method="t", bounds=METRIC_BOUNDS.get(metric, (None, None)))
     return interval.mean, interval.low, interval.high
 
 
