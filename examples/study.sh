@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The char / subword / word study, chunk by chunk (docs/char_vs_word.md, "Re-run plan (issue 24)").
+# The char / subword / word study, chunk by chunk (docs/char_vs_word.md, "The re-run (issue 24)").
 # Every chunk is a Hydra sweep that skips the jobs already FINISHED in ./mlflow.db or in the
 # committed export, so this script can be stopped (Ctrl-C ends the running sweep: its job KILLED,
 # the jobs after it not started) and started again, on this machine or a fresh
