@@ -252,6 +252,27 @@ def _beam_section(rows: Sequence[Row]) -> list[str]:
             comparisons_table(gaps), ""]
 
 
+def _image_section(rows: Sequence[Row]) -> list[str]:
+    """What the image contributes; one sentence instead of a table of zeros when no run could
+    use an image (a caption-only dataset: every image has the same feature)."""
+    controls = image_controls(rows)
+    if not controls:
+        return ["## What the image contributes", "",
+                "Nothing to measure: every run was trained without the image "
+                "(model.image_features=constant).", ""]
+    if all(c.information is None and c.reliance[0] == 0.0 for c in controls):
+        return ["## What the image contributes", "",
+                "Nothing to measure: no run has a trained-without-image partner, and every "
+                "run's shuffle control is exactly 0 (the same feature for every image, as in "
+                "a caption-only dataset).", ""]
+    return ["## What the image contributes", "",
+            "Image information: the same setting trained and scored with a constant image "
+            "feature (model.image_features=constant) minus the real one, paired by fold "
+            "and seed. The shuffle control measures reliance instead: the image model "
+            "scored with features permuted across images minus with its own.", "",
+            image_table(rows), ""]
+
+
 def _speller_section(rows: Sequence[Row]) -> list[str]:
     table = speller_table(rows)
     if not table:
@@ -340,12 +361,7 @@ def report_markdown(rows: Sequence[Row], where: str, figures: Sequence[str],
                   "## Pre-registered comparisons (paired by fold and seed)", "",
                   comparisons_table([c for c in comparisons if c.preregistered]), "",
                   *_exploratory(comparisons), *_beam_section(tested),
-                  "## What the image contributes", "",
-                  "Image information: the same setting trained and scored with a constant image "
-                  "feature (model.image_features=constant) minus the real one, paired by fold "
-                  "and seed. The shuffle control measures reliance instead: the image model "
-                  "scored with features permuted across images minus with its own.", "",
-                  image_table(tested), "",
+                  *_image_section(tested),
                   "## Cost, selection and failure modes", "", details_table(tested), "",
                   "## Bits/char by how often the reference word occurs in training", "",
                   "unseen: not in the fold's training captions; rare: 1-4 times; frequent: "

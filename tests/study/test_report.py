@@ -206,6 +206,21 @@ def test_image_information_pairs_blind_and_image_runs_beside_the_shuffle_control
     assert f"{2 / (10 * math.log(2)):.3f} [" in text
 
 
+def test_a_caption_only_report_says_there_is_no_image_to_measure():
+    """Runs on a dataset whose images all share one feature score a shuffle control of exactly
+    0 and have no blind partner: the report says so instead of printing a table of zeros."""
+    runs = [record(t, f) for t in ("char", "word") for f in range(2)]
+    for r in runs:
+        r["metrics"]["test/image_gain_bits_per_char"] = 0.0
+    text = report_markdown(make_rows(runs), "test", [])
+    section = text.split("## What the image contributes", 1)[1].split("##", 1)[0]
+    assert "Nothing to measure" in section and "|" not in section
+    runs[0]["metrics"]["test/image_gain_bits_per_char"] = 0.004  # one run used its image
+    text = report_markdown(make_rows(runs), "test", [])
+    section = text.split("## What the image contributes", 1)[1].split("##", 1)[0]
+    assert "Nothing to measure" not in section and "| char" in section
+
+
 def test_image_information_is_blank_without_a_blind_run():
     from capx.study.controls import image_controls
 
