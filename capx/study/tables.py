@@ -20,6 +20,7 @@ within each fold in the same way.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -134,7 +135,15 @@ def make_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
             rows.append(Row(*head, extra=f"[{extra}]" if extra else "",
                             records=sorted(by_setting[(head, key)],
                                            key=lambda r: str(r["labels"]))))
-    return sorted(rows, key=lambda r: (r.size, r.cell, _tokenizer_order(r.tokenizer), r.extra))
+    return sorted(rows, key=lambda r: (_natural(r.size), r.cell, _tokenizer_order(r.tokenizer),
+                                       _natural(r.extra)))
+
+
+def _natural(text: str) -> list[tuple[int, Any]]:
+    """A sort key that orders the numbers in a label by value: 500 before 1000, ~250k before
+    ~1000k."""
+    return [(0, int(part)) if part.isdigit() else (1, part)
+            for part in re.split(r"(\d+)", text) if part]
 
 
 def _tokenizer_order(label: str) -> tuple[int, int]:

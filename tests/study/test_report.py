@@ -41,6 +41,17 @@ def record(tokenizer: str, fold: int, seed: int = 0, nll_scale: float = 1.0, cid
             "per_image": per_image}
 
 
+def test_rows_order_the_numbers_in_their_labels_by_value():
+    """500 before 1000 and ~250k before ~1000k, as a reader scans a curve; not as strings."""
+    records = [record("char", 0, **{"dataset.max_train": n}) for n in ("4000", "500", "1000")]
+    records += [record("char", 0, **{"model.param_budget": "1000000"})]
+    labels = [row.label for row in make_rows(records)]
+    assert labels == ["char lstm ~250k params [dataset.max_train=500]",
+                      "char lstm ~250k params [dataset.max_train=1000]",
+                      "char lstm ~250k params [dataset.max_train=4000]",
+                      "char lstm ~1000k params"]
+
+
 def test_rows_count_distinct_folds_and_seeds_and_never_average_other_settings():
     records = [record("char", f) for f in range(3)] + [record("word", f) for f in range(3)]
     records += [record("word", 0, **{"solver.num_epochs": "1"})]
