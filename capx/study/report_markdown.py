@@ -257,20 +257,19 @@ def _image_section(rows: Sequence[Row]) -> list[str]:
     use an image (a caption-only dataset: every image has the same feature)."""
     controls = image_controls(rows)
     if not controls:
-        return ["## What the image contributes", "",
-                "Nothing to measure: every run was trained without the image "
-                "(model.image_features=constant).", ""]
-    if all(c.information is None and c.reliance[0] == 0.0 for c in controls):
-        return ["## What the image contributes", "",
-                "Nothing to measure: no run has a trained-without-image partner, and every "
+        body = ("Nothing to measure: every run was trained without the image "
+                "(model.image_features=constant).")
+    elif all(c.information is None and c.reliance[0] == 0.0 for c in controls):
+        body = ("Nothing to measure: no run has a trained-without-image partner, and every "
                 "run's shuffle control is exactly 0 (the same feature for every image, as in "
-                "a caption-only dataset).", ""]
-    return ["## What the image contributes", "",
-            "Image information: the same setting trained and scored with a constant image "
-            "feature (model.image_features=constant) minus the real one, paired by fold "
-            "and seed. The shuffle control measures reliance instead: the image model "
-            "scored with features permuted across images minus with its own.", "",
-            image_table(rows), ""]
+                "a caption-only dataset).")
+    else:
+        body = ("Image information: the same setting trained and scored with a constant image "
+                "feature (model.image_features=constant) minus the real one, paired by fold "
+                "and seed. The shuffle control measures reliance instead: the image model "
+                "scored with features permuted across images minus with its own.\n\n"
+                + image_table(rows))
+    return ["## What the image contributes", "", body, ""]
 
 
 def _speller_section(rows: Sequence[Row]) -> list[str]:

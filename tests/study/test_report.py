@@ -230,6 +230,9 @@ def test_a_caption_only_report_says_there_is_no_image_to_measure():
     text = report_markdown(make_rows(runs), "test", [])
     section = text.split("## What the image contributes", 1)[1].split("##", 1)[0]
     assert "Nothing to measure" not in section and "| char" in section
+    blind = [record(t, 0, **{"model.image_features": "constant"}) for t in ("char", "word")]
+    text = report_markdown(make_rows(blind), "test", [])
+    assert "every run was trained without the image" in text
 
 
 def test_image_information_is_blank_without_a_blind_run():
