@@ -18,6 +18,11 @@
 #   git worktree add ../capx-study "$(cat docs/study/COMMIT)"
 #   (cd ../capx-study && STUDY_DOCS="$OLDPWD/docs/study" bash examples/study.sh main)
 #
+# The reports it writes then come from the study commit's `capx report`; make them again with
+# this checkout's, whose tables may have moved on since (the numbers they read do not):
+#
+#   python -m capx report --from docs/study/coco_mini/runs.jsonl --out docs/study/coco_mini
+#
 # tune and tune1m score dev only; read their tables (capx report --from the lr export) and write
 # the chosen learning rates and dropout into conf/experiment/study_coco_mini.yaml and
 # study_coco_mini_1m.yaml (study.learning_rate, study.dropout), commit, and write that commit's
