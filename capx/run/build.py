@@ -253,8 +253,10 @@ def restore_selection(state: RunState, model: Any, meta: dict[str, Any]) -> None
 
 def make_callbacks(config: TopLevelConfig, state: RunState, parts: Parts,
                    recording: Callback) -> list[Any]:
-    """Validation, early stopping, checkpoints, ``recording`` (the epoch's metrics), the
-    progress bar: in this order, since each reads what the ones before left in ``state``."""
+    """Validation, early stopping, ``recording`` (the epoch's metrics), checkpoints, the
+    progress bar: in this order, since each reads what the ones before left in ``state``, and
+    since the record must never be behind the checkpoint a resume starts from (a job killed
+    between the two would otherwise lose the epoch's steps for good)."""
     evaluation, tokenizer = config.evaluation, parts.tokenizer
     text_metrics = text_validation(parts.data.val, tokenizer, evaluation.max_val_captions,
                                    evaluation.val_batch_size, speller=parts.speller)
@@ -266,8 +268,8 @@ def make_callbacks(config: TopLevelConfig, state: RunState, parts: Parts,
     ]
     if config.solver.patience:
         callbacks.append(EarlyStopping(state, config.solver.patience))
-    callbacks.append(parts.checkpointer)
     callbacks.append(recording)
+    callbacks.append(parts.checkpointer)
     progress = config.progress
     callbacks.append(ProgressBar(state, None if progress == "auto" else bool(progress)))
     return callbacks

@@ -4,7 +4,7 @@ recorder.)
 
 They share one :class:`RunState` (latest validation loss, best so far, checkpoint paths), and run
 in the order :func:`capx.run.build.make_callbacks` lists them: validation first, then early
-stopping, checkpoints, recording, the progress bar.
+stopping, recording, checkpoints (after the epoch is in the store), the progress bar.
 """
 
 from __future__ import annotations

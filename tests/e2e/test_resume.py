@@ -366,3 +366,36 @@ def test_after_sigkill_one_resume_trains_a_second_is_refused_and_no_step_is_logg
     steps = _steps(client, run_id, names.TRAIN_LOSS)
     assert steps == list(range(1, steps[-1] + 1))  # each step once, none missing
     assert _steps(client, run_id, "params/total") == [0]
+
+
+def test_a_kill_just_after_a_checkpoint_is_written_loses_no_step_of_it(workdir, monkeypatch):
+    """The record is never behind the checkpoint a resume starts from: the job dies the moment
+    epoch 1's ``last.npz`` is on disk (before anything else runs), yet the store already holds
+    epoch 1's losses and metrics, so the resume from that checkpoint leaves no step missing.
+    (Checkpoints used to be written before the epoch was recorded; a SIGKILL between the two
+    lost the epoch for good.)"""
+    import capx.run.callbacks
+
+    real_save = capx.run.callbacks.Checkpointer.save
+
+    def save_then_die(self, solver, name="last.npz"):
+        path = real_save(self, solver, name)
+        if name == "last.npz":
+            raise _Killed
+        return path
+
+    monkeypatch.setattr(capx.run.callbacks.Checkpointer, "save", save_then_die)
+    with pytest.raises(_Killed):
+        run_in_process(workdir, *FAST, "solver.num_epochs=2", "checkpoint.every_epochs=1",
+                       name="first")
+    monkeypatch.undo()
+    client, killed = _only(workdir)
+    run_id = killed.info.run_id
+    assert load_checkpoint(workdir / "outputs" / "first" / "checkpoints" / "last.npz"
+                           ).state["iteration"] == 10
+    assert _steps(client, run_id, names.TRAIN_LOSS) == list(range(1, 11))
+    assert _steps(client, run_id, names.VAL_LOSS) == [1]
+
+    assert run_in_process(workdir, f"resume={run_id}", name="second") == "FINISHED"
+    assert _steps(client, run_id, names.TRAIN_LOSS) == list(range(1, 21))
+    assert _steps(client, run_id, names.VAL_LOSS) == [1, 2]
