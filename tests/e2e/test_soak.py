@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from capx.tracking import names
 from tests.support import REPO, SMOKE, mlflow_client, subprocess_env
 
 EPOCHS = 30
@@ -31,10 +32,12 @@ def _jobs(client):
 
 
 def _training(client, exclude: set[str]):
-    """A job run that has trained past its first epoch and is still RUNNING."""
+    """A job run that is still RUNNING and has written a checkpoint to resume from (its tag is
+    set once ``last.npz`` is on disk; the epoch's metrics reach the store before the file, so
+    ``epoch >= 1`` alone does not mean there is one)."""
     for run in _jobs(client):
         if (run.info.status == "RUNNING" and run.info.run_id not in exclude
-                and run.data.metrics.get("epoch", 0) >= 1 and "capx.pid" in run.data.tags):
+                and names.CHECKPOINT_ITERATION in run.data.tags and "capx.pid" in run.data.tags):
             return run
     return None
 
