@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from capx.study import statistics
-from capx.study.controls import image_controls
+from capx.study.controls import ImageControl, image_controls
 from capx.study.per_image import SPELLERS
 from capx.study.selection import chosen_on_dev
 from capx.study.tables import (Row, compare, format_interval, preregistered, row_interval,
@@ -204,13 +204,13 @@ def comparisons_table(comparisons: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
-def image_table(rows: Sequence[Row]) -> str:
-    """Per setting with the image: what it contributes (blind - image, paired by fold and seed)
-    beside how much the model relies on it (the shuffle control)."""
+def image_table(controls: Sequence[ImageControl]) -> str:
+    """Per setting with the image (:func:`image_controls`): what it contributes (blind - image,
+    paired by fold and seed) beside how much the model relies on it (the shuffle control)."""
     header = ["setting", "paired runs", "image information bits/char (blind − image) [95% t CI]",
               "two-level bootstrap CI", "shuffle control bits/char (shuffled − real) [95% t CI]"]
     lines = [_md_row(header), _md_row(["---"] * len(header))]
-    for control in image_controls(rows):
+    for control in controls:
         info = control.information
         cells = [control.image.label, str(info.pairs) if info else "0",
                  format_interval(info.estimate, info.low, info.high, 3) if info else "–",
@@ -268,7 +268,7 @@ def _image_section(rows: Sequence[Row]) -> list[str]:
                 "feature (model.image_features=constant) minus the real one, paired by fold "
                 "and seed. The shuffle control measures reliance instead: the image model "
                 "scored with features permuted across images minus with its own.\n\n"
-                + image_table(rows))
+                + image_table(controls))
     return ["## What the image contributes", "", body, ""]
 
 
